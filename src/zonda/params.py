@@ -1,0 +1,793 @@
+"""The typed params contract: one pydantic schema with a section per stage.
+
+Every stage, every KFP component, every DVC stage and the CLI read their
+settings through :func:`load_params`, which
+
+1. reads a YAML preset (``params/*.yaml``),
+2. applies dotted command-line overrides (``training.lr=3e-4 data.levels=[500,850]``),
+3. validates the result against :class:`Params` (``extra="forbid"`` everywhere),
+
+and raises :class:`ParamsError` naming the YAML file and the dotted field path
+of every problem before anything heavy runs.
+
+Pluggable classes (optimizer, scheduler, loss) are chosen Anemoi-style by a
+``_target_`` import path; the remaining keys of that mapping are its kwargs.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import inspect
+import json
+import os
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from zonda.variables import VARIABLES, TIME_STEP_HOURS
+
+RESOLVED_PARAMS_FILENAME = "params.resolved.yaml"
+
+
+class ParamsError(ValueError):
+    """Bad params: the message names the YAML file and each dotted field path."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+# --------------------------------------------------------------------------- time
+
+
+_YEAR_RANGE = re.compile(r"^(\d{4})-(\d{4})$")
+
+
+def _parse_instant(text: str, *, end: bool) -> datetime:
+    """Parses ``YYYY``, ``YYYY-MM``, ``YYYY-MM-DD`` or ``YYYY-MM-DDTHH[:MM]``.
+
+    A bare year/month/day used as the *end* of a window means the last 6-hourly
+    step inside it, so "2000-01-01/2000-01-31" includes 2000-01-31T18.
+    """
+    text = text.strip()
+    for fmt, unit in (("%Y", "year"), ("%Y-%m", "month"), ("%Y-%m-%d", "day")):
+        try:
+            t = datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        if not end:
+            return t
+        if unit == "year":
+            nxt = t.replace(year=t.year + 1)
+        elif unit == "month":
+            nxt = t.replace(year=t.year + (t.month == 12), month=t.month % 12 + 1)
+        else:
+            nxt = t + timedelta(days=1)
+        return nxt - timedelta(hours=TIME_STEP_HOURS)
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a date; use YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH"
+        ) from None
+
+
+class TimeWindow(_Strict):
+    """An inclusive window of valid times.
+
+    Written in YAML as ``"1994-1997"`` (whole years, the GraphCast style),
+    ``"2000-01-01/2000-04-30"`` (ISO dates, inclusive), or a mapping
+    ``{start: ..., end: ...}``.
+    """
+
+    start: datetime
+    end: datetime
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            m = _YEAR_RANGE.match(value.strip())
+            if m:
+                a, b = m.groups()
+                return {"start": _parse_instant(a, end=False), "end": _parse_instant(b, end=True)}
+            if "/" not in value:
+                raise ValueError(
+                    f"{value!r} is not a time window; write 'YYYY-YYYY' or 'START/END' (ISO dates)"
+                )
+            a, b = value.split("/", 1)
+            return {"start": _parse_instant(a, end=False), "end": _parse_instant(b, end=True)}
+        if isinstance(value, dict):
+            out = dict(value)
+            for key, is_end in (("start", False), ("end", True)):
+                if isinstance(out.get(key), str):
+                    out[key] = _parse_instant(out[key], end=is_end)
+            return out
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "TimeWindow":
+        if self.end < self.start:
+            raise ValueError(f"end {self.end.isoformat()} is before start {self.start.isoformat()}")
+        return self
+
+    @property
+    def days(self) -> float:
+        return (self.end - self.start).total_seconds() / 86400.0 + TIME_STEP_HOURS / 24.0
+
+    def contains(self, other: "TimeWindow") -> bool:
+        return self.start <= other.start and other.end <= self.end
+
+    def overlaps(self, other: "TimeWindow") -> bool:
+        return self.start <= other.end and other.start <= self.end
+
+    def as_str(self) -> str:
+        return f"{self.start.isoformat()}/{self.end.isoformat()}"
+
+
+# ------------------------------------------------------------------- _target_
+
+
+class TargetSpec(BaseModel):
+    """A class chosen by import path, Anemoi style: ``{_target_: a.b.C, **kwargs}``.
+
+    Validation imports the module and checks that the kwargs bind to the
+    callable's signature, so a typo fails at load time, not mid-training.
+    """
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    target: str = Field(alias="_target_", pattern=r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    def resolve(self) -> Any:
+        module_name, _, attr = self.target.rpartition(".")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ValueError(f"cannot import module {module_name!r} of _target_ {self.target!r}: {exc}") from None
+        try:
+            return getattr(module, attr)
+        except AttributeError:
+            raise ValueError(f"module {module_name!r} has no attribute {attr!r} (_target_ {self.target!r})") from None
+
+    @model_validator(mode="after")
+    def _importable_and_binds(self) -> "TargetSpec":
+        obj = self.resolve()
+        if not callable(obj):
+            raise ValueError(f"_target_ {self.target!r} is not callable")
+        try:
+            sig = inspect.signature(obj)
+        except (TypeError, ValueError):
+            return self
+        try:
+            # The first positional argument (params / model) is injected at build time.
+            sig.bind_partial(*([None] * _injected_positional(sig)), **self.kwargs)
+        except TypeError as exc:
+            raise ValueError(f"kwargs do not fit {self.target}: {exc}") from None
+        return self
+
+    def instantiate(self, *args: Any, **injected: Any) -> Any:
+        return self.resolve()(*args, **{**self.kwargs, **injected})
+
+    def dump(self) -> dict[str, Any]:
+        return {"_target_": self.target, **self.kwargs}
+
+
+def _injected_positional(sig: inspect.Signature) -> int:
+    params = [p for p in sig.parameters.values() if p.name != "self"]
+    if params and params[0].kind in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    ) and params[0].default is inspect.Parameter.empty:
+        return 1
+    return 0
+
+
+# ------------------------------------------------------------------------ data
+
+SourceKind = Literal["heldsuarez", "zarr", "netcdf", "grib"]
+
+
+class SourceParams(_Strict):
+    kind: SourceKind = "heldsuarez"
+    path: str | None = Field(
+        None, description="Local path or fsspec URL (gs://, s3://, https://) for zarr/netcdf/grib sources."
+    )
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec storage options, e.g. {token: anon}.")
+    rename: dict[str, str] = Field(default_factory=dict, description="Source variable/dim name -> WB2 name.")
+
+    @model_validator(mode="after")
+    def _path_for_files(self) -> "SourceParams":
+        if self.kind != "heldsuarez" and not self.path:
+            raise ValueError(f"path is required when kind is {self.kind!r}")
+        return self
+
+
+class HeldSuarezParams(_Strict):
+    """Settings of the embedded Held-Suarez generator (dinosaur dynamical core)."""
+
+    truncation: Literal[21, 31, 42] = Field(21, description="Spectral truncation (T21, T31, T42).")
+    layers: int = Field(12, ge=4, le=64, description="Equidistant sigma levels.")
+    dt_minutes: float = Field(30.0, gt=0, le=60)
+    seed: int = 0
+    restart: str = Field(
+        "builtin",
+        description="Spun-up restart state (.npz) to start from; 'builtin' is the one shipped in the package, "
+        "'rest' starts from an isothermal atmosphere at rest (needs spinup_days >= 200).",
+    )
+    spinup_days: float = Field(0.0, ge=0, description="Days integrated and discarded before the first output.")
+    start: datetime = Field(datetime(2000, 1, 1), description="Calendar label of the first output step.")
+    days: float = Field(210.0, gt=0, description="Length of the output record in days.")
+    perturbation: float = Field(
+        1e-3, ge=0, description="Amplitude (K) of the seeded temperature noise added to the restart state."
+    )
+
+
+class CoarsenParams(_Strict):
+    factor: int = Field(1, ge=1, description="Block-mean coarsening factor in latitude and longitude.")
+
+
+class SplitParams(_Strict):
+    train: TimeWindow
+    validation: TimeWindow
+    test: TimeWindow
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> "SplitParams":
+        pairs = [("train", "validation"), ("train", "test"), ("validation", "test")]
+        for a, b in pairs:
+            if getattr(self, a).overlaps(getattr(self, b)):
+                raise ValueError(f"splits {a} and {b} overlap")
+        return self
+
+
+class DataParams(_Strict):
+    source: SourceParams = Field(default_factory=SourceParams)
+    heldsuarez: HeldSuarezParams = Field(default_factory=HeldSuarezParams)
+    variables: list[str] = Field(
+        default_factory=lambda: [
+            "temperature", "geopotential", "u_component_of_wind", "v_component_of_wind", "surface_pressure",
+        ]
+    )
+    levels: list[int] = Field(default_factory=lambda: [250, 500, 850], description="Pressure levels in hPa.")
+    time: TimeWindow = Field(description="Window of valid times taken into the snapshot.")
+    coarsen: CoarsenParams = Field(default_factory=CoarsenParams)
+    static: list[str] = Field(default_factory=lambda: ["geopotential_at_surface"])
+    forcings: list[str] = Field(
+        default_factory=lambda: [
+            "toa_incident_solar_radiation", "year_progress_sin", "year_progress_cos", "day_progress_sin", "day_progress_cos",
+        ]
+    )
+    chunk_time: int = Field(8, ge=1, description="Time steps per zarr chunk in the snapshot.")
+    splits: SplitParams
+
+    @field_validator("variables")
+    @classmethod
+    def _known_prognostic(cls, names: list[str]) -> list[str]:
+        return _check_names(names, ("atmospheric", "surface"))
+
+    @field_validator("static")
+    @classmethod
+    def _known_static(cls, names: list[str]) -> list[str]:
+        return _check_names(names, ("static",))
+
+    @field_validator("forcings")
+    @classmethod
+    def _known_forcing(cls, names: list[str]) -> list[str]:
+        return _check_names(names, ("forcing",))
+
+    @field_validator("levels")
+    @classmethod
+    def _valid_levels(cls, levels: list[int]) -> list[int]:
+        if not levels:
+            raise ValueError("at least one pressure level is required")
+        bad = [lv for lv in levels if not 1 <= lv <= 1100]
+        if bad:
+            raise ValueError(f"pressure levels must lie in 1..1100 hPa, got {bad}")
+        if len(set(levels)) != len(levels):
+            raise ValueError(f"duplicated pressure levels in {levels}")
+        return sorted(levels)
+
+    @model_validator(mode="after")
+    def _splits_inside_window(self) -> "DataParams":
+        for name in ("train", "validation", "test"):
+            window = getattr(self.splits, name)
+            if not self.time.contains(window):
+                raise ValueError(
+                    f"splits.{name} ({window.as_str()}) is not inside data.time ({self.time.as_str()})"
+                )
+        if self.source.kind == "heldsuarez":
+            hs = self.heldsuarez
+            end = hs.start + timedelta(days=hs.days) - timedelta(hours=TIME_STEP_HOURS)
+            if self.time.start < hs.start or self.time.end > end:
+                raise ValueError(
+                    f"time ({self.time.as_str()}) is outside the Held-Suarez record "
+                    f"{hs.start.isoformat()}/{end.isoformat()} (heldsuarez.start + heldsuarez.days)"
+                )
+        return self
+
+
+def _check_names(names: list[str], kinds: tuple[str, ...]) -> list[str]:
+    for name in names:
+        if name not in VARIABLES:
+            raise ValueError(f"unknown variable {name!r}; known: {', '.join(sorted(VARIABLES))}")
+        if VARIABLES[name].kind not in kinds:
+            raise ValueError(f"variable {name!r} is {VARIABLES[name].kind}, expected one of {kinds}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicated names in {names}")
+    return names
+
+
+# ----------------------------------------------------------------- statistics
+
+
+class StatisticsParams(_Strict):
+    period: TimeWindow | None = Field(None, description="Window the statistics cover; default: the train split.")
+    area_weighted: bool = Field(True, description="Weight by WB2 cell area (sin of latitude cell bounds).")
+    chunk_budget_mb: float = Field(256.0, gt=0, description="Upper bound on the data held in memory at once.")
+    dask_address: str | None = Field(
+        None, description="Address of a Dask scheduler (tcp://host:8786) to spread chunks over; None runs in-process."
+    )
+
+
+# ---------------------------------------------------------------------- graph
+
+
+class GraphParams(_Strict):
+    refinement: int = Field(3, ge=0, le=7, description="Icosahedral refinement r of the finest mesh: 10*4^r+2 nodes.")
+    multimesh_include_level0: bool = Field(
+        True, description="GraphCast's multi-mesh keeps the 60 icosahedron edges (anemoi-graphs drops them)."
+    )
+    encoder_radius_factor: float = Field(
+        0.6, gt=0, description="Grid->mesh radius as a multiple of the longest finest-mesh edge (GraphCast: 0.6)."
+    )
+    decoder: Literal["containing_triangle", "knn"] = "containing_triangle"
+    decoder_k: int = Field(3, ge=1, le=16, description="Neighbours per grid point when decoder is 'knn'.")
+    on_uncovered: Literal["error", "warn"] = Field(
+        "error", description="What to do when a mesh node has no encoder edge or a grid point no decoder edge."
+    )
+
+
+# ---------------------------------------------------------------------- model
+
+
+class ModelParams(_Strict):
+    processor: Literal["gnn", "graph_transformer", "transformer"] = "gnn"
+    hidden_dim: int = Field(64, ge=8, le=4096)
+    processor_layers: int = Field(4, ge=1, le=64)
+    mlp_hidden_layers: int = Field(1, ge=0, le=8)
+    num_heads: int = Field(4, ge=1, le=64)
+    attention_window: int | None = Field(
+        None, ge=1, description="Transformer processor: attend only to this many nearest mesh nodes in order (sliding window)."
+    )
+    activation: Literal["silu", "gelu", "relu"] = "silu"
+    input_steps: int = Field(2, ge=1, le=4, description="Input states (t-6h, t) fed to the network.")
+    gradient_checkpointing: bool = False
+    mapper_chunks: int = Field(1, ge=1, description="Split encoder/decoder edge computation into this many chunks.")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "ModelParams":
+        if self.processor != "gnn" and self.hidden_dim % self.num_heads:
+            raise ValueError(f"hidden_dim {self.hidden_dim} is not divisible by num_heads {self.num_heads}")
+        return self
+
+
+# -------------------------------------------------------------------- training
+
+
+class RolloutParams(_Strict):
+    start: int = Field(1, ge=1)
+    end: int = Field(1, ge=1)
+    increase_every_epochs: int = Field(1, ge=1, description="Add one rollout step every this many epochs.")
+
+    @model_validator(mode="after")
+    def _monotone(self) -> "RolloutParams":
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} < start {self.start}")
+        return self
+
+
+class GradientClipParams(_Strict):
+    value: float | None = Field(32.0, gt=0)
+    algorithm: Literal["norm", "value"] = "norm"
+
+
+class EarlyStoppingParams(_Strict):
+    enabled: bool = False
+    monitor: str = "val/loss"
+    patience: int = Field(3, ge=1)
+    mode: Literal["min", "max"] = "min"
+
+
+class CheckpointParams(_Strict):
+    top_k: int = Field(2, ge=0)
+    monitor: str = "val/loss"
+    mode: Literal["min", "max"] = "min"
+    every_n_train_steps: int | None = Field(None, ge=1)
+
+
+def _default_optimizer() -> TargetSpec:
+    return TargetSpec.model_validate({"_target_": "torch.optim.AdamW", "betas": [0.9, 0.95], "weight_decay": 0.1})
+
+
+def _default_scheduler() -> TargetSpec:
+    return TargetSpec.model_validate(
+        {"_target_": "zonda.training.schedulers.CosineWithWarmup", "warmup_steps": 100, "min_lr": 3.0e-7}
+    )
+
+
+def _default_loss() -> TargetSpec:
+    return TargetSpec.model_validate({"_target_": "zonda.training.losses.WeightedMSELoss"})
+
+
+class LossWeightParams(_Strict):
+    variables: dict[str, float] = Field(default_factory=dict, description="Per-variable weight (default 1).")
+    levels: Literal["pressure", "uniform"] = Field(
+        "pressure", description="GraphCast: weight proportional to pressure level, normalised to mean 1."
+    )
+
+    @field_validator("variables")
+    @classmethod
+    def _known(cls, weights: dict[str, float]) -> dict[str, float]:
+        for name, w in weights.items():
+            if name not in VARIABLES:
+                raise ValueError(f"unknown variable {name!r}")
+            if w < 0:
+                raise ValueError(f"weight of {name!r} is negative ({w})")
+        return weights
+
+
+Precision = Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true"]
+
+
+class TrainingParams(_Strict):
+    lr: float = Field(1e-3, gt=0)
+    optimizer: TargetSpec = Field(default_factory=_default_optimizer)
+    scheduler: TargetSpec = Field(default_factory=_default_scheduler)
+    loss: TargetSpec = Field(default_factory=_default_loss)
+    loss_weights: LossWeightParams = Field(default_factory=LossWeightParams)
+    rollout: RolloutParams = Field(default_factory=RolloutParams)
+    batch_size: int = Field(4, ge=1)
+    num_workers: int = Field(0, ge=0)
+    prefetch_factor: int = Field(2, ge=1)
+    persistent_workers: bool = True
+    pin_memory: Literal["auto", True, False] = "auto"
+    precision: Precision = "32-true"
+    float32_matmul_precision: Literal["highest", "high", "medium"] = "high"
+    gradient_clip: GradientClipParams = Field(default_factory=GradientClipParams)
+    accumulate_grad_batches: int = Field(1, ge=1)
+    max_epochs: int = Field(10, ge=1)
+    max_steps: int = Field(-1, ge=-1)
+    limit_train_batches: float | int | None = None
+    limit_val_batches: float | int | None = None
+    val_check_interval: float | int | None = None
+    early_stopping: EarlyStoppingParams = Field(default_factory=EarlyStoppingParams)
+    checkpoint: CheckpointParams = Field(default_factory=CheckpointParams)
+    seed: int = 42
+    deterministic: bool = False
+    accelerator: Literal["auto", "cpu", "gpu", "cuda"] = "auto"
+    devices: int | Literal["auto"] = 1
+    num_nodes: int = Field(1, ge=1)
+    strategy: str = "auto"
+    fake_dataloading: bool = Field(False, description="Serve the first batch forever, to tell input-bound runs apart.")
+    resume_from: str | None = Field(None, description="Checkpoint to resume exactly (model, optimizer, scheduler, step, RNG, data order).")
+    fork_from: str | None = Field(None, description="Checkpoint to continue from in a new MLflow run.")
+    warm_start_from: str | None = Field(None, description="Weights (safetensors) to initialise the model from.")
+
+    @model_validator(mode="after")
+    def _one_start(self) -> "TrainingParams":
+        given = [k for k in ("resume_from", "fork_from", "warm_start_from") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError(f"choose at most one of resume_from, fork_from, warm_start_from (got {given})")
+        return self
+
+
+# ------------------------------------------------------------------ evaluation
+
+
+class EvaluationParams(_Strict):
+    lead_days: float = Field(10.0, gt=0, description="Forecast length; 40 steps of 6 h for 10 days.")
+    init_every_hours: int = Field(12, ge=TIME_STEP_HOURS)
+    max_inits: int | None = Field(None, ge=1, description="Cap on initial conditions (None: all that fit).")
+    batch_size: int = Field(8, ge=1)
+    headline_variables: list[str] = Field(
+        default_factory=lambda: ["geopotential/500", "temperature/850", "u_component_of_wind/250"],
+        description="variable/level (or a surface variable name) reported as headline scores.",
+    )
+    headline_lead_days: list[float] = Field(default_factory=lambda: [1.0, 3.0, 5.0, 10.0])
+    map_lead_days: list[float] = Field(default_factory=lambda: [1.0, 5.0, 10.0])
+    climatology: Literal["auto", "day_of_year_hour", "mean"] = Field(
+        "auto", description="auto: day-of-year/hour when the training data has a seasonal cycle, else the time mean."
+    )
+
+    @model_validator(mode="after")
+    def _leads_within(self) -> "EvaluationParams":
+        for name in ("headline_lead_days", "map_lead_days"):
+            bad = [d for d in getattr(self, name) if d > self.lead_days or d <= 0]
+            if bad:
+                raise ValueError(f"{name} {bad} outside (0, lead_days={self.lead_days}]")
+            off = [d for d in getattr(self, name) if abs(d * 24 / TIME_STEP_HOURS - round(d * 24 / TIME_STEP_HOURS)) > 1e-9]
+            if off:
+                raise ValueError(f"{name} {off} are not multiples of {TIME_STEP_HOURS} h")
+        return self
+
+
+# ------------------------------------------------------------------- registry
+
+
+class PromotionParams(_Strict):
+    metrics: list[str] = Field(
+        default_factory=lambda: [
+            "rmse.geopotential.500.5d", "rmse.temperature.850.5d",
+        ],
+        description="Headline metric names (lower is better) the challenger must beat.",
+    )
+    rule: Literal["all", "any", "majority"] = "all"
+    tolerance: float = Field(0.0, ge=0, description="Relative slack: challenger wins if new <= old * (1 + tolerance).")
+
+
+class RegistryParams(_Strict):
+    model_name: str = Field("zonda", pattern=r"^[A-Za-z0-9_.\-]+$")
+    promotion: PromotionParams = Field(default_factory=PromotionParams)
+
+
+# -------------------------------------------------------------------- runtime
+
+
+class Toleration(_Strict):
+    key: str
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+class PvcMount(_Strict):
+    pvc_name: str
+    mount_path: str
+
+
+class SecretEnv(_Strict):
+    secret_name: str
+    keys: dict[str, str] = Field(description="Secret key -> environment variable name.")
+
+
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
+
+
+class StageResources(_Strict):
+    cpu_request: Annotated[str, Field(pattern=_QUANTITY)] | None = None
+    cpu_limit: Annotated[str, Field(pattern=_QUANTITY)] | None = None
+    memory_request: Annotated[str, Field(pattern=_QUANTITY)] | None = None
+    memory_limit: Annotated[str, Field(pattern=_QUANTITY)] | None = None
+    accelerator_type: str | None = Field(None, description="e.g. nvidia.com/gpu")
+    accelerator_count: int = Field(0, ge=0)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    pvc_mounts: list[PvcMount] = Field(default_factory=list)
+    secrets_as_env: list[SecretEnv] = Field(default_factory=list)
+    retries: int = Field(0, ge=0, le=10)
+    caching: bool = True
+
+    @model_validator(mode="after")
+    def _accelerator(self) -> "StageResources":
+        if self.accelerator_count and not self.accelerator_type:
+            raise ValueError("accelerator_count > 0 needs accelerator_type (e.g. nvidia.com/gpu)")
+        return self
+
+
+class ResourcesParams(_Strict):
+    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
+
+    snapshot: StageResources = Field(default_factory=StageResources)
+    statistics: StageResources = Field(default_factory=StageResources)
+    graph: StageResources = Field(default_factory=StageResources)
+    train: StageResources = Field(default_factory=StageResources)
+    evaluate: StageResources = Field(default_factory=StageResources)
+    register_: StageResources = Field(default_factory=StageResources, alias="register")
+
+    def for_stage(self, stage: str) -> StageResources:
+        return self.register_ if stage == "register" else getattr(self, stage)
+
+
+class ImagesParams(_Strict):
+    data: str = Field("zonda-data:latest", description="CPU image for snapshot, statistics, graph, evaluate, register.")
+    train: str = Field("zonda-train:latest", description="CUDA image for training.")
+
+
+class DistributedLaunchParams(_Strict):
+    kind: Literal["trainjob", "pytorchjob"] = Field(
+        "trainjob", description="Kubeflow Trainer v2 TrainJob, or the older training operator's PyTorchJob."
+    )
+    runtime_ref: str = Field("zonda-torch-distributed", description="TrainJob: name of the ClusterTrainingRuntime.")
+    namespace: str = "kubeflow"
+    timeout_minutes: int = Field(24 * 60, ge=1)
+
+
+class RuntimeParams(_Strict):
+    kfp_host: str | None = Field(None, description="KFP API endpoint; the KFP_HOST environment variable overrides.")
+    kfp_experiment: str = "zonda"
+    pipeline_name: str = Field("zonda", pattern=r"^[a-z0-9][a-z0-9\-]*$")
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; MLFLOW_TRACKING_URI overrides; default sqlite under output_root."
+    )
+    mlflow_experiment: str = "zonda"
+    output_root: str = Field("artifacts", description="Local runs: where KFP-local outputs and caches go.")
+    images: ImagesParams = Field(default_factory=ImagesParams)
+    resources: ResourcesParams = Field(default_factory=ResourcesParams)
+    distributed: DistributedLaunchParams = Field(default_factory=DistributedLaunchParams)
+
+
+# ---------------------------------------------------------------------- root
+
+
+class Params(_Strict):
+    """The whole contract. Each section is owned by one stage."""
+
+    name: str = Field("zonda", description="Preset name, recorded with every artifact.")
+    data: DataParams
+    statistics: StatisticsParams = Field(default_factory=StatisticsParams)
+    graph: GraphParams = Field(default_factory=GraphParams)
+    model: ModelParams = Field(default_factory=ModelParams)
+    training: TrainingParams = Field(default_factory=TrainingParams)
+    evaluation: EvaluationParams = Field(default_factory=EvaluationParams)
+    registry: RegistryParams = Field(default_factory=RegistryParams)
+    runtime: RuntimeParams = Field(default_factory=RuntimeParams)
+
+    @model_validator(mode="after")
+    def _cross_section(self) -> "Params":
+        if self.statistics.period is not None and not self.data.time.contains(self.statistics.period):
+            raise ValueError(
+                f"statistics.period ({self.statistics.period.as_str()}) is not inside data.time ({self.data.time.as_str()})"
+            )
+        prognostic = set(self.data.variables)
+        for name in self.training.loss_weights.variables:
+            if name not in prognostic:
+                raise ValueError(f"training.loss_weights.variables names {name!r}, which is not in data.variables")
+        for item in self.evaluation.headline_variables:
+            name, _, level = item.partition("/")
+            if name not in prognostic:
+                raise ValueError(f"evaluation.headline_variables names {name!r}, which is not in data.variables")
+            if level and int(level) not in self.data.levels:
+                raise ValueError(f"evaluation.headline_variables level {level} is not in data.levels")
+        if self.data.splits.test.days < self.evaluation.lead_days + TIME_STEP_HOURS / 24:
+            raise ValueError(
+                f"data.splits.test covers {self.data.splits.test.days:g} days, too short for "
+                f"evaluation.lead_days={self.evaluation.lead_days:g}"
+            )
+        return self
+
+    @property
+    def statistics_period(self) -> TimeWindow:
+        return self.statistics.period or self.data.splits.train
+
+    def resolved_dict(self) -> dict[str, Any]:
+        """JSON-able dict with every default filled in and `_target_` keys restored."""
+        return json.loads(self.model_dump_json(by_alias=True))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.resolved_dict(), sort_keys=False)
+
+    def section_hash(self, *sections: str) -> str:
+        """sha256 of the canonical JSON of some sections (what a stage's output depends on)."""
+        full = self.resolved_dict()
+        payload = {s: full[s] for s in sections} if sections else full
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------- loading
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Applies ``a.b.c=value`` overrides; values are parsed as YAML (``[500,850]``, ``3e-4``, ``null``)."""
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ParamsError(f"override {item!r}: expected dotted.key=value")
+        key, _, text = item.partition("=")
+        key = key.strip()
+        if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
+            raise ParamsError(f"override {item!r}: {key!r} is not a dotted field path")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ParamsError(f"override {item!r}: value is not valid YAML: {exc}") from None
+        if isinstance(value, float) is False and isinstance(value, str) and re.fullmatch(r"[-+]?\d*\.?\d+[eE][-+]?\d+", value):
+            value = float(value)  # YAML 1.1 reads 3e-4 as a string
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ParamsError(f"override {item!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: {len(exc.errors())} invalid param(s):"]
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "<root>"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not in the params schema)"
+        detail = ""
+        if err["type"] not in ("missing", "extra_forbidden") and "input" in err and not isinstance(err["input"], dict):
+            detail = f" (got {err['input']!r})"
+        lines.append(f"  {path}: {msg}{detail}")
+    return "\n".join(lines)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
+    return _fix_yaml_floats(raw)
+
+
+def _fix_yaml_floats(node: Any) -> Any:
+    """YAML 1.1 (PyYAML) reads ``3e-4`` as a string; read it as the float a user means."""
+    if isinstance(node, dict):
+        return {k: _fix_yaml_floats(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_fix_yaml_floats(v) for v in node]
+    if isinstance(node, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", node):
+        return float(node)
+    return node
+
+
+def validate_params(raw: dict[str, Any], source: str = "<params>") -> Params:
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamsError(_format_validation_error(exc, source)) from None
+
+
+def load_params(path: str | os.PathLike[str], overrides: list[str] | None = None) -> Params:
+    """Reads, overrides and validates a params YAML; raises ParamsError naming file and field paths."""
+    path = Path(path)
+    raw = apply_overrides(_read_yaml(path), list(overrides or []))
+    source = str(path) + (f" (with overrides {' '.join(overrides)})" if overrides else "")
+    return validate_params(raw, source)
+
+
+def params_from_json(text: str) -> Params:
+    """Params as passed between KFP components (the resolved dict as JSON)."""
+    return validate_params(json.loads(text), "<pipeline parameter params_json>")
+
+
+def write_resolved(params: Params, directory: str | os.PathLike[str]) -> Path:
+    """Writes the fully resolved params next to a stage's outputs; returns the file path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / RESOLVED_PARAMS_FILENAME
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(params.to_yaml())
+    tmp.replace(target)
+    return target

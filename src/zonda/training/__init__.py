@@ -1,0 +1,1 @@
+"""Training stage: data module, LightningModule, losses, optimizers, schedulers."""

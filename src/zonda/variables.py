@@ -1,0 +1,99 @@
+"""The one catalogue of physical variables zonda knows: names, units, kinds.
+
+Names, units and dimensions follow ARCO-ERA5 / WeatherBench2, so a snapshot
+made from ERA5 and one made from the Held-Suarez generator look the same to
+every later stage.  Every stage looks variables up here; nothing else in the
+code base spells a unit string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["atmospheric", "surface", "static", "forcing"]
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A physical variable as stored in a snapshot.
+
+    Attributes:
+      name: ARCO-ERA5 / WB2 name (the zarr array name).
+      units: CF/udunits string that the snapshot must carry.
+      kind: ``atmospheric`` has a ``level`` dim; ``surface`` is 2-D per time;
+        ``static`` has no time dim; ``forcing`` is derived from the clock.
+      long_name: CF long_name.
+      valid_range: physically plausible (min, max), used by validation to catch
+        unit mix-ups (e.g. geopotential height in m instead of m**2 s**-2).
+      standard_name: CF standard name where one exists.
+    """
+
+    name: str
+    units: str
+    kind: Kind
+    long_name: str
+    valid_range: tuple[float, float]
+    standard_name: str | None = None
+
+    @property
+    def has_levels(self) -> bool:
+        return self.kind == "atmospheric"
+
+    @property
+    def has_time(self) -> bool:
+        return self.kind != "static"
+
+
+_CATALOGUE = [
+    Variable("temperature", "K", "atmospheric", "Temperature", (150.0, 350.0), "air_temperature"),
+    Variable("geopotential", "m**2 s**-2", "atmospheric", "Geopotential", (-5.0e3, 3.5e5), "geopotential"),
+    Variable("u_component_of_wind", "m s**-1", "atmospheric", "U component of wind", (-250.0, 250.0), "eastward_wind"),
+    Variable("v_component_of_wind", "m s**-1", "atmospheric", "V component of wind", (-250.0, 250.0), "northward_wind"),
+    Variable("specific_humidity", "kg kg**-1", "atmospheric", "Specific humidity", (0.0, 0.1), "specific_humidity"),
+    Variable(
+        "vertical_velocity", "Pa s**-1", "atmospheric", "Vertical velocity", (-50.0, 50.0), "lagrangian_tendency_of_air_pressure"
+    ),
+    Variable("surface_pressure", "Pa", "surface", "Surface pressure", (3.0e4, 1.2e5), "surface_air_pressure"),
+    Variable("mean_sea_level_pressure", "Pa", "surface", "Mean sea level pressure", (8.0e4, 1.2e5), "air_pressure_at_mean_sea_level"),
+    Variable("2m_temperature", "K", "surface", "2 metre temperature", (150.0, 350.0), "air_temperature"),
+    Variable("10m_u_component_of_wind", "m s**-1", "surface", "10 metre U wind component", (-150.0, 150.0), "eastward_wind"),
+    Variable("10m_v_component_of_wind", "m s**-1", "surface", "10 metre V wind component", (-150.0, 150.0), "northward_wind"),
+    Variable("total_precipitation_6hr", "m", "surface", "Total precipitation over 6 hours", (0.0, 1.0), "precipitation_amount"),
+    Variable("geopotential_at_surface", "m**2 s**-2", "static", "Geopotential at surface (orography)", (-5.0e3, 1.0e5), "surface_geopotential"),
+    Variable("land_sea_mask", "1", "static", "Land-sea mask", (0.0, 1.0), "land_binary_mask"),
+    Variable(
+        "toa_incident_solar_radiation", "J m**-2", "forcing", "TOA incident solar radiation accumulated over 1 hour", (0.0, 5.0e6),
+        "toa_incoming_shortwave_flux",
+    ),
+    Variable("year_progress_sin", "1", "forcing", "sin(2 pi * fraction of the year elapsed)", (-1.0, 1.0)),
+    Variable("year_progress_cos", "1", "forcing", "cos(2 pi * fraction of the year elapsed)", (-1.0, 1.0)),
+    Variable("day_progress_sin", "1", "forcing", "sin(2 pi * local solar fraction of the day)", (-1.0, 1.0)),
+    Variable("day_progress_cos", "1", "forcing", "cos(2 pi * local solar fraction of the day)", (-1.0, 1.0)),
+]
+
+VARIABLES: dict[str, Variable] = {v.name: v for v in _CATALOGUE}
+
+# The 13 WeatherBench2 pressure levels and the 37 ERA5 pressure levels, in hPa.
+WB2_LEVELS_13 = (50, 100, 150, 200, 250, 300, 400, 500, 600, 700, 850, 925, 1000)
+ERA5_LEVELS_37 = (
+    1, 2, 3, 5, 7, 10, 20, 30, 50, 70, 100, 125, 150, 175, 200, 225, 250, 300, 350,
+    400, 450, 500, 550, 600, 650, 700, 750, 775, 800, 825, 850, 875, 900, 925, 950, 975, 1000,
+)
+
+# Time step of every snapshot: GraphCast/AIFS predict 6-hour tendencies.
+TIME_STEP_HOURS = 6
+
+
+def variable(name: str) -> Variable:
+    """Returns the catalogue entry for ``name`` or raises KeyError naming it."""
+    try:
+        return VARIABLES[name]
+    except KeyError:
+        known = ", ".join(sorted(VARIABLES))
+        raise KeyError(f"unknown variable {name!r}; known variables: {known}") from None
+
+
+def names_of_kind(kind: Kind) -> list[str]:
+    """Names of all catalogue variables of one kind, in catalogue order."""
+    return [v.name for v in _CATALOGUE if v.kind == kind]
