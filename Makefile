@@ -1,0 +1,60 @@
+# zonda: the two commands a fresh machine needs are `make run-pipeline` and `make test`.
+# Each installs what it needs into .venv first.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PARAMS ?= params/local.yaml
+OVERRIDES ?=
+STAMP := $(VENV)/.zonda-installed
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install run-pipeline compile test test-slow bench repro images push promote clean help
+
+help:
+	@echo "make run-pipeline [PARAMS=params/local.yaml] [KFP_HOST=...] [WAIT=1]  run the pipeline (KFP local runner without KFP_HOST)"
+	@echo "make test                 fast test suite (what CI runs)"
+	@echo "make test-slow            the slow tests too"
+	@echo "make bench                benchmarks (speed goals live here, not in tests)"
+	@echo "make compile [PARAMS=..]  compile the KFP pipeline to IR YAML under artifacts/"
+	@echo "make repro                dvc repro (stages in dvc.yaml, local DVC remote)"
+	@echo "make images | push        build / push the component images (REGISTRY=...)"
+	@echo "make promote MODEL=.. VERSION=.. REASON=..  manual promotion to champion"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run-pipeline: install
+	$(PY) -m pipelines.run run --params $(PARAMS) $(OVERRIDES)
+
+compile: install
+	$(PY) -m pipelines.run compile --params $(PARAMS) $(OVERRIDES)
+
+test: install
+	$(PY) -m pytest -q
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
+
+bench: install
+	$(PY) -m benchmarks
+
+repro: install
+	$(VENV)/bin/dvc repro
+
+images:
+	bash images/build.sh build
+
+push:
+	bash images/build.sh push
+
+promote: install
+	$(VENV)/bin/zonda promote --params $(PARAMS) $(MODEL) $(VERSION) --reason "$(REASON)"
+
+clean:
+	rm -rf artifacts .pytest_cache

@@ -1,0 +1,1 @@
+"""The zonda KFP pipeline and the commands that compile, submit or run it locally."""

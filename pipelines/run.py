@@ -1,0 +1,97 @@
+"""Compile, submit or run the zonda pipeline.
+
+    python -m pipelines.run compile --params params/aifs.yaml --out artifacts/pipeline.yaml
+    python -m pipelines.run run --params params/local.yaml [key=value ...]
+
+``run`` submits to the KFP API at ``KFP_HOST`` (or ``runtime.kfp_host``) when
+one is configured, and otherwise runs the same pipeline in this process with
+the KFP local runner (``SubprocessRunner(use_venv=False)``: every task runs in
+this Python environment, no network needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from zonda.params import ParamsError, Params, load_params
+
+DEFAULT_PARAMS = "params/local.yaml"
+
+
+def resolved_for_run(params: Params, local: bool) -> Params:
+    """For local runs, output_root becomes absolute so every task (any cwd) finds the same store."""
+    if not local:
+        return params
+    data = params.resolved_dict()
+    data["runtime"]["output_root"] = str(Path(params.runtime.output_root).resolve())
+    return Params.model_validate(data)
+
+
+def compile_pipeline(params: Params, out: Path) -> Path:
+    from kfp import compiler
+
+    from pipelines.zonda_pipeline import build_pipeline
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_pipeline(params), package_path=str(out))
+    return out
+
+
+def run_name_for(params: Params) -> str:
+    return f"{params.name}-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_local(params: Params) -> dict:
+    """Runs the pipeline with the KFP local runner; returns {output name: local path}."""
+    from kfp import local
+
+    from pipelines.zonda_pipeline import build_pipeline
+
+    root = Path(params.runtime.output_root).resolve() / "kfp"
+    root.mkdir(parents=True, exist_ok=True)
+    # Tasks run `python -m kfp.dsl.executor_main` with this interpreter.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    pipeline = build_pipeline(params)
+    name = run_name_for(params)
+    task = pipeline(params_json=json.dumps(params.resolved_dict()), run_name=name)
+    return {"run_name": name, "pipeline_root": str(root), "task": task}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.run", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("compile", "run"):
+        p = sub.add_parser(name)
+        p.add_argument("--params", default=os.environ.get("PARAMS", DEFAULT_PARAMS))
+        p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+        if name == "compile":
+            p.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    try:
+        params = load_params(args.params, args.overrides)
+    except ParamsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "compile":
+        out = args.out or Path("artifacts") / f"pipeline-{params.name}.yaml"
+        compile_pipeline(params, out)
+        print(f"compiled {args.params} -> {out}")
+        return 0
+    host = os.environ.get("KFP_HOST") or params.runtime.kfp_host
+    if host:
+        raise SystemExit("remote submission is not wired yet")
+    result = run_local(resolved_for_run(params, local=True))
+    print(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

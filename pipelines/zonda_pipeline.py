@@ -1,0 +1,38 @@
+"""The zonda pipeline: snapshot -> statistics -> ... wired as KFP v2 components.
+
+Wiring and typing only: every component calls a `zonda.stages` function. The
+pipeline takes one parameter, ``params_json`` (the fully resolved params), so
+a run on a cluster and a local run see exactly the same settings; images come
+from ``runtime.images``.
+"""
+
+
+from typing import Callable
+
+from kfp import dsl
+
+from components import make_component
+from components.snapshot import snapshot
+from components.statistics import statistics
+from components.tracking import open_mlflow_run
+from zonda.params import Params
+
+
+def build_pipeline(params: Params) -> Callable:
+    """The KFP pipeline function for these params (images and names come from ``params.runtime``)."""
+    data_image = params.runtime.images.data
+    open_run_op = make_component(open_mlflow_run, data_image)
+    snapshot_op = make_component(snapshot, data_image)
+    statistics_op = make_component(statistics, data_image)
+
+    @dsl.pipeline(name=params.runtime.pipeline_name, description="zonda: snapshot -> statistics")
+    def zonda_pipeline(params_json: str, run_name: str = ""):
+        run = open_run_op(params_json=params_json, pipeline_run_name=run_name).set_display_name("mlflow-run")
+        snap = snapshot_op(params_json=params_json, mlflow_run_id=run.output).set_display_name("snapshot")
+        stats = statistics_op(
+            params_json=params_json, mlflow_run_id=run.output, snapshot=snap.outputs["snapshot"]
+        ).set_display_name("statistics")
+        for task, stage in ((snap, "snapshot"), (stats, "statistics")):
+            task.set_caching_options(params.runtime.resources.for_stage(stage).caching)
+
+    return zonda_pipeline

@@ -1,0 +1,133 @@
+"""The ``zonda`` command line: one subcommand per stage plus helpers.
+
+Every subcommand takes ``--params FILE`` (default ``params/local.yaml``) and
+dotted overrides after the options, e.g.::
+
+    zonda snapshot --params params/local.yaml --out artifacts/snapshot data.levels=[500,850]
+    zonda params show --params params/aifs.yaml training.lr=3e-4
+
+Bad params, bad input data or an unreachable source end with a one-paragraph
+message naming the file, field or variable, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Callable
+
+DEFAULT_PARAMS = "params/local.yaml"
+EXIT_BAD_INPUT = 2
+
+
+def _common(p: argparse.ArgumentParser, *, tracked: bool = True) -> None:
+    p.add_argument("--params", default=DEFAULT_PARAMS, help=f"params YAML (default {DEFAULT_PARAMS})")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. training.lr=3e-4")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    if tracked:
+        p.add_argument("--mlflow-run-id", default=None, help="log into this MLflow run (the pipeline's)")
+        p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+
+
+def _load(args: argparse.Namespace):
+    from zonda.params import load_params
+
+    return load_params(args.params, args.overrides)
+
+
+def _track(args: argparse.Namespace) -> dict:
+    return {"mlflow_run_id": args.mlflow_run_id, "track": not args.no_mlflow, "progress": not args.quiet}
+
+
+def cmd_params_show(args: argparse.Namespace) -> None:
+    print(_load(args).to_yaml(), end="")
+
+
+def cmd_params_check(args: argparse.Namespace) -> None:
+    params = _load(args)
+    print(f"{args.params}: valid ({params.name})")
+
+
+def cmd_snapshot(args: argparse.Namespace) -> None:
+    from zonda.stages import snapshot_stage
+
+    manifest = snapshot_stage(_load(args), args.out, **_track(args))
+    print(f"snapshot {manifest['snapshot_id']} at {args.out}")
+
+
+def cmd_statistics(args: argparse.Namespace) -> None:
+    from zonda.stages import statistics_stage
+
+    manifest = statistics_stage(_load(args), args.snapshot, args.out, **_track(args))
+    print(f"statistics {manifest['statistics_hash']} at {args.out}")
+
+
+def cmd_data_heldsuarez(args: argparse.Namespace) -> None:
+    from zonda.data.heldsuarez import main_heldsuarez
+
+    if args.out is None and args.write_restart is None:
+        raise SystemExit("zonda data heldsuarez: give --out FILE (.nc or .zarr) and/or --write-restart FILE.npz")
+    main_heldsuarez(_load(args), args.out, args.spinup_days, args.write_restart)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zonda", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    params = sub.add_parser("params", help="show or check resolved params").add_subparsers(dest="action", required=True)
+    p = params.add_parser("show", help="print the fully resolved params as YAML")
+    _common(p, tracked=False)
+    p.set_defaults(func=cmd_params_show)
+    p = params.add_parser("check", help="validate params and exit")
+    _common(p, tracked=False)
+    p.set_defaults(func=cmd_params_check)
+
+    data = sub.add_parser("data", help="embedded data generators").add_subparsers(dest="generator", required=True)
+    p = data.add_parser("heldsuarez", help="run the Held-Suarez generator (dinosaur) or regenerate its restart state")
+    _common(p, tracked=False)
+    p.add_argument("--out", type=Path, default=None, help="write the generated record here (.nc or .zarr)")
+    p.add_argument("--spinup-days", type=float, default=None, help="with --write-restart: days to spin up from rest")
+    p.add_argument("--write-restart", type=Path, default=None, help="spin up from rest and write a restart .npz")
+    p.set_defaults(func=cmd_data_heldsuarez)
+
+    p = sub.add_parser("snapshot", help="stage 1: validated, content-hashed zarr v3 snapshot")
+    _common(p)
+    p.add_argument("--out", type=Path, required=True, help="snapshot directory")
+    p.set_defaults(func=cmd_snapshot)
+
+    p = sub.add_parser("statistics", help="stage 2: normalisation statistics")
+    _common(p)
+    p.add_argument("--snapshot", type=Path, required=True, help="snapshot directory")
+    p.add_argument("--out", type=Path, required=True, help="statistics directory")
+    p.set_defaults(func=cmd_statistics)
+    return parser
+
+
+def _bad_input_errors() -> tuple[type[BaseException], ...]:
+    from zonda.data.sources import SourceError
+    from zonda.data.validation import SnapshotValidationError
+    from zonda.params import ParamsError
+
+    return (ParamsError, SnapshotValidationError, SourceError, FileNotFoundError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    func: Callable[[argparse.Namespace], None] = args.func
+    try:
+        func(args)
+    except _bad_input_errors() as exc:
+        print(f"zonda {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Checks a source must pass before a snapshot is written.
+
+Structural checks (:func:`check_structure`) read only metadata and coordinates
+and run before any heavy compute; value checks (:func:`check_values`) run on
+each block as it streams into the snapshot. Every failure names the variable
+and, for values, the valid time.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from zonda.variables import TIME_STEP_HOURS, variable
+
+# Unit spellings that mean the same thing as the catalogue's.
+_UNIT_SYNONYMS = {
+    "m**2 s**-2": {"m**2 s**-2", "m2 s-2", "m^2/s^2", "m2/s2", "m**2/s**2", "m^2 s^-2"},
+    "m s**-1": {"m s**-1", "m s-1", "m/s", "m s^-1", "meter second-1"},
+    "K": {"K", "kelvin", "degK"},
+    "Pa": {"Pa", "pascal"},
+    "Pa s**-1": {"Pa s**-1", "Pa s-1", "Pa/s"},
+    "kg kg**-1": {"kg kg**-1", "kg kg-1", "kg/kg", "1"},
+    "J m**-2": {"J m**-2", "J m-2", "J/m2"},
+    "m": {"m", "metre", "meter"},
+    "1": {"1", "", "(0 - 1)", "dimensionless", "~"},
+}
+
+
+class SnapshotValidationError(ValueError):
+    """The source fails validation; the message lists every problem found."""
+
+    def __init__(self, problems: Iterable[str]):
+        self.problems = list(problems)
+        super().__init__("snapshot validation failed:\n  - " + "\n  - ".join(self.problems))
+
+
+def units_match(expected: str, actual: str) -> bool:
+    actual = actual.strip()
+    return actual == expected or actual in _UNIT_SYNONYMS.get(expected, set())
+
+
+def expected_dims(name: str) -> tuple[str, ...]:
+    kind = variable(name).kind
+    return {
+        "atmospheric": ("time", "level", "latitude", "longitude"),
+        "surface": ("time", "latitude", "longitude"),
+        "static": ("latitude", "longitude"),
+    }[kind]
+
+
+def _check_coordinate(ds: xr.Dataset, name: str, problems: list[str]) -> None:
+    if name not in ds.coords:
+        problems.append(f"coordinate {name!r} is missing")
+        return
+    values = np.asarray(ds[name].values)
+    if values.ndim != 1 or values.size == 0:
+        problems.append(f"coordinate {name!r} must be 1-D and non-empty")
+        return
+    if name in ("latitude", "longitude", "level") and not np.all(np.isfinite(values)):
+        problems.append(f"coordinate {name!r} has NaN/inf values")
+        return
+    diffs = np.diff(values)
+    if name == "time":
+        diffs = diffs.astype("timedelta64[ns]").astype(np.int64)
+    dup = np.flatnonzero(diffs == 0)
+    if dup.size:
+        problems.append(f"coordinate {name!r} has duplicated values, first at {_fmt(values[dup[0]])}")
+    elif values.size > 1 and not (np.all(diffs > 0) or (name != "time" and np.all(diffs < 0))):
+        first = int(np.flatnonzero(np.sign(diffs) != np.sign(diffs[0]))[0]) + 1
+        problems.append(f"coordinate {name!r} is not monotonic (order breaks at {_fmt(values[first])})")
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, np.datetime64):
+        return pd.Timestamp(value).isoformat()
+    return str(value)
+
+
+def check_structure(
+    ds: xr.Dataset,
+    variables: list[str],
+    static: list[str],
+    levels: list[int],
+    start: np.datetime64,
+    end: np.datetime64,
+) -> None:
+    """Raises SnapshotValidationError unless ``ds`` (already name-standardised) can make the snapshot.
+
+    Checks coordinates (present, monotonic, no duplicates, latitude in [-90, 90]),
+    each variable's presence, dims, units and levels, and that the 6-hourly
+    time axis covers [start, end] with no missing or duplicated step.
+    """
+    problems: list[str] = []
+    for coord in ("time", "latitude", "longitude"):
+        _check_coordinate(ds, coord, problems)
+    if any(variable(v).has_levels for v in variables):
+        _check_coordinate(ds, "level", problems)
+    if "latitude" in ds.coords:
+        lat = np.asarray(ds["latitude"].values, dtype=np.float64)
+        if lat.size and (lat.min() < -90.0 or lat.max() > 90.0):
+            problems.append(f"coordinate 'latitude' outside [-90, 90]: range {lat.min()}..{lat.max()}")
+    for name in list(variables) + list(static):
+        _check_variable(ds, name, levels, problems)
+    if "time" in ds.coords and not any("coordinate 'time'" in p for p in problems):
+        _check_time_axis(np.asarray(ds["time"].values), start, end, problems)
+    if problems:
+        raise SnapshotValidationError(problems)
+
+
+def _check_variable(ds: xr.Dataset, name: str, levels: list[int], problems: list[str]) -> None:
+    meta = variable(name)
+    if name not in ds.data_vars:
+        problems.append(f"variable {name!r} is missing from the source (has: {', '.join(sorted(map(str, ds.data_vars)))})")
+        return
+    da = ds[name]
+    dims = tuple(d for d in da.dims if not (meta.kind == "static" and d == "time" and da.sizes[d] == 1))
+    if sorted(dims) != sorted(expected_dims(name)):
+        problems.append(f"variable {name!r} has dims {da.dims}, expected {expected_dims(name)}")
+    units = da.attrs.get("units")
+    if units is None:
+        problems.append(f"variable {name!r} has no 'units' attribute (expected {meta.units!r})")
+    elif not units_match(meta.units, str(units)):
+        problems.append(f"variable {name!r} has units {units!r}, expected {meta.units!r}")
+    if meta.has_levels and "level" in da.dims:
+        have = set(np.asarray(ds["level"].values).round().astype(int).tolist())
+        missing = [lv for lv in levels if lv not in have]
+        if missing:
+            problems.append(f"variable {name!r}: levels {missing} hPa missing from the source (has {sorted(have)})")
+
+
+def _check_time_axis(times: np.ndarray, start: np.datetime64, end: np.datetime64, problems: list[str]) -> None:
+    times = times.astype("datetime64[ns]")
+    step = np.timedelta64(TIME_STEP_HOURS, "h")
+    inside = times[(times >= start) & (times <= end)]
+    expected = np.arange(np.datetime64(start, "ns"), np.datetime64(end, "ns") + step, step)
+    missing = np.setdiff1d(expected, inside)
+    if missing.size:
+        shown = ", ".join(_fmt(t) for t in missing[:5])
+        problems.append(
+            f"time: {missing.size} 6-hourly step(s) of {_fmt(expected[0])}..{_fmt(expected[-1])} missing, first: {shown}"
+        )
+    extra = np.setdiff1d(inside, expected)
+    if extra.size:
+        problems.append(f"time: {extra.size} step(s) not on the 6-hourly grid, first: {_fmt(extra[0])}")
+
+
+def check_values(block: xr.Dataset, names: Iterable[str]) -> None:
+    """NaN/inf and plausible-range checks on an in-memory block; names variable and first bad time."""
+    problems: list[str] = []
+    for name in names:
+        meta = variable(name)
+        da = block[name]
+        values = np.asarray(da.values)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            problems.append(f"variable {name!r} has {int(bad.sum())} NaN/inf value(s), first at {_where(da, bad)}")
+            continue
+        lo, hi = meta.valid_range
+        out = (values < lo) | (values > hi)
+        if out.any():
+            problems.append(
+                f"variable {name!r} has values outside the plausible range [{lo:g}, {hi:g}] {meta.units} "
+                f"(min {values.min():g}, max {values.max():g}), first at {_where(da, out)}: wrong units or corrupt data?"
+            )
+    if problems:
+        raise SnapshotValidationError(problems)
+
+
+def _where(da: xr.DataArray, mask: np.ndarray) -> str:
+    index = np.unravel_index(int(np.flatnonzero(mask)[0]), mask.shape)
+    parts = []
+    for dim, i in zip(da.dims, index):
+        if dim in da.coords:
+            parts.append(f"{dim}={_fmt(np.asarray(da[dim].values)[i])}")
+    return ", ".join(parts) if parts else "index " + str(tuple(int(i) for i in index))

@@ -1,0 +1,143 @@
+"""The 6-hour forecaster: a network predicting normalised tendencies (GraphCast style).
+
+Given the states at ``t - 6h (T_in - 1)``, ..., ``t`` and the forcings at those
+times and at ``t + 6h``, the network sees, per grid point, the channels::
+
+    [normalised states (T_in * C, time-major: all C channels of the oldest state first),
+     normalised forcings ((T_in + 1) * F, time-major),
+     normalised static fields (S)]
+
+and predicts ``(x(t+6h) - x(t)) / tendency_std`` (C channels). The next state
+is ``x(t) + tendency_std * prediction``: with a zero prediction the forecast
+is persistence. Inputs and outputs of :meth:`Forecaster.step` and
+:meth:`Forecaster.rollout` are in physical units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Sequence
+
+import torch
+import xarray as xr
+from torch import nn
+from torch_geometric.data import HeteroData
+
+from zonda.channels import ChannelLayout
+from zonda.models.encode_process_decode import build_network
+from zonda.models.normalisation import Normalisation
+from zonda.params import ModelParams, Params
+
+
+class Forecaster(nn.Module):
+    """Wraps a network ``(B, G, in_channels) -> (B, G, C)`` into a residual 6-hour forecaster.
+
+    Args:
+        network: maps ``(B, G, T_in*C + (T_in+1)*F + S)`` to ``(B, G, C)``.
+        normalisation: constants; stored as buffers ``norm_<field>``.
+        input_steps: ``T_in``.
+    """
+
+    def __init__(self, network: nn.Module, normalisation: Normalisation, input_steps: int) -> None:
+        super().__init__()
+        self.network = network
+        self.input_steps = int(input_steps)
+        for f in fields(Normalisation):
+            self.register_buffer(f"norm_{f.name}", getattr(normalisation, f.name).float().clone())
+        expected = self.input_steps * self.num_channels + (self.input_steps + 1) * self.num_forcings + self.num_static
+        in_channels = getattr(network, "in_channels", expected)
+        if in_channels != expected:
+            raise ValueError(f"network takes {in_channels} input channels, the forecaster feeds {expected}")
+
+    @classmethod
+    def build(
+        cls,
+        params: Params | ModelParams,
+        graph: HeteroData,
+        layout: ChannelLayout,
+        forcing_names: Sequence[str],
+        static_names: Sequence[str],
+        statistics: xr.Dataset,
+    ) -> "Forecaster":
+        """Forecaster with an :class:`~zonda.models.encode_process_decode.EncodeProcessDecode` network."""
+        model_params = params.model if isinstance(params, Params) else params
+        norm = Normalisation.from_statistics(statistics, layout, list(forcing_names), list(static_names))
+        steps = model_params.input_steps
+        in_channels = steps * len(layout) + (steps + 1) * len(forcing_names) + len(static_names)
+        network = build_network(model_params, graph, in_channels, len(layout))
+        return cls(network, norm, steps)
+
+    @property
+    def normalisation(self) -> Normalisation:
+        """The constants, as tensors on the module's device."""
+        return Normalisation(**{f.name: getattr(self, f"norm_{f.name}") for f in fields(Normalisation)})
+
+    @property
+    def num_channels(self) -> int:
+        return int(self.norm_state_mean.shape[0])
+
+    @property
+    def num_forcings(self) -> int:
+        return int(self.norm_forcing_mean.shape[0])
+
+    @property
+    def num_static(self) -> int:
+        return int(self.norm_static_mean.shape[0])
+
+    def network_input(self, states: torch.Tensor, forcings: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
+        """``(B, T_in, G, C)``, ``(B, T_in+1, G, F)``, ``(G, S)`` physical -> ``(B, G, in_channels)`` normalised."""
+        self._check(states, forcings, static, self.input_steps + 1)
+        norm = self.normalisation
+        batch, _, grid, _ = states.shape
+        parts = [
+            _time_to_channels(norm.normalise_state(states)),
+            _time_to_channels(norm.normalise_forcing(forcings)),
+            norm.normalise_static(static).to(states.dtype).expand(batch, grid, -1),
+        ]
+        return torch.cat(parts, dim=-1)
+
+    def predict_normalised_tendency(self, states: torch.Tensor, forcings: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
+        """The network's output ``(B, G, C)``: the 6-hour tendency in units of ``tendency_std``."""
+        return self.network(self.network_input(states, forcings, static))
+
+    def step(self, states: torch.Tensor, forcings: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
+        """Next state ``(B, G, C)`` in physical units: ``states[:, -1] + tendency_std * prediction``."""
+        tendency = self.predict_normalised_tendency(states, forcings, static)
+        return states[:, -1] + tendency.to(states.dtype) * self.norm_tendency_std.to(states.dtype)
+
+    def normalised_target_tendency(self, states_last: torch.Tensor, next_state: torch.Tensor) -> torch.Tensor:
+        """Training target ``(next_state - states_last) / tendency_std``, ``(B, G, C)``."""
+        return (next_state - states_last) / self.norm_tendency_std
+
+    def rollout(self, states: torch.Tensor, forcings: torch.Tensor, static: torch.Tensor, steps: int) -> torch.Tensor:
+        """Autoregressive forecast ``(B, steps, G, C)``; gradients flow through every step.
+
+        Args:
+            states: ``(B, T_in, G, C)`` initial states.
+            forcings: ``(B, T_in + steps, G, F)``, at the input times and every forecast time.
+            static: ``(G, S)``.
+            steps: number of 6-hour steps.
+        """
+        self._check(states, forcings, static, self.input_steps + steps)
+        window, outputs = states, []
+        for k in range(steps):
+            nxt = self.step(window, forcings[:, k : k + self.input_steps + 1], static)
+            outputs.append(nxt)
+            window = torch.cat([window[:, 1:], nxt.unsqueeze(1)], dim=1)
+        return torch.stack(outputs, dim=1)
+
+    def _check(self, states: torch.Tensor, forcings: torch.Tensor, static: torch.Tensor, forcing_times: int) -> None:
+        t, c, f, s = self.input_steps, self.num_channels, self.num_forcings, self.num_static
+        if states.ndim != 4 or states.shape[1] != t or states.shape[3] != c:
+            raise ValueError(f"states must be (B, {t}, G, {c}), got {tuple(states.shape)}")
+        b, _, g, _ = states.shape
+        if tuple(forcings.shape) != (b, forcing_times, g, f):
+            raise ValueError(f"forcings must be ({b}, {forcing_times}, {g}, {f}), got {tuple(forcings.shape)}")
+        if tuple(static.shape) != (g, s):
+            raise ValueError(f"static must be ({g}, {s}), got {tuple(static.shape)}")
+
+
+def _time_to_channels(x: torch.Tensor) -> torch.Tensor:
+    """``(B, T, G, K)`` -> ``(B, G, T*K)``, time-major channels."""
+    b, t, g, k = x.shape
+    return x.permute(0, 2, 1, 3).reshape(b, g, t * k)

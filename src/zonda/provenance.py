@@ -1,0 +1,62 @@
+"""Code version and content hashing shared by every stage's manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import zonda
+
+MANIFEST_FILENAME = "manifest.json"
+
+
+def git_commit() -> str | None:
+    """The git commit of the code that runs: ZONDA_GIT_SHA (set in images) or the checkout's HEAD."""
+    env = os.environ.get("ZONDA_GIT_SHA")
+    if env:
+        return env
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = out.stdout.strip()
+    if not sha:
+        return None
+    dirty = subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5
+    ).stdout.strip()
+    return sha + ("-dirty" if dirty else "")
+
+
+def code_version() -> dict[str, str | None]:
+    return {"zonda": zonda.__version__, "git_commit": git_commit()}
+
+
+def canonical_json_hash(payload: Any) -> str:
+    """sha256 hex of the canonical (sorted keys, no whitespace) JSON of ``payload``."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def write_manifest(directory: str | os.PathLike[str], manifest: dict[str, Any]) -> Path:
+    """Writes ``manifest.json`` atomically into ``directory``."""
+    directory = Path(directory)
+    target = directory / MANIFEST_FILENAME
+    tmp = directory / (MANIFEST_FILENAME + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n")
+    tmp.replace(target)
+    return target
+
+
+def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
+    path = Path(directory) / MANIFEST_FILENAME
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())

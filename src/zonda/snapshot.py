@@ -1,0 +1,300 @@
+"""Stage 1, dataset snapshot: source -> validated, content-hashed, immutable zarr v3.
+
+Layout of a snapshot directory::
+
+    <out>/data.zarr            zarr v3, xarray Dataset (WB2 names, dims and units)
+    <out>/manifest.json        source, selection, content hash (= snapshot ID), shapes, time range, code version
+    <out>/params.resolved.yaml the fully resolved params that made it
+
+``data.zarr`` holds the prognostic variables (``temperature`` as ``(time, level,
+latitude, longitude)``, ``surface_pressure`` as ``(time, latitude, longitude)``),
+static fields ``(latitude, longitude)`` and the derived forcings
+(``year_progress_*`` ``(time,)``, ``day_progress_*`` ``(time, longitude)``,
+``toa_incident_solar_radiation`` ``(time, latitude, longitude)``). Latitude is
+ascending, longitude in [0, 360), ``level`` in hPa, time 6-hourly; chunks are
+``data.chunk_time`` steps in time and whole fields in space, the shape of a
+training read.
+
+The content hash is a sha256 over every array's name, dims, dtype, shape and
+bytes (each variable hashed in time order, so it does not depend on how the
+data were chunked) and over the coordinates. A rerun with the same inputs finds
+the existing snapshot's ``input_key`` in its manifest and does nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from tqdm.auto import tqdm
+
+from zonda.data.forcings import forcing_dataset
+from zonda.data.sources import SourceError, normalise_grid, open_source
+from zonda.data.validation import check_structure, check_values
+from zonda.params import Params, write_resolved
+from zonda.provenance import canonical_json_hash, code_version, read_manifest, write_manifest
+from zonda.variables import variable
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_SCHEMA_VERSION = 1
+DATA_DIRNAME = "data.zarr"
+_BLOCK_BYTES = 256 * 2**20
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    path: Path
+    manifest: dict[str, Any]
+    reused: bool
+
+    @property
+    def snapshot_id(self) -> str:
+        return self.manifest["snapshot_id"]
+
+
+def open_snapshot(directory: str | os.PathLike[str]) -> xr.Dataset:
+    """Opens a snapshot's data lazily (dask-backed)."""
+    path = Path(directory) / DATA_DIRNAME
+    if not path.exists():
+        raise FileNotFoundError(f"{directory}: not a zonda snapshot (no {DATA_DIRNAME})")
+    return xr.open_zarr(path, chunks={}, consolidated=False)
+
+
+def input_key(params: Params) -> str:
+    """What the snapshot depends on: data params, the source's identity and the code's schema."""
+    source = params.data.source
+    fingerprint: dict[str, Any] = {"kind": source.kind, "path": source.path}
+    if source.path and "://" not in source.path:
+        files = sorted(Path().glob(source.path)) if any(c in source.path for c in "*?[") else [Path(source.path)]
+        fingerprint["files"] = [
+            (str(f), f.stat().st_size if f.is_file() else None, int(f.stat().st_mtime)) for f in files if f.exists()
+        ]
+    payload = {
+        "data": params.data.model_dump(mode="json"),
+        "source": fingerprint,
+        "snapshot_schema": SNAPSHOT_SCHEMA_VERSION,
+    }
+    return canonical_json_hash(payload)
+
+
+def select(ds: xr.Dataset, params: Params) -> xr.Dataset:
+    """Variables, levels and time window of the snapshot, coarsened if asked. Lazy."""
+    data = params.data
+    names = list(data.variables) + list(data.static)
+    out = ds[names]
+    for name in data.static:
+        if "time" in out[name].dims:
+            out[name] = out[name].isel(time=0, drop=True)
+    if "level" in out.dims:
+        out = out.sel(level=np.asarray(data.levels, dtype=ds["level"].dtype))
+        out = out.assign_coords(level=np.asarray(data.levels, dtype=np.int32))
+        out["level"].attrs.update({"units": "hPa", "long_name": "pressure level", "standard_name": "air_pressure"})
+    out = out.sel(time=slice(np.datetime64(data.time.start), np.datetime64(data.time.end)))
+    factor = data.coarsen.factor
+    if factor > 1:
+        for dim in ("latitude", "longitude"):
+            if out.sizes[dim] % factor:
+                raise ValueError(f"data.coarsen.factor {factor} does not divide the {out.sizes[dim]} points of {dim}")
+        out = out.coarsen(latitude=factor, longitude=factor).mean(keep_attrs=True)
+    for name in names:
+        out[name] = out[name].astype(np.float32)
+        out[name].attrs = _cf_attrs(name, out[name].attrs)
+    for var in out.variables.values():
+        var.encoding = {}  # the source's chunks and codecs are not the snapshot's
+    return out
+
+
+def _cf_attrs(name: str, attrs: dict[str, Any]) -> dict[str, Any]:
+    meta = variable(name)
+    cf = {"units": meta.units, "long_name": meta.long_name}
+    if meta.standard_name:
+        cf["standard_name"] = meta.standard_name
+    keep = {k: v for k, v in attrs.items() if k not in ("units", "long_name", "standard_name")}
+    return {**keep, **cf}
+
+
+def _coordinate_attrs(ds: xr.Dataset) -> xr.Dataset:
+    ds["latitude"].attrs.update({"units": "degrees_north", "standard_name": "latitude", "long_name": "latitude"})
+    ds["longitude"].attrs.update({"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude"})
+    ds["time"].attrs.update({"standard_name": "time", "long_name": "valid time"})
+    return ds
+
+
+def _block_steps(ds: xr.Dataset, chunk_time: int) -> int:
+    per_step = sum(
+        int(np.prod([ds.sizes[d] for d in da.dims if d != "time"])) * da.dtype.itemsize
+        for da in ds.data_vars.values()
+        if "time" in da.dims
+    )
+    chunks = max(1, _BLOCK_BYTES // max(1, per_step * chunk_time))
+    return chunk_time * chunks
+
+
+class _ContentHasher:
+    """sha256 per variable in time order, combined with the coordinates: chunking-independent."""
+
+    def __init__(self) -> None:
+        self._per_var: dict[str, hashlib._Hash] = {}
+        self._meta: dict[str, tuple] = {}
+
+    def update(self, name: str, da: xr.DataArray) -> None:
+        h = self._per_var.setdefault(name, hashlib.sha256())
+        h.update(np.ascontiguousarray(np.asarray(da.values)).astype("<f4", copy=False).tobytes())
+
+    def set_meta(self, name: str, da: xr.DataArray, shape: tuple[int, ...]) -> None:
+        self._meta[name] = (tuple(da.dims), str(da.dtype), shape)
+
+    def digest(self, ds: xr.Dataset) -> str:
+        final = hashlib.sha256()
+        for coord in sorted(ds.coords):
+            values = np.asarray(ds[coord].values)
+            if values.dtype.kind == "M":
+                values = values.astype("datetime64[ns]").astype("<i8")
+            final.update(f"coord:{coord}:{values.dtype.str}:{values.shape}".encode())
+            final.update(np.ascontiguousarray(values).tobytes())
+        for name in sorted(self._per_var):
+            dims, dtype, shape = self._meta[name]
+            final.update(f"var:{name}:{dims}:{dtype}:{shape}:".encode())
+            final.update(self._per_var[name].digest())
+        return final.hexdigest()
+
+
+def _encoding(ds: xr.Dataset, chunk_time: int) -> dict[str, dict[str, Any]]:
+    enc: dict[str, dict[str, Any]] = {}
+    for name, da in ds.data_vars.items():
+        enc[name] = {"chunks": tuple(min(chunk_time, da.sizes[d]) if d == "time" else da.sizes[d] for d in da.dims)}
+    enc["time"] = {"units": "hours since 1970-01-01", "calendar": "proleptic_gregorian", "dtype": "int64"}
+    return enc
+
+
+def build_snapshot(params: Params, out_dir: str | os.PathLike[str], *, progress: bool = True) -> SnapshotResult:
+    """Writes the snapshot of ``params.data`` to ``out_dir`` (atomically); no-op if it is already there.
+
+    Raises SnapshotValidationError (bad source data), SourceError (unreachable
+    or unreadable source) or ValueError (selection impossible), leaving nothing
+    at ``out_dir``.
+    """
+    out_dir = Path(out_dir)
+    key = input_key(params)
+    existing = read_manifest(out_dir)
+    if existing and existing.get("input_key") == key and (out_dir / DATA_DIRNAME).exists():
+        log.info("snapshot %s already at %s: nothing to do", existing["snapshot_id"], out_dir)
+        return SnapshotResult(out_dir, existing, reused=True)
+
+    data = params.data
+    cache_dir = Path(params.runtime.output_root) / "cache"
+    source = normalise_grid(open_source(data, cache_dir, progress=progress))
+    start, end = np.datetime64(data.time.start, "ns"), np.datetime64(data.time.end, "ns")
+    check_structure(source, data.variables, data.static, data.levels, start, end)
+    selected = _coordinate_attrs(select(source, params))
+    times = selected["time"].values
+    forcings = forcing_dataset(data.forcings, times, selected["latitude"].values, selected["longitude"].values)
+    snapshot = xr.merge([selected, forcings], compat="override", join="exact")
+    snapshot.attrs = {
+        "title": f"zonda snapshot ({params.name})",
+        "Conventions": "CF-1.8",
+        "source_kind": data.source.kind,
+        "source_path": data.source.path or "",
+        "zonda_version": code_version()["zonda"] or "",
+    }
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        content_hash = _write_zarr(snapshot, tmp / DATA_DIRNAME, data.chunk_time, data.variables, progress)
+        manifest = _manifest(params, snapshot, key, content_hash)
+        write_resolved(params, tmp)
+        write_manifest(tmp, manifest)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("snapshot %s written to %s", manifest["snapshot_id"], out_dir)
+    return SnapshotResult(out_dir, manifest, reused=False)
+
+
+def _write_zarr(ds: xr.Dataset, path: Path, chunk_time: int, checked: list[str], progress: bool) -> str:
+    """Streams ``ds`` into a new zarr v3 store block by block; validates and hashes on the way."""
+    timed = [n for n, da in ds.data_vars.items() if "time" in da.dims]
+    static = [n for n in ds.data_vars if n not in timed]
+    hasher = _ContentHasher()
+    for name in ds.data_vars:
+        hasher.set_meta(name, ds[name], tuple(ds[name].shape))
+    static_block = ds[static].load() if static else None
+    if static_block is not None:
+        check_values(static_block, static)
+        for name in static:
+            hasher.update(name, static_block[name])
+    skeleton = ds.chunk({d: (chunk_time if d == "time" else -1) for d in ds.dims})
+    if static_block is not None:
+        for name in static:
+            skeleton[name] = static_block[name]
+    skeleton.to_zarr(path, mode="w", compute=False, zarr_format=3, consolidated=False, encoding=_encoding(ds, chunk_time))
+    n_time = ds.sizes["time"]
+    step = _block_steps(ds, chunk_time)
+    bar = tqdm(total=n_time, desc="snapshot", unit="step", disable=not progress)
+    for a in range(0, n_time, step):
+        b = min(n_time, a + step)
+        block = ds[timed].isel(time=slice(a, b)).load()
+        check_values(block, [n for n in timed if n in checked])
+        for name in timed:
+            hasher.update(name, block[name])
+        block.drop_vars([c for c in block.coords if c != "time" and "time" not in block[c].dims]).to_zarr(
+            path, region={"time": slice(a, b)}, zarr_format=3, consolidated=False
+        )
+        bar.update(b - a)
+    bar.close()
+    return hasher.digest(ds)
+
+
+def _manifest(params: Params, ds: xr.Dataset, key: str, content_hash: str) -> dict[str, Any]:
+    times = pd.DatetimeIndex(ds["time"].values)
+    return {
+        "kind": "zonda.snapshot",
+        "schema_version": SNAPSHOT_SCHEMA_VERSION,
+        "snapshot_id": f"sha256:{content_hash}",
+        "content_hash": content_hash,
+        "input_key": key,
+        "source": {
+            "kind": params.data.source.kind,
+            "path": params.data.source.path,
+            "heldsuarez": params.data.heldsuarez.model_dump(mode="json") if params.data.source.kind == "heldsuarez" else None,
+        },
+        "selection": {
+            "variables": list(params.data.variables),
+            "levels": list(params.data.levels),
+            "time": params.data.time.as_str(),
+            "coarsen": params.data.coarsen.factor,
+            "static": list(params.data.static),
+            "forcings": list(params.data.forcings),
+        },
+        "splits": {k: getattr(params.data.splits, k).as_str() for k in ("train", "validation", "test")},
+        "shapes": {name: list(ds[name].shape) for name in ds.data_vars},
+        "dims": {name: list(ds[name].dims) for name in ds.data_vars},
+        "time_range": {"start": times[0].isoformat(), "end": times[-1].isoformat(), "steps": len(times)},
+        "grid": {
+            "n_latitude": int(ds.sizes["latitude"]),
+            "n_longitude": int(ds.sizes["longitude"]),
+            "latitude_range": [float(ds["latitude"][0]), float(ds["latitude"][-1])],
+        },
+        "chunk_time": params.data.chunk_time,
+        "zarr_format": 3,
+        "code_version": code_version(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+__all__ = ["SnapshotResult", "build_snapshot", "open_snapshot", "input_key", "SourceError"]

@@ -1,0 +1,291 @@
+"""Stage 2, normalisation statistics: one streaming pass over a snapshot.
+
+For every variable (and pressure level) over ``statistics.period`` (default:
+the train split): mean, std, std of the 6-hour differences (``tendency_std``,
+the GraphCast normaliser of the predicted tendency), min and max. Forcings
+(``year_progress_*``, ``day_progress_*``, ...) get the same statistics, computed
+here from the data rather than hard-coded. Static fields get spatial
+statistics and a zero tendency std.
+
+Moments are accumulated block by block with the weighted Welford/Chan merge
+(Chan, Golub & LeVeque 1979), so memory stays under
+``statistics.chunk_budget_mb`` whatever the length of the record; blocks can
+be spread over a Dask cluster (``statistics.dask_address``). With
+``statistics.area_weighted`` grid points are weighted by WeatherBench2 cell
+areas (see :func:`zonda.grid.cell_area_weights`).
+
+Output directory::
+
+    <out>/statistics.nc        one data variable per name, dims (statistic[, level])
+    <out>/manifest.json        period, snapshot ID, statistics hash
+    <out>/params.resolved.yaml
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from zonda.grid import cell_area_weights
+from zonda.params import Params, write_resolved
+from zonda.provenance import code_version, read_manifest, write_manifest
+from zonda.snapshot import DATA_DIRNAME
+
+log = logging.getLogger(__name__)
+
+STATISTICS = ("mean", "std", "tendency_std", "min", "max")
+STATISTICS_FILENAME = "statistics.nc"
+
+
+@dataclass
+class Moments:
+    """Weighted running moments over every axis but ``level``; arrays of shape ``(n_level,)`` or ``()``.
+
+    ``weight`` is the total weight, ``mean`` the weighted mean and ``m2`` the
+    weighted sum of squared deviations from it (so ``std = sqrt(m2 / weight)``).
+    """
+
+    weight: np.ndarray
+    mean: np.ndarray
+    m2: np.ndarray
+    minimum: np.ndarray
+    maximum: np.ndarray
+
+    @classmethod
+    def of(cls, values: np.ndarray, weights: np.ndarray, level_axis: int | None) -> "Moments":
+        """Moments of one block. ``weights`` broadcasts against ``values``."""
+        values = np.asarray(values, dtype=np.float64)
+        w = np.broadcast_to(np.asarray(weights, dtype=np.float64), values.shape)
+        if level_axis is not None:
+            values = np.moveaxis(values, level_axis, 0).reshape(values.shape[level_axis], -1)
+            w = np.moveaxis(w, level_axis, 0).reshape(values.shape)
+            axis: int | None = 1
+        else:
+            values, w, axis = values.reshape(-1), w.reshape(-1), None
+        total = w.sum(axis=axis)
+        mean = (w * values).sum(axis=axis) / total
+        dev = values - (mean[:, None] if axis == 1 else mean)
+        m2 = (w * dev * dev).sum(axis=axis)
+        return cls(total, mean, m2, values.min(axis=axis), values.max(axis=axis))
+
+    def merge(self, other: "Moments") -> "Moments":
+        """Chan et al.'s pairwise combination of two sets of moments."""
+        total = self.weight + other.weight
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.weight / total)
+        m2 = self.m2 + other.m2 + delta * delta * (self.weight * other.weight / total)
+        return Moments(
+            total, mean, m2, np.minimum(self.minimum, other.minimum), np.maximum(self.maximum, other.maximum)
+        )
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.sqrt(np.maximum(self.m2, 0.0) / self.weight)
+
+
+def _merge_all(parts: Iterable[Moments | None]) -> Moments | None:
+    acc: Moments | None = None
+    for part in parts:
+        if part is None:
+            continue
+        acc = part if acc is None else acc.merge(part)
+    return acc
+
+
+def _weights_for(da: xr.DataArray, lat_weights: np.ndarray | None) -> np.ndarray:
+    """Weights broadcastable to ``da`` (area weights along latitude, 1 elsewhere)."""
+    if lat_weights is None or "latitude" not in da.dims:
+        return np.ones((1,) * da.ndim)
+    shape = [1] * da.ndim
+    shape[da.dims.index("latitude")] = da.sizes["latitude"]
+    return lat_weights.reshape(shape)
+
+
+def block_moments(
+    store: str, name: str, start: int, stop: int, area_weighted: bool
+) -> tuple[Moments, Moments | None]:
+    """Moments of ``name`` over time steps [start, stop) and of its 6-hour differences.
+
+    Reads [start - 1, stop) so the difference across the block boundary is
+    counted exactly once (by the later block). Runs in-process or on a Dask worker.
+    """
+    ds = xr.open_zarr(store, chunks=None, consolidated=False)
+    da = ds[name]
+    lat_w = cell_area_weights(ds["latitude"].values) if area_weighted else None
+    lead = 1 if start > 0 else 0
+    values = np.asarray(da.isel(time=slice(start - lead, stop)).values)
+    weights = _weights_for(da, lat_w)
+    level_axis = da.dims.index("level") if "level" in da.dims else None
+    value_moments = Moments.of(values[lead:], weights, level_axis)
+    diffs = np.diff(values, axis=da.dims.index("time"))
+    tendency = Moments.of(diffs, weights, level_axis) if diffs.shape[0] else None
+    return value_moments, tendency
+
+
+def _static_moments(store: str, name: str, area_weighted: bool) -> Moments:
+    ds = xr.open_zarr(store, chunks=None, consolidated=False)
+    da = ds[name]
+    lat_w = cell_area_weights(ds["latitude"].values) if area_weighted else None
+    return Moments.of(np.asarray(da.values), _weights_for(da, lat_w), None)
+
+
+def time_blocks(n_steps: int, bytes_per_step: int, budget_bytes: float) -> list[tuple[int, int]]:
+    """[start, stop) ranges of at least 2 steps whose data (with float64 temporaries) fit the budget."""
+    per_step = max(1, bytes_per_step) * 6  # float32 read + float64 copies, deviations and weights
+    size = max(2, int(budget_bytes // per_step))
+    return [(a, min(n_steps, a + size)) for a in range(0, n_steps, size)]
+
+
+def _period_slice(ds: xr.Dataset, params: Params) -> tuple[int, int]:
+    period = params.statistics_period
+    times = ds["time"].values
+    idx = np.flatnonzero((times >= np.datetime64(period.start)) & (times <= np.datetime64(period.end)))
+    if idx.size < 2:
+        raise ValueError(f"statistics.period {period.as_str()} holds {idx.size} time step(s) of the snapshot; need >= 2")
+    return int(idx[0]), int(idx[-1]) + 1
+
+
+def compute_statistics(
+    snapshot_dir: str | os.PathLike[str], params: Params, *, progress: bool = True
+) -> xr.Dataset:
+    """Streams over the snapshot once and returns the statistics Dataset (see module docstring)."""
+    store = str(Path(snapshot_dir) / DATA_DIRNAME)
+    ds = xr.open_zarr(store, chunks=None, consolidated=False)
+    first, last = _period_slice(ds, params)
+    sub = ds.isel(time=slice(first, last))
+    budget = params.statistics.chunk_budget_mb * 2**20
+    area = params.statistics.area_weighted
+    timed = sorted(n for n, da in ds.data_vars.items() if "time" in da.dims)
+    static = sorted(n for n in ds.data_vars if n not in timed)
+
+    tasks: list[tuple[str, int, int]] = []
+    for name in timed:
+        da = sub[name]
+        per_step = int(np.prod([da.sizes[d] for d in da.dims if d != "time"])) * da.dtype.itemsize
+        for a, b in time_blocks(sub.sizes["time"], per_step, budget):
+            tasks.append((name, first + a, first + b))
+
+    run = _dask_runner(params.statistics.dask_address) if params.statistics.dask_address else _local_runner
+    results = run(store, tasks, area, progress)
+
+    out: dict[str, xr.DataArray] = {}
+    for name in timed:
+        parts = [results[i] for i, t in enumerate(tasks) if t[0] == name]
+        values = _merge_all(p[0] for p in parts)
+        tendency = _merge_all(p[1] for p in parts)
+        out[name] = _as_dataarray(ds[name], values, tendency)
+    for name in static:
+        out[name] = _as_dataarray(ds[name], _static_moments(store, name, area), None)
+    result = xr.Dataset(out, coords={"statistic": list(STATISTICS)})
+    period = params.statistics_period
+    result.attrs = {
+        "period": period.as_str(),
+        "time_steps": int(last - first),
+        "area_weighted": int(area),
+        "std_definition": "population std (ddof=0), weighted",
+        "tendency_definition": "differences of consecutive 6-hourly steps",
+    }
+    return result
+
+
+def _as_dataarray(template: xr.DataArray, values: Moments, tendency: Moments | None) -> xr.DataArray:
+    tend = tendency.std if tendency is not None else np.zeros_like(values.mean)
+    stacked = np.stack([values.mean, values.std, tend, values.minimum, values.maximum]).astype(np.float64)
+    if "level" in template.dims:
+        da = xr.DataArray(stacked, dims=("statistic", "level"), coords={"level": template["level"].values})
+    else:
+        da = xr.DataArray(stacked, dims=("statistic",))
+    da.attrs = {"units": template.attrs.get("units", ""), "long_name": template.attrs.get("long_name", template.name)}
+    return da
+
+
+RunBlocks = Callable[[str, list[tuple[str, int, int]], bool, bool], list[tuple[Moments, Moments | None]]]
+
+
+def _local_runner(store: str, tasks: list[tuple[str, int, int]], area: bool, progress: bool):
+    return [
+        block_moments(store, name, a, b, area)
+        for name, a, b in tqdm(tasks, desc="statistics", unit="block", disable=not progress)
+    ]
+
+
+def _dask_runner(address: str) -> RunBlocks:
+    def run(store: str, tasks: list[tuple[str, int, int]], area: bool, progress: bool):
+        from distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            futures = [client.submit(block_moments, store, n, a, b, area, pure=False) for n, a, b in tasks]
+            return client.gather(futures)
+
+    return run
+
+
+def statistics_hash(stats: xr.Dataset) -> str:
+    """sha256 over names, statistic order, levels, values (float64) and the period."""
+    h = hashlib.sha256()
+    h.update(("|".join(STATISTICS) + "|" + str(stats.attrs.get("period"))).encode())
+    for name in sorted(stats.data_vars):
+        da = stats[name]
+        h.update(f"{name}:{da.dims}:".encode())
+        if "level" in da.dims:
+            h.update(np.asarray(da["level"].values, dtype="<i8").tobytes())
+        h.update(np.ascontiguousarray(da.values, dtype="<f8").tobytes())
+    return h.hexdigest()
+
+
+def load_statistics(directory: str | os.PathLike[str]) -> xr.Dataset:
+    path = Path(directory) / STATISTICS_FILENAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory}: not a zonda statistics artifact (no {STATISTICS_FILENAME})")
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        return ds.load()
+
+
+def build_statistics(
+    params: Params, snapshot_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, progress: bool = True
+) -> dict[str, Any]:
+    """Computes the statistics artifact into ``out_dir`` atomically; returns its manifest."""
+    snapshot_manifest = read_manifest(snapshot_dir)
+    if snapshot_manifest is None:
+        raise FileNotFoundError(f"{snapshot_dir}: not a zonda snapshot (no manifest.json)")
+    stats = compute_statistics(snapshot_dir, params, progress=progress)
+    stats.attrs["snapshot_id"] = snapshot_manifest["snapshot_id"]
+    digest = statistics_hash(stats)
+    stats.attrs["statistics_hash"] = digest
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        stats.to_netcdf(tmp / STATISTICS_FILENAME, engine="h5netcdf")
+        manifest = {
+            "kind": "zonda.statistics",
+            "statistics_hash": f"sha256:{digest}",
+            "snapshot_id": snapshot_manifest["snapshot_id"],
+            "period": stats.attrs["period"],
+            "time_steps": stats.attrs["time_steps"],
+            "area_weighted": params.statistics.area_weighted,
+            "variables": sorted(stats.data_vars),
+            "code_version": code_version(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_resolved(params, tmp)
+        write_manifest(tmp, manifest)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return manifest

@@ -1,0 +1,130 @@
+"""MLflow tracking: one MLflow run per pipeline run, shared by every stage.
+
+The tracking URI is, in order: ``MLFLOW_TRACKING_URI``, ``runtime.mlflow_tracking_uri``,
+or a local sqlite store ``<runtime.output_root>/mlflow.db`` with artifacts in
+``<runtime.output_root>/mlartifacts`` (MLflow 3's file store is off unless
+opted into, so the local default is sqlite).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from zonda.params import RESOLVED_PARAMS_FILENAME, Params
+from zonda.provenance import code_version
+
+log = logging.getLogger(__name__)
+
+_MAX_PARAM_LENGTH = 6000
+
+
+def local_store(params: Params) -> tuple[str, str]:
+    """(tracking URI, artifact root URI) of the local sqlite default under runtime.output_root."""
+    root = Path(params.runtime.output_root).resolve()
+    return f"sqlite:///{root / 'mlflow.db'}", (root / "mlartifacts").as_uri()
+
+
+def tracking_uri(params: Params) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or params.runtime.mlflow_tracking_uri or local_store(params)[0]
+
+
+def configure(params: Params) -> str:
+    """Points the mlflow client at this params' tracking store; returns the URI."""
+    import mlflow
+
+    uri = tracking_uri(params)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def experiment_id(params: Params) -> str:
+    """The experiment's id, creating it (with a local artifact root for sqlite stores) if needed."""
+    import mlflow
+
+    configure(params)
+    name = params.runtime.mlflow_experiment
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    artifact_location = None
+    if tracking_uri(params) == local_store(params)[0]:
+        artifact_location = local_store(params)[1]
+    try:
+        return mlflow.create_experiment(name, artifact_location=artifact_location)
+    except Exception:  # noqa: BLE001 - created concurrently by another stage
+        exp = mlflow.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
+    """Dotted-key flat view of nested params, for ``mlflow.log_params``."""
+    out: dict[str, str] = {}
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+    else:
+        text = json.dumps(tree) if isinstance(tree, list) else str(tree)
+        out[prefix.rstrip(".")] = text[:_MAX_PARAM_LENGTH]
+    return out
+
+
+def start_pipeline_run(params: Params, run_name: str | None = None, tags: dict[str, str] | None = None) -> str:
+    """Creates the pipeline's MLflow run, logs the resolved params (flat and as YAML); returns its id."""
+    import mlflow
+
+    exp = experiment_id(params)
+    version = code_version()
+    all_tags = {
+        "zonda.preset": params.name,
+        "zonda.version": str(version["zonda"]),
+        "mlflow.source.git.commit": str(version["git_commit"] or "unknown"),
+        **(tags or {}),
+    }
+    with mlflow.start_run(experiment_id=exp, run_name=run_name, tags=all_tags) as run:
+        mlflow.log_params(flatten(params.resolved_dict()))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / RESOLVED_PARAMS_FILENAME
+            path.write_text(params.to_yaml())
+            mlflow.log_artifact(str(path))
+        return run.info.run_id
+
+
+@contextlib.contextmanager
+def stage_run(params: Params, run_id: str | None, stage: str) -> Iterator[Any]:
+    """Resumes the pipeline's MLflow run (or, with ``run_id=None``, starts a run for this stage alone).
+
+    Yields the active ``mlflow.ActiveRun``; the run is left open for later
+    stages when it was resumed, ended when it was created here.
+    """
+    import mlflow
+
+    configure(params)
+    if run_id:
+        with mlflow.start_run(run_id=run_id) as run:
+            yield run
+    else:
+        exp = experiment_id(params)
+        with mlflow.start_run(experiment_id=exp, run_name=f"{params.name}-{stage}", tags={"zonda.stage": stage}) as run:
+            mlflow.log_params(flatten(params.resolved_dict()))
+            yield run
+
+
+def log_manifest(stage: str, manifest: dict[str, Any], directory: str | os.PathLike[str] | None = None) -> None:
+    """Logs a stage's manifest (and its resolved params file, if present) as artifacts under ``stage/``."""
+    import mlflow
+
+    mlflow.log_dict(manifest, f"{stage}/manifest.json")
+    if directory is not None:
+        resolved = Path(directory) / RESOLVED_PARAMS_FILENAME
+        if resolved.is_file():
+            mlflow.log_artifact(str(resolved), artifact_path=stage)

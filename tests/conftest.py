@@ -1,0 +1,104 @@
+"""Shared fixtures: a synthetic WB2-like source, the ci preset, a shared output root.
+
+The Held-Suarez record of the ci preset is generated once per test session
+(in ``shared_output_root``'s cache) and reused by every test that needs it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+REPO = Path(__file__).resolve().parents[1]
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+UNITS = {
+    "temperature": "K",
+    "geopotential": "m**2 s**-2",
+    "u_component_of_wind": "m s**-1",
+    "v_component_of_wind": "m s**-1",
+    "surface_pressure": "Pa",
+    "geopotential_at_surface": "m**2 s**-2",
+}
+
+
+def synthetic_dataset(
+    n_time: int = 56,
+    levels: tuple[int, ...] = (250, 500, 850),
+    n_lat: int = 32,
+    n_lon: int = 64,
+    start: str = "2000-01-01",
+    seed: int = 0,
+) -> xr.Dataset:
+    """A WB2-like Dataset with plausible values: 6-hourly, latitude ascending, CF units."""
+    rng = np.random.default_rng(seed)
+    times = pd.date_range(start, periods=n_time, freq="6h")
+    dlat = 180.0 / n_lat
+    lat = np.linspace(-90 + dlat / 2, 90 - dlat / 2, n_lat)
+    lon = np.arange(n_lon) * 360.0 / n_lon
+    shape4 = (n_time, len(levels), n_lat, n_lon)
+
+    def field(base, scale, shape=shape4):
+        return (base + scale * rng.standard_normal(shape)).astype("f4")
+
+    ds = xr.Dataset(
+        {
+            "temperature": (("time", "level", "latitude", "longitude"), field(250.0, 10.0)),
+            "geopotential": (("time", "level", "latitude", "longitude"), field(5.0e4, 1.0e3)),
+            "u_component_of_wind": (("time", "level", "latitude", "longitude"), field(5.0, 10.0)),
+            "v_component_of_wind": (("time", "level", "latitude", "longitude"), field(0.0, 10.0)),
+            "surface_pressure": (("time", "latitude", "longitude"), field(1.0e5, 500.0, (n_time, n_lat, n_lon))),
+            "geopotential_at_surface": (("latitude", "longitude"), np.zeros((n_lat, n_lon), "f4")),
+        },
+        coords={"time": times, "level": np.asarray(levels), "latitude": lat, "longitude": lon},
+    )
+    for name, units in UNITS.items():
+        ds[name].attrs["units"] = units
+    return ds
+
+
+def write_zarr(ds: xr.Dataset, path: Path) -> Path:
+    ds.to_zarr(path, mode="w", zarr_format=3, consolidated=False)
+    return path
+
+
+@pytest.fixture
+def make_source(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: writes a (possibly modified) synthetic dataset as a zarr source, returns its path."""
+    counter = iter(range(1000))
+
+    def make(ds: xr.Dataset | None = None, **kwargs) -> Path:
+        ds = synthetic_dataset(**kwargs) if ds is None else ds
+        return write_zarr(ds, tmp_path / f"source-{next(counter)}.zarr")
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def shared_output_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An output root shared by the session, so the Held-Suarez cache is filled once."""
+    return tmp_path_factory.mktemp("zonda-output-root")
+
+
+@pytest.fixture
+def synthetic_params(make_source: Callable[..., Path], tmp_path: Path):
+    """ci-preset params reading a synthetic zarr source (no generator run)."""
+    from zonda.params import load_params
+
+    def build(*overrides: str, source: Path | None = None, **source_kwargs):
+        path = source or make_source(**source_kwargs)
+        base = [
+            "data.source.kind=zarr",
+            f"data.source.path={path}",
+            f"runtime.output_root={tmp_path / 'out'}",
+        ]
+        return load_params(REPO / "params" / "ci.yaml", base + list(overrides))
+
+    return build
