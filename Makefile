@@ -23,7 +23,7 @@ help:
 	@echo "make promote MODEL=.. VERSION=.. REASON=..  manual promotion to champion"
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 

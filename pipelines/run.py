@@ -48,11 +48,13 @@ def run_name_for(params: Params) -> str:
 
 
 def run_local(params: Params) -> dict:
-    """Runs the pipeline with the KFP local runner; returns {output name: local path}."""
+    """Runs the pipeline with the KFP local runner; returns the run name, pipeline root and outputs."""
     from kfp import local
 
     from pipelines.zonda_pipeline import build_pipeline
+    from zonda.data.sources import preflight
 
+    preflight(params.data)  # fail in seconds, before any run or artifact exists
     root = Path(params.runtime.output_root).resolve() / "kfp"
     root.mkdir(parents=True, exist_ok=True)
     # Tasks run `python -m kfp.dsl.executor_main` with this interpreter.
@@ -62,7 +64,25 @@ def run_local(params: Params) -> dict:
     pipeline = build_pipeline(params)
     name = run_name_for(params)
     task = pipeline(params_json=json.dumps(params.resolved_dict()), run_name=name)
-    return {"run_name": name, "pipeline_root": str(root), "task": task}
+    outputs = {k: getattr(v, "path", v) for k, v in task.outputs.items()}
+    return {"run_name": name, "pipeline_root": str(root), "outputs": outputs}
+
+
+def print_local_summary(params: Params, result: dict) -> None:
+    from zonda.tracking import tracking_uri
+
+    outputs = dict(result["outputs"])
+    run_id = outputs.pop("mlflow_run_id", None)
+    print("\n" + "=" * 78)
+    print(f"zonda pipeline run {result['run_name']} finished")
+    print(f"  KFP local pipeline root: {result['pipeline_root']}")
+    order = ["snapshot", "statistics", "graph", "model", "evaluation", "registration"]
+    for name in sorted(outputs, key=lambda n: order.index(n) if n in order else len(order)):
+        print(f"  {name:<12} {outputs[name]}")
+    uri = tracking_uri(params)
+    print(f"  MLflow run   {run_id}  (tracking URI {uri})")
+    print(f"  browse it:   mlflow ui --backend-store-uri {uri}")
+    print("=" * 78)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,8 +108,15 @@ def main(argv: list[str] | None = None) -> int:
     host = os.environ.get("KFP_HOST") or params.runtime.kfp_host
     if host:
         raise SystemExit("remote submission is not wired yet")
-    result = run_local(resolved_for_run(params, local=True))
-    print(result)
+    from zonda.data.sources import SourceError
+
+    params = resolved_for_run(params, local=True)
+    try:
+        result = run_local(params)
+    except SourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print_local_summary(params, result)
     return 0
 
 

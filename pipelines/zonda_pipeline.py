@@ -7,11 +7,13 @@ from ``runtime.images``.
 """
 
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from kfp import dsl
+from kfp.dsl import Artifact, Dataset
 
 from components import make_component
+from components.graph import graph
 from components.snapshot import snapshot
 from components.statistics import statistics
 from components.tracking import open_mlflow_run
@@ -24,15 +26,23 @@ def build_pipeline(params: Params) -> Callable:
     open_run_op = make_component(open_mlflow_run, data_image)
     snapshot_op = make_component(snapshot, data_image)
     statistics_op = make_component(statistics, data_image)
+    graph_op = make_component(graph, data_image)
 
-    @dsl.pipeline(name=params.runtime.pipeline_name, description="zonda: snapshot -> statistics")
-    def zonda_pipeline(params_json: str, run_name: str = ""):
+    @dsl.pipeline(name=params.runtime.pipeline_name, description="zonda: snapshot -> statistics, graph")
+    def zonda_pipeline(params_json: str, run_name: str = "") -> NamedTuple(
+        "Outputs", mlflow_run_id=str, snapshot=Dataset, statistics=Artifact, graph=Artifact
+    ):
         run = open_run_op(params_json=params_json, pipeline_run_name=run_name).set_display_name("mlflow-run")
         snap = snapshot_op(params_json=params_json, mlflow_run_id=run.output).set_display_name("snapshot")
         stats = statistics_op(
             params_json=params_json, mlflow_run_id=run.output, snapshot=snap.outputs["snapshot"]
         ).set_display_name("statistics")
-        for task, stage in ((snap, "snapshot"), (stats, "statistics")):
+        mesh = graph_op(
+            params_json=params_json, mlflow_run_id=run.output, snapshot=snap.outputs["snapshot"]
+        ).set_display_name("graph")
+        for task, stage in ((snap, "snapshot"), (stats, "statistics"), (mesh, "graph")):
             task.set_caching_options(params.runtime.resources.for_stage(stage).caching)
+        outputs = NamedTuple("Outputs", mlflow_run_id=str, snapshot=Dataset, statistics=Artifact, graph=Artifact)
+        return outputs(run.output, snap.outputs["snapshot"], stats.outputs["statistics"], mesh.outputs["graph"])
 
     return zonda_pipeline

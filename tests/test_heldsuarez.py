@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from zonda.data import heldsuarez
+from zonda.data import heldsuarez, hs_dycore
 from zonda.data.heldsuarez import builtin_restart_path, generate, main_heldsuarez, spin_up, write_dataset
 from zonda.data.hs_restart import RestartError, read_restart
 from zonda.params import HeldSuarezParams, load_params
@@ -211,6 +211,13 @@ def test_different_seed_gives_different_weather_same_climate(runs):
     assert abs(t_a - t_b) < 0.1
 
 
+def test_repeated_generate_compiles_once(runs):
+    # Three generate calls of the fixture (and any test above) reuse one compiled integrator.
+    dycore = hs_dycore.get_dycore(21, 12, 30.0)
+    assert dycore.advance._cache_size() == 1
+    assert hs_dycore.get_diagnostics(dycore, tuple(LEVELS))._cache_size() == 1
+
+
 def test_progress_bar_counts_simulated_days(capsys):
     generate(_params(days=0.5), [500], progress=True)
     err = capsys.readouterr().err
@@ -243,6 +250,13 @@ def test_restart_resolution_mismatch_names_the_file():
     with pytest.raises(RestartError, match=r"T21 L12.*heldsuarez\.layers=20") as info:
         generate(_params(layers=20, restart=str(path)), LEVELS, progress=False)
     assert str(path) in str(info.value)
+
+
+def test_restart_with_pickled_objects_is_refused(tmp_path):
+    bad = tmp_path / "pickled.npz"
+    np.savez(bad, vorticity=np.array([object()], dtype=object), metadata=np.array("{}"))
+    with pytest.raises(RestartError, match="pickled.npz"):
+        read_restart(bad, 21, 12)
 
 
 def test_missing_builtin_restart_says_how_to_write_it():
@@ -287,7 +301,27 @@ def test_main_heldsuarez_checks_arguments_before_running():
 def test_main_heldsuarez_writes_restart(tmp_path):
     params = load_params(REPO / "params" / "ci.yaml")
     target = tmp_path / "restart.npz"
-    main_heldsuarez(params, None, 0.25, target)
+    main_heldsuarez(params, None, 0.25, target, progress=False)
     _, meta = read_restart(target, 21, 12)
     assert meta["spinup_days"] == 0.25
     assert heldsuarez.DEFAULT_RESTART_SPINUP_DAYS == 300.0
+
+
+# -------------------------------------------------------------------- slow
+
+
+@pytest.mark.slow
+def test_month_long_climate_has_held_suarez_circulation():
+    # 30 days from the builtin restart: a time-mean closer to HS94's climatology.
+    ds = generate(_params(days=30), [250, 1000], progress=False)
+    u = ds.u_component_of_wind.mean(["time", "longitude"])
+    lat = np.abs(ds.latitude)
+    for hemisphere in (ds.latitude > 0, ds.latitude < 0):
+        jet = float(u.sel(level=250).where(hemisphere & (lat >= 25) & (lat <= 60)).max())
+        assert 24.0 <= jet <= 36.0, jet
+        # Surface trade easterlies in the subtropics, surface westerlies poleward of them.
+        surface = u.sel(level=1000)
+        assert float(surface.where(hemisphere & (lat > 5) & (lat < 25)).mean()) < -2.0
+        assert float(surface.where(hemisphere & (lat > 30) & (lat < 50)).max()) > 1.0
+    mean_ps = _area_mean(ds.surface_pressure).values
+    assert np.ptp(mean_ps) / 1.0e5 < 1e-3

@@ -85,7 +85,7 @@ def test_result_does_not_depend_on_the_chunk_budget(snapshot_dir) -> None:
 
 def test_blocks_respect_the_budget_and_cover_every_step() -> None:
     blocks = time_blocks(n_steps=101, bytes_per_step=1000, budget_bytes=20_000)
-    assert blocks[0] == (0, 3) and blocks[-1][1] == 101
+    assert blocks[0] == (0, 5) and blocks[-1][1] == 101  # 20 kB / (1 kB x 4 working copies)
     assert all(b - a >= 1 for a, b in blocks) and all(blocks[i][1] == blocks[i + 1][0] for i in range(len(blocks) - 1))
     assert time_blocks(5, 10**9, 1.0) == [(0, 2), (2, 4), (4, 5)]  # at least 2 steps per block
 
@@ -93,9 +93,13 @@ def test_blocks_respect_the_budget_and_cover_every_step() -> None:
 def test_chan_merge_equals_one_pass() -> None:
     rng = np.random.default_rng(1)
     x = rng.normal(3.0, 2.0, size=(40, 3, 7))
-    w = rng.uniform(0.5, 1.5, size=(1, 1, 7))
-    whole = Moments.of(x, w, level_axis=1)
-    parts = Moments.of(x[:13], w, 1).merge(Moments.of(x[13:14], w, 1)).merge(Moments.of(x[14:], w, 1))
+    w = rng.uniform(0.5, 1.5, size=7)
+    whole = Moments.of(x, level_axis=1, weight_axis=2, weights=w)
+    parts = [Moments.of(part, level_axis=1, weight_axis=2, weights=w) for part in (x[:13], x[13:14], x[14:])]
+    merged = parts[0].merge(parts[1]).merge(parts[2])
+    ref_mean = (x * w).sum((0, 2)) / (w.sum() * 40)
+    np.testing.assert_allclose(whole.mean, ref_mean, rtol=1e-12)
+    parts = merged
     np.testing.assert_allclose(parts.mean, whole.mean, rtol=1e-12)
     np.testing.assert_allclose(parts.std, whole.std, rtol=1e-12)
     np.testing.assert_allclose(parts.weight, whole.weight, rtol=1e-12)

@@ -64,12 +64,20 @@ def cmd_statistics(args: argparse.Namespace) -> None:
     print(f"statistics {manifest['statistics_hash']} at {args.out}")
 
 
+def cmd_graph(args: argparse.Namespace) -> None:
+    from zonda.stages import graph_stage
+
+    manifest = graph_stage(_load(args), args.snapshot, args.out, **_track(args))
+    counts = manifest["counts"]
+    print(f"graph {manifest['graph_hash']} at {args.out}: {counts['nodes']} nodes, {counts['edges']} edges")
+
+
 def cmd_data_heldsuarez(args: argparse.Namespace) -> None:
     from zonda.data.heldsuarez import main_heldsuarez
 
     if args.out is None and args.write_restart is None:
         raise SystemExit("zonda data heldsuarez: give --out FILE (.nc or .zarr) and/or --write-restart FILE.npz")
-    main_heldsuarez(_load(args), args.out, args.spinup_days, args.write_restart)
+    main_heldsuarez(_load(args), args.out, args.spinup_days, args.write_restart, progress=not args.quiet)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = data.add_parser("heldsuarez", help="run the Held-Suarez generator (dinosaur) or regenerate its restart state")
     _common(p, tracked=False)
     p.add_argument("--out", type=Path, default=None, help="write the generated record here (.nc or .zarr)")
-    p.add_argument("--spinup-days", type=float, default=None, help="with --write-restart: days to spin up from rest")
+    p.add_argument(
+        "--spinup-days", type=float, default=None, help="days to spin up from rest with --write-restart (default 300); with only --out it overrides data.heldsuarez.spinup_days",
+    )
     p.add_argument("--write-restart", type=Path, default=None, help="spin up from rest and write a restart .npz")
     p.set_defaults(func=cmd_data_heldsuarez)
 
@@ -103,15 +113,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot", type=Path, required=True, help="snapshot directory")
     p.add_argument("--out", type=Path, required=True, help="statistics directory")
     p.set_defaults(func=cmd_statistics)
+
+    p = sub.add_parser("graph", help="stage 3: icosahedral multi-mesh and grid<->mesh graph")
+    _common(p)
+    p.add_argument("--snapshot", type=Path, required=True, help="snapshot directory (its grid is used)")
+    p.add_argument("--out", type=Path, required=True, help="graph directory")
+    p.set_defaults(func=cmd_graph)
     return parser
 
 
 def _bad_input_errors() -> tuple[type[BaseException], ...]:
     from zonda.data.sources import SourceError
     from zonda.data.validation import SnapshotValidationError
+    from zonda.graph import GraphCoverageError
     from zonda.params import ParamsError
 
-    return (ParamsError, SnapshotValidationError, SourceError, FileNotFoundError)
+    return (ParamsError, SnapshotValidationError, SourceError, FileNotFoundError, GraphCoverageError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -623,6 +623,9 @@ class DistributedLaunchParams(_Strict):
 class RuntimeParams(_Strict):
     kfp_host: str | None = Field(None, description="KFP API endpoint; the KFP_HOST environment variable overrides.")
     kfp_experiment: str = "zonda"
+    service_account: str | None = Field(
+        None, description="Kubernetes service account of pipeline runs on KFP (charts/zonda creates zonda-pipeline)."
+    )
     pipeline_name: str = Field("zonda", pattern=r"^[a-z0-9][a-z0-9\-]*$")
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; MLFLOW_TRACKING_URI overrides; default sqlite under output_root."

@@ -10,10 +10,13 @@ run of its own otherwise, or not at all with ``track=False``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from zonda.params import Params
 
@@ -83,3 +86,60 @@ def statistics_stage(
             artifacts=[Path(out_dir) / STATISTICS_FILENAME],
         )
     return manifest
+
+
+def graph_stage(
+    params: Params,
+    snapshot_dir: PathLike,
+    out_dir: PathLike,
+    *,
+    mlflow_run_id: str | None = None,
+    track: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Stage 3: icosahedral multi-mesh and grid<->mesh edges for the snapshot's grid."""
+    from zonda.graph import build_graph, graph_summary, save_graph
+    from zonda.params import write_resolved
+    from zonda.provenance import code_version, read_manifest, write_manifest
+    from zonda.snapshot import open_snapshot
+
+    snapshot_manifest = read_manifest(snapshot_dir) or {}
+    ds = open_snapshot(snapshot_dir)
+    data = build_graph(params.graph, ds["latitude"].values, ds["longitude"].values)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _atomic_dir(out_dir) as tmp:
+        graph_manifest = save_graph(data, tmp)
+        manifest = {
+            "kind": "zonda.graph",
+            "graph_hash": f"sha256:{graph_manifest['graph_hash']}",
+            "snapshot_id": snapshot_manifest.get("snapshot_id"),
+            "counts": graph_manifest["counts"],
+            "code_version": code_version(),
+        }
+        write_resolved(params, tmp)
+        write_manifest(tmp, manifest)
+    if track:
+        summary = graph_summary(data)
+        _record(
+            params, "graph", manifest, out_dir, mlflow_run_id=mlflow_run_id,
+            tags={"zonda.graph_hash": manifest["graph_hash"]},
+            metrics={f"graph.{k}": float(v) for k, v in summary.items() if isinstance(v, (int, float))},
+            artifacts=[out_dir / "mesh.png", out_dir / "edge_lengths.png", out_dir / "graph.json"],
+        )
+    return manifest
+
+
+@contextlib.contextmanager
+def _atomic_dir(target: Path) -> Iterator[Path]:
+    """Yields a fresh temporary directory beside ``target`` that replaces it on success."""
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -23,6 +23,7 @@ Output directory::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -63,21 +64,38 @@ class Moments:
     maximum: np.ndarray
 
     @classmethod
-    def of(cls, values: np.ndarray, weights: np.ndarray, level_axis: int | None) -> "Moments":
-        """Moments of one block. ``weights`` broadcasts against ``values``."""
-        values = np.asarray(values, dtype=np.float64)
-        w = np.broadcast_to(np.asarray(weights, dtype=np.float64), values.shape)
-        if level_axis is not None:
-            values = np.moveaxis(values, level_axis, 0).reshape(values.shape[level_axis], -1)
-            w = np.moveaxis(w, level_axis, 0).reshape(values.shape)
-            axis: int | None = 1
-        else:
-            values, w, axis = values.reshape(-1), w.reshape(-1), None
-        total = w.sum(axis=axis)
-        mean = (w * values).sum(axis=axis) / total
-        dev = values - (mean[:, None] if axis == 1 else mean)
-        m2 = (w * dev * dev).sum(axis=axis)
-        return cls(total, mean, m2, values.min(axis=axis), values.max(axis=axis))
+    def of(
+        cls,
+        values: np.ndarray,
+        level_axis: int | None = None,
+        weight_axis: int | None = None,
+        weights: np.ndarray | None = None,
+    ) -> "Moments":
+        """Moments of one block, reduced over every axis but ``level_axis``.
+
+        ``weights`` (1-D) weight the entries along ``weight_axis`` (latitude);
+        unweighted when None. Accumulates in float64 without copying the block
+        more than once.
+        """
+        x = np.asarray(values)
+        keep = [a for a in (level_axis, weight_axis) if a is not None]
+        x = np.moveaxis(x, keep, list(range(len(keep))))  # (level?, weight?, rest...)
+        rest = tuple(range(len(keep), x.ndim))
+        n_rest = int(np.prod([x.shape[a] for a in rest])) if rest else 1
+        w = np.ones(1) if weights is None else np.asarray(weights, dtype=np.float64)
+        wb = w if weight_axis is not None else np.ones(1)
+        # shapes: sums over `rest` are (level?, weight?)
+        s1 = x.sum(axis=rest, dtype=np.float64) if rest else x.astype(np.float64)
+        reduce_w = (lambda a: a @ wb) if weight_axis is not None else (lambda a: a)
+        total = np.full(x.shape[0] if level_axis is not None else (), wb.sum() * n_rest, dtype=np.float64)
+        mean = reduce_w(s1) / total
+        centred = np.subtract(x, mean.reshape(mean.shape + (1,) * (x.ndim - mean.ndim)), dtype=np.float64)
+        np.multiply(centred, centred, out=centred)
+        s2 = centred.sum(axis=rest) if rest else centred
+        del centred
+        m2 = reduce_w(s2)
+        flat_axes = tuple(range(1, x.ndim)) if level_axis is not None else None
+        return cls(total, mean, m2, x.min(axis=flat_axes).astype(np.float64), x.max(axis=flat_axes).astype(np.float64))
 
     def merge(self, other: "Moments") -> "Moments":
         """Chan et al.'s pairwise combination of two sets of moments."""
@@ -103,13 +121,25 @@ def _merge_all(parts: Iterable[Moments | None]) -> Moments | None:
     return acc
 
 
-def _weights_for(da: xr.DataArray, lat_weights: np.ndarray | None) -> np.ndarray:
-    """Weights broadcastable to ``da`` (area weights along latitude, 1 elsewhere)."""
-    if lat_weights is None or "latitude" not in da.dims:
-        return np.ones((1,) * da.ndim)
-    shape = [1] * da.ndim
-    shape[da.dims.index("latitude")] = da.sizes["latitude"]
-    return lat_weights.reshape(shape)
+def _moments(values: np.ndarray, dims: tuple[str, ...], lat_weights: np.ndarray | None) -> Moments:
+    """Moments per level (if any) of an array with dims ``dims``, area-weighted along latitude if asked."""
+    weighted = lat_weights is not None and "latitude" in dims
+    return Moments.of(
+        values,
+        level_axis=dims.index("level") if "level" in dims else None,
+        weight_axis=dims.index("latitude") if weighted else None,
+        weights=lat_weights if weighted else None,
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _open_store(store: str, stamp: int) -> xr.Dataset:
+    """The snapshot opened once per process (``stamp`` = zarr.json mtime, so a rewritten store reopens)."""
+    return xr.open_zarr(store, chunks=None, consolidated=False)
+
+
+def _open(store: str) -> xr.Dataset:
+    return _open_store(store, (Path(store) / "zarr.json").stat().st_mtime_ns)
 
 
 def block_moments(
@@ -120,29 +150,27 @@ def block_moments(
     Reads [start - 1, stop) so the difference across the block boundary is
     counted exactly once (by the later block). Runs in-process or on a Dask worker.
     """
-    ds = xr.open_zarr(store, chunks=None, consolidated=False)
+    ds = _open(store)
     da = ds[name]
     lat_w = cell_area_weights(ds["latitude"].values) if area_weighted else None
     lead = 1 if start > 0 else 0
     values = np.asarray(da.isel(time=slice(start - lead, stop)).values)
-    weights = _weights_for(da, lat_w)
-    level_axis = da.dims.index("level") if "level" in da.dims else None
-    value_moments = Moments.of(values[lead:], weights, level_axis)
+    value_moments = _moments(values[lead:], da.dims, lat_w)
     diffs = np.diff(values, axis=da.dims.index("time"))
-    tendency = Moments.of(diffs, weights, level_axis) if diffs.shape[0] else None
+    tendency = _moments(diffs, da.dims, lat_w) if diffs.shape[0] else None
     return value_moments, tendency
 
 
 def _static_moments(store: str, name: str, area_weighted: bool) -> Moments:
-    ds = xr.open_zarr(store, chunks=None, consolidated=False)
+    ds = _open(store)
     da = ds[name]
     lat_w = cell_area_weights(ds["latitude"].values) if area_weighted else None
-    return Moments.of(np.asarray(da.values), _weights_for(da, lat_w), None)
+    return _moments(np.asarray(da.values), da.dims, lat_w)
 
 
 def time_blocks(n_steps: int, bytes_per_step: int, budget_bytes: float) -> list[tuple[int, int]]:
     """[start, stop) ranges of at least 2 steps whose data (with float64 temporaries) fit the budget."""
-    per_step = max(1, bytes_per_step) * 6  # float32 read + float64 copies, deviations and weights
+    per_step = max(1, bytes_per_step) * 4  # float32 read + its difference + one float64 temporary
     size = max(2, int(budget_bytes // per_step))
     return [(a, min(n_steps, a + size)) for a in range(0, n_steps, size)]
 

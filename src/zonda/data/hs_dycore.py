@@ -249,13 +249,13 @@ def output_grid(truncation: int) -> spherical_harmonic.Grid:
 
 
 def check_output_grid(grid: spherical_harmonic.Grid) -> None:
-    """Raises AssertionError unless ``grid`` nodes are the WB2 5.625 deg grid, latitude ascending."""
+    """Raises RuntimeError unless ``grid`` nodes are the WB2 5.625 deg grid, latitude ascending."""
     lon = np.degrees(grid.nodal_axes[0])
     lat = np.degrees(np.arcsin(grid.nodal_axes[1]))
     if not np.allclose(lon, wb2_longitudes(), rtol=0, atol=1e-9):
-        raise AssertionError(f"dinosaur output longitudes {lon[:3]}... differ from the WB2 grid")
+        raise RuntimeError(f"dinosaur output longitudes {lon[:3]}... differ from the WB2 grid")
     if not np.allclose(lat, wb2_latitudes(), rtol=0, atol=1e-9):
-        raise AssertionError(f"dinosaur output latitudes {lat[:3]}... differ from the WB2 grid (ascending)")
+        raise RuntimeError(f"dinosaur output latitudes {lat[:3]}... differ from the WB2 grid (ascending)")
 
 
 @functools.lru_cache(maxsize=16)

@@ -169,3 +169,23 @@ def normalise_grid(ds: xr.Dataset) -> xr.Dataset:
             ds = ds.assign_coords(level=(np.asarray(ds["level"].values) / 100.0))
         ds["level"].attrs["units"] = "hPa"
     return ds
+
+
+def preflight(data: DataParams) -> None:
+    """Cheap reachability check of the source (metadata only), before any run or artifact is created."""
+    kind = data.source.kind
+    if kind == "heldsuarez":
+        from zonda.data import heldsuarez
+
+        restart = data.heldsuarez.restart
+        if restart == "builtin":
+            heldsuarez.builtin_restart_path(data.heldsuarez.truncation, data.heldsuarez.layers)
+        elif restart != "rest" and not Path(restart).is_file():
+            raise SourceError(f"data.heldsuarez.restart {restart!r}: no such file")
+        return
+    ds = {
+        "zarr": lambda: open_zarr_source(str(data.source.path), data.source.storage_options),
+        "netcdf": lambda: open_netcdf_source(str(data.source.path)),
+        "grib": lambda: open_grib_source(str(data.source.path)),
+    }[kind]()
+    ds.close()

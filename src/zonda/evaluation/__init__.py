@@ -15,7 +15,7 @@ Typical use (the KFP evaluate step)::
 from zonda.evaluation.baselines import climatology_forecast, persistence_forecast
 from zonda.evaluation.climatology import climatology_at, compute_climatology, resolve_mode
 from zonda.evaluation.headline import headline_key, headline_scores, lead_label, parse_headline
-from zonda.evaluation.metrics import acc, bias, latitude_weights, mse, rmse, spatial_mean
+from zonda.evaluation.metrics import acc, bias, latitude_weights, mse, rmse, scores, spatial_mean
 from zonda.evaluation.plots import plot_error_growth, plot_maps, plot_scorecard
 from zonda.evaluation.results import (
     METRICS,
@@ -51,6 +51,7 @@ __all__ = [
     "read_results",
     "resolve_mode",
     "rmse",
+    "scores",
     "spatial_mean",
     "stack_models",
     "unstack_models",

@@ -117,7 +117,7 @@ def plot_scorecard(
     pct, vals, rows = relative_differences(results, headline_variables, lead_days, metric=metric, model=model, baselines=baselines)
     finite = np.abs(pct[np.isfinite(pct)])
     vmax = float(np.clip(finite.max() if finite.size else 10.0, 5.0, 100.0))
-    fig = _figure(2.2 + 1.3 * len(lead_days), 1.0 + 0.75 * len(rows))
+    fig = _figure(3.0 + 1.3 * len(lead_days), 1.2 + 0.75 * len(rows))
     ax = fig.add_subplot()
     image = ax.imshow(np.ma.masked_invalid(pct), cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
     for r in range(pct.shape[0]):
@@ -125,7 +125,9 @@ def plot_scorecard(
             colour = "white" if np.isfinite(pct[r, c]) and abs(pct[r, c]) > 0.6 * vmax else "black"
             ax.text(c, r, f"{pct[r, c]:+.1f}%\n{vals[r, c]:.4g}", ha="center", va="center", fontsize=8, color=colour)
     ax.set_xticks(range(len(lead_days)), [lead_label(d) for d in lead_days])
-    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    units = [_units(results[model], spec) for spec in headline_variables for _ in baselines]
+    labels = [row.replace("\n", f" [{u}]\n", 1) if u else row for row, u in zip(rows, units)]
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
     for k in range(len(baselines), len(rows), len(baselines)):
         ax.axhline(k - 0.5, color="black", linewidth=1.5)
     ax.set_xlabel("lead time")

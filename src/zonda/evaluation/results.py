@@ -25,6 +25,7 @@ from zonda.evaluation.alignment import INIT_DIM, LEAD_DIM, forecast_axes, truth_
 from zonda.evaluation.atomic import atomic_path
 from zonda.evaluation.baselines import climatology_forecast, persistence_forecast
 from zonda.evaluation.climatology import climatology_at
+from zonda.variables import VARIABLES
 
 METRICS = ("rmse", "mse", "bias", "acc")
 LEAD_TIME = "lead_time"
@@ -79,8 +80,6 @@ def _units(name: str, truth: xr.Dataset) -> str:
     units = truth[name].attrs.get("units")
     if units is not None:
         return str(units)
-    from zonda.variables import VARIABLES
-
     return VARIABLES[name].units if name in VARIABLES else ""
 
 

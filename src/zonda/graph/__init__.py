@@ -7,38 +7,48 @@ Public API::
     save_graph(data, out_dir) -> dict          # graph.safetensors, graph.json, PNGs
     load_graph(directory) -> HeteroData        # no pickle
     graph_summary(data) -> dict                # flat, for MLflow
+
+Names are loaded on first use, so ``from zonda.graph import graph_hash`` (or
+importing a submodule such as ``zonda.graph.icosahedral_mesh``) does not pull in
+torch.
 """
 
-from zonda.graph.build import (
-    DECODER,
-    EDGE_TYPES,
-    ENCODER,
-    NODE_TYPES,
-    PROCESSOR,
-    SCHEMA_VERSION,
-    GraphCoverageError,
-    GraphCoverageWarning,
-    build_graph,
-    check_schema,
-    graph_hash,
-)
-from zonda.graph.io import GRAPH_FILES, load_graph, save_graph
-from zonda.graph.summary import graph_summary
+from __future__ import annotations
 
-__all__ = [
-    "DECODER",
-    "EDGE_TYPES",
-    "ENCODER",
-    "GRAPH_FILES",
-    "NODE_TYPES",
-    "PROCESSOR",
-    "SCHEMA_VERSION",
-    "GraphCoverageError",
-    "GraphCoverageWarning",
-    "build_graph",
-    "check_schema",
-    "graph_hash",
-    "graph_summary",
-    "load_graph",
-    "save_graph",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "build_graph": "zonda.graph.build",
+    "check_schema": "zonda.graph.build",
+    "GraphCoverageError": "zonda.graph.build",
+    "GraphCoverageWarning": "zonda.graph.build",
+    "NODE_TYPES": "zonda.graph.build",
+    "EDGE_TYPES": "zonda.graph.build",
+    "ENCODER": "zonda.graph.build",
+    "PROCESSOR": "zonda.graph.build",
+    "DECODER": "zonda.graph.build",
+    "graph_hash": "zonda.graph.hashing",
+    "SCHEMA_VERSION": "zonda.graph.hashing",
+    "validate_grid": "zonda.graph.grid",
+    "save_graph": "zonda.graph.io",
+    "load_graph": "zonda.graph.io",
+    "read_manifest": "zonda.graph.io",
+    "GRAPH_FILES": "zonda.graph.io",
+    "graph_summary": "zonda.graph.summary",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zonda.graph' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

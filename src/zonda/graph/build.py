@@ -16,8 +16,7 @@ version, content hash, params, grid coordinates, coverage, edge-length scales).
 
 from __future__ import annotations
 
-import hashlib
-import json
+import math
 import warnings
 from typing import Any
 
@@ -28,12 +27,11 @@ from torch_geometric.data import HeteroData
 
 from zonda.graph import grid_mesh_connectivity as conn
 from zonda.graph.features import edge_features, node_features
+from zonda.graph.grid import grid_nodes, validate_grid
+from zonda.graph.hashing import SCHEMA_VERSION, as_graph_params, graph_hash
 from zonda.graph.icosahedral_mesh import build_icosahedral_mesh, multimesh_edges
 from zonda.graph.spherical import EARTH_RADIUS_KM, latlon_to_xyz, xyz_to_latlon
 from zonda.params import GraphParams
-
-SCHEMA_VERSION = 1
-"""Bumped whenever the graph layout or the algorithm changes what a given input produces."""
 
 NODE_TYPES = ("grid", "mesh")
 ENCODER = ("grid", "to", "mesh")
@@ -49,78 +47,6 @@ class GraphCoverageError(ValueError):
 
 class GraphCoverageWarning(UserWarning):
     """The same condition as :class:`GraphCoverageError`, with ``on_uncovered='warn'``."""
-
-
-# ------------------------------------------------------------------- inputs
-
-
-def validate_grid(latitudes: Any, longitudes: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Checks a regular lat/lon grid's axes and returns them as float64 (n_lat,), (n_lon,) degrees.
-
-    Latitudes must lie in [-90, 90] and be strictly monotonic (WeatherBench2
-    grids are ascending; the node order follows the given order). Longitudes
-    must be strictly monotonic and name distinct meridians (not both 0 and 360).
-    Raises ValueError naming ``latitudes`` or ``longitudes``.
-    """
-    out = []
-    for name, values in (("latitudes", latitudes), ("longitudes", longitudes)):
-        arr = np.asarray(values, dtype=np.float64)
-        if arr.ndim != 1 or arr.size == 0:
-            raise ValueError(f"{name}: expected a non-empty 1-D array of degrees, got shape {arr.shape}")
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name}: {int((~np.isfinite(arr)).sum())} values are NaN or infinite")
-        steps = np.diff(arr)
-        if arr.size > 1 and not (np.all(steps > 0) or np.all(steps < 0)):
-            raise ValueError(f"{name}: values must be strictly increasing (or strictly decreasing), no repeats")
-        out.append(arr + 0.0)  # + 0.0 turns -0.0 into 0.0, so equal grids hash equally
-    lat, lon = out
-    if lat.min() < -90.0 or lat.max() > 90.0:
-        raise ValueError(f"latitudes: must lie in [-90, 90] degrees, got {lat.min():g} .. {lat.max():g}")
-    if lon.max() - lon.min() >= 360.0:
-        raise ValueError(
-            f"longitudes: span {lon.max() - lon.min():g} degrees; the same meridian appears twice "
-            "(drop the repeated 360 / -180 column)"
-        )
-    return lat, lon
-
-
-def _hash_params(graph_params: GraphParams) -> dict[str, Any]:
-    """The params that change the graph, floats as exact hex strings.
-
-    ``on_uncovered`` only decides between raising and warning, and ``decoder_k``
-    matters only for the k-NN decoder, so neither enters the hash otherwise.
-    """
-    p = graph_params.model_dump(mode="json")
-    p.pop("on_uncovered", None)
-    if p.get("decoder") != "knn":
-        p.pop("decoder_k", None)
-    return {k: (float(v).hex() if isinstance(v, float) else v) for k, v in sorted(p.items())}
-
-
-def _as_params(graph_params: GraphParams | dict[str, Any]) -> GraphParams:
-    if isinstance(graph_params, GraphParams):
-        return graph_params
-    return GraphParams.model_validate(graph_params)
-
-
-def graph_hash(graph_params: GraphParams, latitudes: np.ndarray, longitudes: np.ndarray) -> str:
-    """sha256 (hex) identifying the graph :func:`build_graph` makes from these inputs.
-
-    Hashed: the schema version, the canonical JSON (sorted keys, floats as
-    ``float.hex``) of the params that shape the graph, the grid shape and the
-    little-endian float64 bytes of the latitudes and longitudes (degrees, as
-    given). Independent of platform, Python version and float formatting.
-    """
-    params = _as_params(graph_params)
-    lat, lon = validate_grid(latitudes, longitudes)
-    h = hashlib.sha256()
-    h.update(f"zonda.graph/{SCHEMA_VERSION}\0".encode())
-    h.update(json.dumps(_hash_params(params), sort_keys=True, separators=(",", ":")).encode())
-    h.update(b"\0")
-    h.update(np.array([lat.size, lon.size], dtype="<i8").tobytes())
-    h.update(lat.astype("<f8").tobytes())
-    h.update(lon.astype("<f8").tobytes())
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------- build
@@ -139,12 +65,13 @@ def _coverage_message(params: GraphParams, lat: np.ndarray, lon: np.ndarray, n_m
     if undecoded_grid:
         parts.append(f"{undecoded_grid:,} of {n_grid:,} grid points have no decoder (mesh->grid) edge")
     spacing = float(np.max(np.abs(np.diff(lat)), initial=0.0)), float(np.max(np.abs(np.diff(lon)), initial=0.0))
-    hint = [f"grid {lat.size}x{lon.size} (spacing up to {spacing[0]:.3g} deg lat, {spacing[1]:.3g} deg lon)"]
+    hint = [f"grid {lat.size}x{lon.size} (spacing up to {spacing[0]:.4g} deg lat, {spacing[1]:.4g} deg lon)"]
     if uncovered_mesh:
         ok_levels = np.flatnonzero(level_factors <= params.encoder_radius_factor)
         coarser = (f"a coarser graph.refinement (<= {int(ok_levels.max())} covers every mesh node at this factor)"
                    if ok_levels.size else "a coarser graph.refinement")
-        hint.append(f"use {coarser} or a larger graph.encoder_radius_factor (>= {min_factor:.3g} covers every mesh node "
+        enough = (math.floor(min_factor * 1000.0) + 1) / 1000.0   # strictly above the minimum: it does cover
+        hint.append(f"use {coarser} or a larger graph.encoder_radius_factor (>= {enough:g} covers every mesh node "
                     f"at refinement {params.refinement})")
     return "; ".join(parts) + ". " + "; ".join(hint) + "."
 
@@ -169,11 +96,10 @@ def build_graph(graph_params: GraphParams, latitudes: np.ndarray, longitudes: np
             counts and the refinement / radius factor that would cover).
         ValueError: bad grid axes (the message names ``latitudes``/``longitudes``).
     """
-    params = _as_params(graph_params)
+    params = as_graph_params(graph_params)
     lat, lon = validate_grid(latitudes, longitudes)
     n_lat, n_lon = lat.size, lon.size
-    grid_lat = np.repeat(lat, n_lon)
-    grid_lon = np.tile(lon, n_lat)
+    grid_lat, grid_lon = grid_nodes(lat, lon)
     grid_xyz = latlon_to_xyz(grid_lat, grid_lon)
 
     mesh = build_icosahedral_mesh(params.refinement)

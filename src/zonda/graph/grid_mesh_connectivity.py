@@ -116,30 +116,89 @@ def barycentric(points: np.ndarray, corners: np.ndarray) -> np.ndarray:
     return np.where(total > 0, raw / np.where(total > 0, total, 1.0), -1.0)
 
 
-def _descend(points: np.ndarray, mesh: IcosahedralMesh) -> np.ndarray:
-    """int64 (P,) finest face containing each point, by descent through the refinement levels.
+def _min3(x: np.ndarray) -> np.ndarray:
+    """Row minimum of a (P, 3) array (element-wise; faster than a strided reduction)."""
+    return np.minimum(np.minimum(x[:, 0], x[:, 1]), x[:, 2])
 
-    Level 0: the best of the 20 icosahedron faces. Level k: of the 4 children of
-    the face found at level k - 1, the corner child beyond one of the centre
-    triangle's edges, else the centre child (3 sign tests per point and level).
-    Exact up to rounding for points on a shared edge, which the caller checks.
+
+def _descent_tables(mesh: IcosahedralMesh) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Plane normals for :func:`_descend`.
+
+    Returns:
+        (level0, centre): float64 (4, 5, 3) normals of the great circles that split
+        the icosahedron (see :func:`_icosahedron_face`); and per level k = 1..r a
+        float64 (F_{k-1}, 3, 3) table whose row f holds m20 x m01, m01 x m12,
+        m12 x m20 for the centre child (m01, m12, m20) of face f of level k - 1.
     """
     v = mesh.vertices
-    f0 = mesh.level_faces[0]
-    a, b, c = v[f0[:, 0]], v[f0[:, 1]], v[f0[:, 2]]
-    normals = np.concatenate([np.cross(b, c), np.cross(c, a), np.cross(a, b)], axis=1).reshape(-1, 3)
-    raw = (points @ normals.T).reshape(len(points), len(f0), 3)          # (P, 20, 3)
-    total = raw.sum(axis=2)
-    score = np.where(total > 0, raw.min(axis=2) / np.where(total > 0, total, 1.0), -np.inf)
-    face = score.argmax(axis=1)
+    k = np.arange(5)
+    north, upper, lower, south = v[0], v[1 + k], v[6 + k], v[11]
+    upper1, lower1 = v[1 + (k + 1) % 5], v[6 + (k + 1) % 5]
+
+    def facing(normals: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        """Normals flipped so that the reference points (5, 3) or (3,) lie on their positive side."""
+        return normals * np.sign(np.einsum("kj,kj->k", normals, np.broadcast_to(ref, normals.shape)))[:, None]
+
+    level0 = np.stack([
+        facing(np.cross(upper, upper1), north),   # north of the upper ring's arc k: top cap face k
+        facing(np.cross(lower, lower1), south),   # south of the lower ring's arc k: bottom cap face 15 + k
+        facing(np.cross(upper, lower), upper1),   # east of edge U_k - L_k: face 5 + k
+        facing(np.cross(lower, upper1), upper),   # west of edge L_k - U_k+1: face 5 + k
+    ])
+    centre = []
+    for level in range(1, mesh.refinement + 1):
+        n_parent = len(mesh.level_faces[level - 1])
+        tri = mesh.level_faces[level][3 * n_parent:]
+        m01, m12, m20 = v[tri[:, 0]], v[tri[:, 1]], v[tri[:, 2]]
+        centre.append(np.stack([np.cross(m20, m01), np.cross(m01, m12), np.cross(m12, m20)], axis=1))
+    return level0, centre
+
+
+def _icosahedron_face(points: np.ndarray, level0: np.ndarray) -> np.ndarray:
+    """int64 (P,) the face of the base icosahedron (:func:`icosahedron` layout) containing each point.
+
+    The layout: node 0 the north pole, 1 + k the upper ring at longitude 72k,
+    6 + k the lower ring at 72k + 36, 11 the south pole; faces k (N, U_k, U_k+1),
+    5 + k (U_k, L_k, U_k+1), 10 + k (L_k, L_k+1, U_k+1), 15 + k (S, L_k+1, L_k).
+    A point in the 72 deg sector j = floor(lon / 72) is in top face j if it lies
+    north of the arc U_j - U_j+1; else, with j' = floor((lon - 36) / 72), in bottom
+    face j' if south of the arc L_j' - L_j'+1; else in the band, where one edge
+    (U_j - L_j in the sector's western half, L_j - U_j+1 in its eastern half)
+    separates face 5 + j from face 10 + j'. Every test is a plane through the
+    origin, so it is exact up to rounding.
+    """
+    x, y, z = points[:, 0], points[:, 1], points[:, 2]
+    lon = np.mod(np.degrees(np.arctan2(y, x)), 360.0)
+    j = np.minimum((lon // 72.0).astype(np.int64), 4)
+    jp = np.mod(np.floor((lon - 36.0) / 72.0).astype(np.int64), 5)
+    west = lon - 72.0 * j < 36.0
+
+    def side(normals: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        n = normals[idx]
+        return x * n[:, 0] + y * n[:, 1] + z * n[:, 2]
+
+    band_edge = np.where(west, side(level0[2], j), side(level0[3], j))
+    return np.where(side(level0[0], j) >= 0, j,
+                    np.where(side(level0[1], jp) >= 0, 15 + jp,
+                             np.where(band_edge >= 0, 5 + j, 10 + jp)))
+
+
+def _descend(points: np.ndarray, mesh: IcosahedralMesh, tables: tuple[np.ndarray, list[np.ndarray]]) -> np.ndarray:
+    """int64 (P,) finest face containing each point, by descent through the refinement levels.
+
+    Level 0: :func:`_icosahedron_face`. Level k: of the 4 children of the face
+    found at level k - 1, the corner child beyond one of the centre triangle's
+    edges, else the centre child (3 plane tests per point and level). Exact up
+    to rounding for points on a shared edge, which the caller checks.
+    """
+    level0, centre = tables
+    face = _icosahedron_face(points, level0)
     for k in range(1, mesh.refinement + 1):
-        n_parent = len(mesh.level_faces[k - 1])
-        centre = mesh.level_faces[k][3 * n_parent + face]                 # (P, 3): m01, m12, m20
-        m01, m12, m20 = v[centre[:, 0]], v[centre[:, 1]], v[centre[:, 2]]
-        sides = np.stack([_triple(m20, m01, points), _triple(m01, m12, points), _triple(m12, m20, points)], axis=1)
-        corner = sides.argmin(axis=1)
-        outside = sides[np.arange(len(points)), corner] < 0
-        face = face + n_parent * np.where(outside, corner, 3)
+        sides = np.einsum("pij,pj->ip", centre[k - 1][face], points)   # (3, P); < 0: beyond that centre edge
+        s0, s1, s2 = sides
+        child = np.where((s0 <= s1) & (s0 <= s2), 0, np.where(s1 <= s2, 1, 2))
+        child = np.where(np.minimum(np.minimum(s0, s1), s2) < 0, child, 3)
+        face = face + len(mesh.level_faces[k - 1]) * child
     return face
 
 
@@ -167,25 +226,26 @@ def containing_triangles(grid_xyz: np.ndarray, mesh: IcosahedralMesh,
     n = len(grid_xyz)
     face = np.empty(n, dtype=np.int64)
     bary = np.empty((n, 3))
+    tables = _descent_tables(mesh)
     for start in range(0, n, _CHUNK):
         pts = grid_xyz[start:start + _CHUNK]
-        f = _descend(pts, mesh)
+        f = _descend(pts, mesh, tables)
         face[start:start + len(pts)] = f
         bary[start:start + len(pts)] = barycentric(pts, v[faces[f]])
 
-    missing = np.flatnonzero(bary.min(axis=1) < -_BARY_TOL)
+    missing = np.flatnonzero(_min3(bary) < -_BARY_TOL)
     if missing.size:
         table = incident_faces(faces, len(v))
         k = min(12, len(v))
         _, near = mesh_tree.query(grid_xyz[missing], k=k)
         candidates = table[np.asarray(near).reshape(len(missing), k)].reshape(len(missing), -1)
         _search(grid_xyz, missing, candidates, v, faces, face, bary)
-        missing = np.flatnonzero(bary.min(axis=1) < -_BARY_TOL)
+        missing = np.flatnonzero(_min3(bary) < -_BARY_TOL)
         step = max(1, (1 << 20) // len(faces))
         for start in range(0, missing.size, step):
             sel = missing[start:start + step]
             _search(grid_xyz, sel, np.broadcast_to(np.arange(len(faces)), (len(sel), len(faces))), v, faces, face, bary)
-        missing = np.flatnonzero(bary.min(axis=1) < -_BARY_TOL)
+        missing = np.flatnonzero(_min3(bary) < -_BARY_TOL)
         face[missing] = -1
     bary = np.clip(bary, 0.0, None)
     bary /= np.where(bary.sum(axis=1, keepdims=True) > 0, bary.sum(axis=1, keepdims=True), 1.0)

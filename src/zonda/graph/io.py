@@ -27,14 +27,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch_geometric.data import HeteroData
 
-from zonda.graph.build import (
-    EDGE_SET_NAMES,
-    EDGE_TYPES,
-    NODE_TYPES,
-    SCHEMA_VERSION,
-    check_schema,
-    graph_hash,
-)
+from zonda.graph.build import EDGE_SET_NAMES, EDGE_TYPES, NODE_TYPES, check_schema
+from zonda.graph.hashing import SCHEMA_VERSION, graph_hash
 from zonda.graph.plot import plot_edge_lengths, plot_mesh
 from zonda.graph.summary import graph_summary
 
@@ -45,6 +39,17 @@ EDGE_LENGTHS_PNG = "edge_lengths.png"
 GRAPH_FILES = (TENSORS_FILE, MANIFEST_FILE, MESH_PNG, EDGE_LENGTHS_PNG)
 FORMAT = "zonda.graph"
 _META_KEYS = ("schema_version", "graph_hash", "params", "grid", "mesh", "encoder", "decoder", "edge_length_scale")
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would, briefly, for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
 
 
 def _sha256(path: Path) -> str:
@@ -107,6 +112,9 @@ def save_graph(data: HeteroData, out_dir: Path) -> dict[str, Any]:
         manifest["files"] = {name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
                              for name in (TENSORS_FILE, MESH_PNG, EDGE_LENGTHS_PNG)}
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=False) + "\n")
+        mode = 0o666 & ~_umask()
+        for name in GRAPH_FILES:
+            os.chmod(tmp / name, mode)
         (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
         for name in (TENSORS_FILE, MESH_PNG, EDGE_LENGTHS_PNG, MANIFEST_FILE):
             os.replace(tmp / name, out_dir / name)
@@ -146,7 +154,8 @@ def load_graph(directory: Path) -> HeteroData:
         raise ValueError(f"{path}: not found")
     expected = manifest.get("files", {}).get(TENSORS_FILE, {}).get("sha256")
     if _sha256(path) != expected:
-        raise ValueError(f"{path}: sha256 does not match graph.json files.{TENSORS_FILE}.sha256 (corrupt or mixed files)")
+        raise ValueError(f"{path}: sha256 does not match graph.json files.{TENSORS_FILE}.sha256 "
+                         "(corrupt or mixed files)")
     tensors = load_file(str(path))
     data = HeteroData()
     try:
@@ -162,7 +171,13 @@ def load_graph(directory: Path) -> HeteroData:
     counts = manifest["counts"]
     for nt in NODE_TYPES:
         if data[nt].num_nodes != counts["nodes"][nt]:
-            raise ValueError(f"graph.json counts.nodes.{nt} = {counts['nodes'][nt]} but the tensors hold {data[nt].num_nodes}")
+            raise ValueError(f"graph.json counts.nodes.{nt} = {counts['nodes'][nt]} but the tensors hold "
+                             f"{data[nt].num_nodes}")
+    for et in EDGE_TYPES:
+        name = EDGE_SET_NAMES[et]
+        if data[et].edge_index.shape[1] != counts["edges"][name]:
+            raise ValueError(f"graph.json counts.edges.{name} = {counts['edges'][name]} but the tensors hold "
+                             f"{data[et].edge_index.shape[1]}")
     recomputed = graph_hash(manifest["params"], manifest["grid"]["latitudes"], manifest["grid"]["longitudes"])
     if recomputed != manifest["graph_hash"]:
         raise ValueError(f"{directory / MANIFEST_FILE}: graph_hash does not match its params and grid "

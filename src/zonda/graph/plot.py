@@ -35,24 +35,29 @@ def plot_mesh(data: HeteroData, path: Path) -> None:
     ei = data[PROCESSOR].edge_index.numpy()
     n_mesh = latlon.shape[0]
     refinement = refinement_of(n_mesh)
+    all_levels = edge_levels(ei, n_mesh)
+    counts = np.bincount(all_levels, minlength=refinement + 1)
     once = ei[0] < ei[1]
-    ei = ei[:, once]
-    levels = edge_levels(ei, n_mesh)
-    lon = latlon[:, 1]
-    keep = np.abs(lon[ei[0]] - lon[ei[1]]) <= 180.0
-    ei, levels = ei[:, keep], levels[keep]
+    ei, levels = ei[:, once], all_levels[once]
+    a, b = latlon[ei[0]], latlon[ei[1]]
+    # A pole has no longitude: draw its edges along the other end's meridian.
+    a[:, 1] = np.where(np.abs(a[:, 0]) > 89.9999, b[:, 1], a[:, 1])
+    b[:, 1] = np.where(np.abs(b[:, 0]) > 89.9999, a[:, 1], b[:, 1])
+    keep = np.abs(a[:, 1] - b[:, 1]) <= 180.0
+    a, b, levels = a[keep], b[keep], levels[keep]
 
     fig = Figure(figsize=(12, 6.4))
     ax = fig.add_subplot(1, 1, 1)
     cmap = matplotlib.colormaps["viridis_r"]
     for level in range(refinement, -1, -1):
         sel = levels == level
-        if not sel.any():
+        if not counts[level]:
             continue
-        segs = np.stack([latlon[ei[0, sel]][:, ::-1], latlon[ei[1, sel]][:, ::-1]], axis=1)
+        segs = np.stack([a[sel][:, ::-1], b[sel][:, ::-1]], axis=1)
         color = cmap(level / max(refinement, 1))
         width = 0.3 + 1.5 * (refinement - level) / max(refinement, 1)
-        ax.add_collection(LineCollection(segs, colors=[color], linewidths=width, label=f"level {level} ({int(sel.sum()) * 2:,} edges)"))
+        ax.add_collection(LineCollection(segs, colors=[color], linewidths=width,
+                                         label=f"level {level}: {int(counts[level]):,} directed edges"))
     if n_mesh <= 20000:
         ax.scatter(latlon[:, 1], latlon[:, 0], s=2, c="k", linewidths=0, label=f"{n_mesh:,} mesh nodes")
     ax.set_xlim(-180, 180)
@@ -60,7 +65,8 @@ def plot_mesh(data: HeteroData, path: Path) -> None:
     ax.set_aspect("equal")
     ax.set_xlabel("longitude (deg)")
     ax.set_ylabel("latitude (deg)")
-    ax.set_title(f"multi-mesh: refinement {refinement}, {n_mesh:,} nodes, {data[PROCESSOR].edge_index.shape[1]:,} directed edges")
+    n_edges = data[PROCESSOR].edge_index.shape[1]
+    ax.set_title(f"multi-mesh: refinement {refinement}, {n_mesh:,} nodes, {n_edges:,} directed edges")
     ax.legend(loc="lower left", fontsize=7, framealpha=0.9)
     _save(fig, path)
 
@@ -72,9 +78,14 @@ def plot_edge_lengths(data: HeteroData, path: Path) -> None:
         ax = fig.add_subplot(1, 3, i + 1)
         km = edge_lengths_km(data, et)
         if km.size:
-            ax.hist(km, bins=60, color="tab:blue")
-            ax.set_title(f"{EDGE_SET_NAMES[et]}: {km.size:,} edges\n{km.min():.0f}-{km.max():.0f} km, mean {km.mean():.0f} km",
-                         fontsize=9)
+            if et == PROCESSOR and km.min() > 0:   # the levels span a factor 2**r: log axis
+                ax.hist(km, bins=np.geomspace(km.min(), km.max() * 1.0001, 80), color="tab:blue")
+                ax.set_xscale("log")
+                ax.set_yscale("log")
+            else:
+                ax.hist(km, bins=60, color="tab:blue")
+            ax.set_title(f"{EDGE_SET_NAMES[et]}: {km.size:,} edges\n"
+                         f"{km.min():.0f}-{km.max():.0f} km, mean {km.mean():.0f} km", fontsize=9)
         else:
             ax.set_title(f"{EDGE_SET_NAMES[et]}: no edges", fontsize=9)
         ax.set_xlabel("great-circle length (km)")

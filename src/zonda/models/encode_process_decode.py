@@ -4,7 +4,7 @@
 
     grid inputs (B, G, C_in) ++ grid node features --MLP--> grid latents (G, B, D)
     mesh node features                            --MLP--> mesh latents (M, 1, D)
-    edge features of each edge set                --MLP--> edge latents (E, D)
+    edge features of each edge set                --MLP--> edge latents (E, D)  (E, 32) for graph-transformer layers
     encoder    grid -> mesh  interaction network          (mappers.GridToMeshEncoder)
     processor  mesh -> mesh  'gnn' | 'graph_transformer' | 'transformer'
     decoder    mesh -> grid  interaction network + output MLP -> (B, G, C_out)
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch_geometric.data import HeteroData
 
-from zonda.models.graph_transformer import GraphTransformerProcessor
+from zonda.models.graph_transformer import GraphTransformerProcessor, edge_embed_dim
 from zonda.models.interaction_network import GNNProcessor
 from zonda.models.mappers import GridToMeshEncoder, MeshToGridDecoder
 from zonda.models.message_passing import EdgeSet
@@ -66,7 +66,7 @@ class EncodeProcessDecode(nn.Module):
             {
                 "grid": MLP(in_channels + self.grid_features.shape[1], dim, dim, hidden, act),
                 "mesh": MLP(self.mesh_features.shape[1], dim, dim, hidden, act),
-                **{name: MLP(edges.attr_dim, dim, dim, hidden, act) for name, edges in self.graph.items()},
+                **{name: MLP(e.attr_dim, dim, _edge_width(p, name), hidden, act) for name, e in self.graph.items()},
             }
         )
         self.encoder = GridToMeshEncoder(dim, hidden, act, chunks=p.mapper_chunks)
@@ -91,6 +91,13 @@ class EncodeProcessDecode(nn.Module):
 def build_network(model_params: ModelParams, graph: HeteroData, in_channels: int, out_channels: int) -> EncodeProcessDecode:
     """The encoder-processor-decoder network of ``model_params`` on ``graph`` (see :class:`EncodeProcessDecode`)."""
     return EncodeProcessDecode(model_params, graph, in_channels, out_channels)
+
+
+def _edge_width(p: ModelParams, edge_set: str) -> int:
+    """Width of an embedded edge set: ``D``, but narrow for graph-transformer layers (see ``edge_embed_dim``)."""
+    if edge_set == "processor" and p.processor == "graph_transformer":
+        return edge_embed_dim(p.hidden_dim)
+    return p.hidden_dim
 
 
 def _processor(p: ModelParams, mesh_latlon: torch.Tensor) -> nn.Module:

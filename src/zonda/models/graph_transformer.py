@@ -11,8 +11,8 @@ prediction", as used by AIFS)::
     x     = x + MLP(LN(x))
 
 The softmax is taken over each receiver's incoming edges. ``eps`` is a
-per-layer linear projection of the embedded mesh-edge features, the same for
-every sample of a batch.
+per-layer linear projection of the embedded mesh-edge features (width
+:func:`edge_embed_dim`), the same for every sample of a batch.
 """
 
 from __future__ import annotations
@@ -25,6 +25,19 @@ from zonda.models.message_passing import EdgeSet, gather, scatter_sum, segment_s
 from zonda.models.mlp import MLP
 
 MLP_RATIO = 4  # feed-forward width / model width, as in transformers and AIFS
+EDGE_EMBED_DIM = 32  # width of the embedded mesh-edge features each layer projects to D
+
+
+def edge_embed_dim(dim: int) -> int:
+    """Width of the processor's embedded edge features for model width ``dim``.
+
+    The features are 4 numbers per edge; each layer maps them to ``D`` with
+    its own linear ``eps = W_l e`` (AIFS projects the raw features). A narrow
+    embedding keeps that per-edge matmul ``E x 32 x D`` instead of
+    ``E x D x D``, which at ``D = 128`` would cost more than all the
+    per-node matmuls of a layer together.
+    """
+    return min(dim, EDGE_EMBED_DIM)
 
 
 def edge_attention(
@@ -114,13 +127,14 @@ class GraphTransformerProcessor(nn.Module):
         self, dim: int, layers: int, num_heads: int, hidden_layers: int = 1, activation: str = "silu", checkpointing: bool = False
     ) -> None:
         super().__init__()
+        self.edge_dim = edge_embed_dim(dim)
         self.layers = nn.ModuleList(
-            GraphTransformerLayer(dim, num_heads, dim, hidden_layers, activation) for _ in range(layers)
+            GraphTransformerLayer(dim, num_heads, self.edge_dim, hidden_layers, activation) for _ in range(layers)
         )
         self.checkpointing = checkpointing
 
     def forward(self, nodes: torch.Tensor, edges: torch.Tensor, graph: EdgeSet) -> torch.Tensor:
-        """nodes ``(M, B, D)``, embedded mesh edges ``(E, D)`` -> ``(M, B, D)``."""
+        """nodes ``(M, B, D)``, embedded mesh edges ``(E, edge_dim)`` -> ``(M, B, D)``."""
         for layer in self.layers:
             nodes = maybe_checkpoint(_Block(layer, graph), nodes, edges, enabled=self.checkpointing)
         return nodes

@@ -21,6 +21,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from zonda.models.checkpointing import maybe_checkpoint
 from zonda.models.message_passing import EdgeSet, gather, scatter_sum
@@ -86,7 +87,7 @@ class InteractionNetwork(nn.Module):
         if edges.ndim == 2:
             edges = edges.unsqueeze(1)
         p_send = self.edge_mlp.first_layer_part(senders, "sender")
-        p_recv = self.edge_mlp.first_layer_part(receivers, "receiver")
+        p_recv = self.edge_mlp.first_layer_part(receivers, "receiver", bias=True)
         if update_edges:
             messages = self._messages(p_send, p_recv, edges, graph.senders, graph.receivers)
             new_edges = edges + messages
@@ -102,18 +103,34 @@ class InteractionNetwork(nn.Module):
     def _messages(
         self, p_send: torch.Tensor, p_recv: torch.Tensor, edges: torch.Tensor, send: torch.Tensor, recv: torch.Tensor
     ) -> torch.Tensor:
-        """``MLP_e([e, h_s, h_r])`` per edge, ``(E, B, D)``, from the projected node tensors."""
-        h = gather(p_send, send)
-        h += gather(p_recv, recv)  # in place: index_select keeps nothing for its backward
-        h += self.edge_mlp.first_layer_part(edges, "edge", bias=True)
+        """``MLP_e([e, h_s, h_r])`` per edge, ``(E, B, D)``, from the projected node tensors.
+
+        ``p_recv`` carries the first layer's bias. The in-place updates are
+        safe for autograd (a gather keeps nothing of its output for backward)
+        and act on whole tensors, never on views, which autograd would undo
+        with extra copies in the backward pass.
+        """
+        batch, dim = p_send.shape[1], p_send.shape[2]
+        weight = self.edge_mlp.first_layer_weight("edge")
+        if batch == 1 and edges.shape[1] == 1:  # 2-D rows: the edge part accumulates inside the GEMM
+            h = gather(p_send.view(-1, dim), send)
+            h += gather(p_recv.view(-1, dim), recv)
+            h.addmm_(edges.reshape(h.shape[0], -1).to(h.dtype), weight.t().to(h.dtype))  # in-place ops skip autocast
+            h = h.view(-1, 1, dim)
+        else:
+            h = gather(p_send, send)
+            h += gather(p_recv, recv)
+            h += F.linear(edges, weight)  # (E, 1|B, D), broadcast over the batch
         return self.edge_mlp.tail(h)
 
     def _aggregate_chunked(self, p_send: torch.Tensor, p_recv: torch.Tensor, edges: torch.Tensor, graph: EdgeSet) -> torch.Tensor:
         """``sum_{k -> i} (e_k + MLP_e(...))`` ``(Nr, B, D)`` computed ``self.chunks`` edges-chunks at a time."""
         aggregate = scatter_sum(edges, graph.receivers, graph.num_receivers)  # static part, (Nr, 1|B, D)
+        if self.chunks == 1:
+            return aggregate + self._chunk_sum(p_send, p_recv, edges, graph.senders, graph.receivers, graph.num_receivers)
         for part in graph.chunks(self.chunks):
-            args = (p_send, p_recv, edges[part], graph.senders[part], graph.receivers[part])
-            aggregate = aggregate + maybe_checkpoint(self._chunk_sum, *args, graph.num_receivers, enabled=self.chunks > 1)
+            args = (p_send, p_recv, edges[part], graph.senders[part], graph.receivers[part], graph.num_receivers)
+            aggregate = aggregate + maybe_checkpoint(self._chunk_sum, *args, enabled=True)
         return aggregate
 
     def _chunk_sum(

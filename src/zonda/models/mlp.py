@@ -84,9 +84,11 @@ class MLP(nn.Module):
         the contributions of all parts (the bias once) gives ``linears[0]`` of
         the concatenated input.
         """
-        first = self.linears[0]
-        weight = first.weight[:, self._parts[part]]
-        return F.linear(x, weight, first.bias if bias else None)
+        return F.linear(x, self.first_layer_weight(part), self.linears[0].bias if bias else None)
+
+    def first_layer_weight(self, part: str) -> torch.Tensor:
+        """The ``(first width, width of part)`` column block of the first weight (a view)."""
+        return self.linears[0].weight[:, self._parts[part]]
 
     def first_layer_parts(self, xs: Sequence[tuple[torch.Tensor, str]]) -> torch.Tensor:
         """Sum of :meth:`first_layer_part` over ``(tensor, part)`` pairs, bias added once.

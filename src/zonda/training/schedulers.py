@@ -51,3 +51,32 @@ class CosineWithWarmup(torch.optim.lr_scheduler.LRScheduler):
 
     def get_lr(self) -> list[float]:
         return [self.lr_at(self.last_epoch, base) for base in self.base_lrs]
+
+
+def build_scheduler(spec, optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """Instantiates ``training.scheduler`` (a :class:`~zonda.params.TargetSpec`) for ``optimizer``.
+
+    ``total_steps`` (the run's number of optimisation steps) is injected when
+    the class takes a ``total_steps`` argument that the params leave unset.
+    Any ``torch.optim.lr_scheduler`` class works; the training stage steps it
+    once per optimisation step.
+    """
+    import inspect
+
+    cls = spec.resolve()
+    injected = {}
+    try:
+        takes_total = "total_steps" in inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        takes_total = False
+    if takes_total and "total_steps" not in spec.kwargs:
+        if total_steps is None or total_steps <= 0 or math.isinf(total_steps):
+            raise ValueError(
+                f"training.scheduler {spec.target} needs total_steps, and the run's length is unknown "
+                f"({total_steps}); set training.max_steps or training.scheduler.total_steps"
+            )
+        injected["total_steps"] = int(total_steps)
+    try:
+        return spec.instantiate(optimizer, **injected)
+    except TypeError as exc:
+        raise ValueError(f"training.scheduler {spec.target}: {exc}") from None

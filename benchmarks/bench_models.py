@@ -1,0 +1,454 @@
+"""Benchmark of the zonda model family against anemoi-models (forward + backward, CPU).
+
+Goals (issue 3): zonda's forward+backward time at most 0.5x anemoi-models'
+at equal width, depth and graph, and at least 60% of the GEMM roofline.
+
+What is measured, per processor and width:
+
+* wall time of one training step's forward + backward (loss = mean square of
+  the output), median over ``repeats`` after ``warmup`` runs, batch 1;
+* peak resident memory of the process (each configuration runs in a fresh
+  subprocess, so peaks do not mix);
+* matmul FLOPs, counted from the shapes of every matmul the forward pass
+  runs (``2*m*n*k``; forward + backward = 3x forward), and the fp32 GEMM rate
+  of this machine measured in the same process between repeats (a large
+  ``torch.mm``); roofline fraction = FLOPs / (time * GEMM rate);
+* the same for the peer, anemoi-models 0.13.0 (``AnemoiModelEncProcDec`` with
+  GNN or GraphTransformer encoder/processor/decoder, built from the same
+  graph) in ``.venv-bench`` when that venv exists and imports, with
+  ratios zonda / anemoi. Both get the same process settings (threads,
+  allocator); gradient checkpointing is off in both unless asked for.
+
+Model shapes follow the peer's measurement setup: 16 layers, 20 variables,
+2 input steps, a refinement-5 icosahedral multi-mesh and the 5.625 degree grid
+(32 x 64). The zonda GNN uses 2 hidden layers per MLP, like anemoi's MLPs;
+both use GELU and 16 heads.
+
+CPU allocator: glibc returns every freed block above 32 MB to the kernel and
+page-faults it back in on the next allocation, which on this machine costs
+more than the arithmetic of an edge-sized tensor. Each worker therefore
+raises glibc's mmap and trim thresholds (``--no-tune-malloc`` to compare).
+
+Run: ``python benchmarks/bench_models.py`` (see ``--help``); ``measure()`` is
+the entry point for ``make bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+PEER_PYTHON = REPO / ".venv-bench" / "bin" / "python"
+GRID_LAT = np.arange(-87.1875, 87.1875 + 1e-9, 5.625)
+GRID_LON = np.arange(0.0, 360.0, 5.625)
+
+# anemoi-models 0.13.0 measured on this machine earlier (16 layers, 20 variables,
+# 2 input steps, batch 1, r5 mesh + 5.625 deg grid): seconds, GB.
+PEER_REFERENCE = {
+    ("graph_transformer", 128): (12.4, 3.0),
+    ("graph_transformer", 256): (25.1, 5.0),
+    ("gnn", 128): (16.8, 4.2),
+    ("gnn", 256): (45.4, 7.9),
+}
+
+
+@dataclass
+class Case:
+    """One benchmark configuration (shared by the zonda and the peer worker)."""
+
+    processor: str
+    width: int
+    layers: int = 16
+    variables: int = 20
+    input_steps: int = 2
+    batch: int = 1
+    heads: int = 16
+    repeats: int = 3
+    warmup: int = 1
+    checkpointing: bool = False
+    tune_malloc: bool = True
+    graph_file: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------- process setup
+
+
+def tune_malloc() -> bool:
+    """Keep freed memory in the heap (glibc): no page faults on every large allocation."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    big = ctypes.c_int(1 << 30)
+    return bool(libc.mallopt(m_mmap_threshold, big)) and bool(libc.mallopt(m_trim_threshold, big))
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # ru_maxrss is in KiB on Linux
+
+
+def current_rss_gb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+
+def gemm_rate(n: int = 2048, reps: int = 3) -> float:
+    """fp32 GEMM rate (FLOP/s) of a square ``n x n`` matmul, best of ``reps``."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best
+
+
+def matmul_flops(fn) -> int:
+    """FLOPs of the matmuls ``fn()`` runs (``2*m*n*k`` each, in-place ``addmm_`` included)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode, addmm_flop
+
+    aten = torch.ops.aten
+    with FlopCounterMode(display=False, custom_mapping={aten.addmm_.default: addmm_flop}) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def time_steps(step, case: Case) -> dict[str, Any]:
+    """Runs ``step()`` (forward + backward) warmup + repeats times; times and GEMM rates."""
+    for _ in range(case.warmup):
+        step()
+    times, rates = [], [gemm_rate()]
+    for _ in range(case.repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+        rates.append(gemm_rate())
+    return {"times_s": times, "time_s": statistics.median(times), "gemm_flops_per_s": statistics.median(rates)}
+
+
+# ----------------------------------------------------------------- the graph
+
+
+def bench_graph(refinement: int, out_file: Path) -> dict[str, Any]:
+    """Builds the benchmark graph (zonda.graph, else a toy graph of the same size) and saves it as .npz."""
+    graph, source = _zonda_graph(refinement)
+    arrays = {}
+    for node in ("grid", "mesh"):
+        arrays[f"{node}.x"] = graph[node].x.numpy()
+        arrays[f"{node}.latlon"] = graph[node].latlon.numpy()
+    for src, _, dst in graph.edge_types:
+        arrays[f"{src}.{dst}.edge_index"] = graph[src, "to", dst].edge_index.numpy()
+        arrays[f"{src}.{dst}.edge_attr"] = graph[src, "to", dst].edge_attr.numpy()
+    np.savez(out_file, **arrays)
+    sizes = {f"{s}->{d}": int(graph[s, "to", d].edge_index.shape[1]) for s, _, d in graph.edge_types}
+    return {"source": source, "grid_nodes": int(graph["grid"].x.shape[0]), "mesh_nodes": int(graph["mesh"].x.shape[0]), "edges": sizes}
+
+
+def _zonda_graph(refinement: int):
+    import warnings
+
+    try:
+        from zonda.graph import build_graph
+        from zonda.params import GraphParams
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            params = GraphParams(refinement=refinement, encoder_radius_factor=1.0, on_uncovered="warn")
+            return build_graph(params, GRID_LAT, GRID_LON), f"zonda.graph.build_graph(refinement={refinement})"
+    except Exception as exc:  # the graph package may be missing or broken: same-size stand-in
+        from zonda.models.toy_graph import toy_graph
+
+        mesh = 10 * 4**refinement + 2
+        return toy_graph(GRID_LAT, GRID_LON, mesh, encoder_k=4, decoder_k=3, mesh_k=6), (
+            f"toy_graph({mesh} mesh nodes; zonda.graph unavailable: {type(exc).__name__}: {exc})"
+        )
+
+
+def load_graph_npz(path: str):
+    import torch
+    from torch_geometric.data import HeteroData
+
+    z = np.load(path)
+    g = HeteroData()
+    for node in ("grid", "mesh"):
+        g[node].x = torch.from_numpy(z[f"{node}.x"])
+        g[node].latlon = torch.from_numpy(z[f"{node}.latlon"])
+    for src, dst in (("grid", "mesh"), ("mesh", "mesh"), ("mesh", "grid")):
+        g[src, "to", dst].edge_index = torch.from_numpy(z[f"{src}.{dst}.edge_index"])
+        g[src, "to", dst].edge_attr = torch.from_numpy(z[f"{src}.{dst}.edge_attr"])
+    return g
+
+
+# ------------------------------------------------------------------ workers
+
+
+def run_zonda(case: Case) -> dict[str, Any]:
+    """Worker: zonda network forward + backward on the benchmark graph."""
+    import torch
+
+    from zonda.models import build_network
+    from zonda.params import ModelParams
+
+    graph = load_graph_npz(case.graph_file)
+    params = ModelParams(
+        processor=case.processor, hidden_dim=case.width, processor_layers=case.layers, num_heads=case.heads,
+        mlp_hidden_layers=2 if case.processor == "gnn" else 1, activation="gelu",
+        input_steps=case.input_steps, gradient_checkpointing=case.checkpointing,
+    )
+    torch.manual_seed(0)
+    net = build_network(params, graph, case.input_steps * case.variables, case.variables)
+    x = torch.randn(case.batch, graph["grid"].x.shape[0], case.input_steps * case.variables)
+    return _measure_model(case, lambda: net(x), net)
+
+
+def run_anemoi(case: Case) -> dict[str, Any]:
+    """Worker (in .venv-bench): anemoi-models AnemoiModelEncProcDec on the same graph."""
+    import logging
+
+    import torch
+
+    logging.disable(logging.WARNING)  # "triton not available, falling back to pyg" per block
+    graph = load_graph_npz(case.graph_file)
+    torch.manual_seed(0)
+    model = _anemoi_model(case, graph)
+    for module in model.modules():  # anemoi checkpoints processor and mappers by default
+        if hasattr(module, "gradient_checkpointing"):
+            module.gradient_checkpointing = case.checkpointing
+    n_grid = graph["grid"].x.shape[0]
+    x = {"data": torch.randn(case.batch, case.input_steps, 1, n_grid, case.variables)}
+    return _measure_model(case, lambda: model(x)["data"], model)
+
+
+def _measure_model(case: Case, forward, module) -> dict[str, Any]:
+    import torch
+
+    def step() -> None:
+        module.zero_grad(set_to_none=True)
+        forward().float().square().mean().backward()
+
+    rss_model = current_rss_gb()
+    with torch.no_grad():
+        flops_forward = matmul_flops(forward)
+    result = time_steps(step, case)
+    result.update(
+        flops=3 * flops_forward,
+        parameters=sum(p.numel() for p in module.parameters()),
+        peak_rss_gb=peak_rss_gb(),
+        model_rss_gb=rss_model,
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+    )
+    result["roofline"] = result["flops"] / (result["time_s"] * result["gemm_flops_per_s"])
+    return result
+
+
+def _anemoi_model(case: Case, graph):
+    """AnemoiModelEncProcDec (GNN or GraphTransformer everywhere), hydra-style config as anemoi-training builds it."""
+    import torch
+    from omegaconf import OmegaConf
+    from torch_geometric.data import HeteroData
+
+    from anemoi.models.data_indices.collection import IndexCollection
+    from anemoi.models.models.encoder_processor_decoder import AnemoiModelEncProcDec
+
+    g = HeteroData()  # anemoi naming: data/hidden nodes with x = (lat, lon) radians, named edge attributes
+    for ours, theirs in (("grid", "data"), ("mesh", "hidden")):
+        g[theirs].x = torch.deg2rad(graph[ours].latlon)
+    for (src, dst), (a, b) in {("grid", "mesh"): ("data", "hidden"), ("mesh", "mesh"): ("hidden", "hidden"),
+                               ("mesh", "grid"): ("hidden", "data")}.items():
+        edges = graph[src, "to", dst]
+        g[a, "to", b].edge_index = edges.edge_index
+        g[a, "to", b].edge_length = edges.edge_attr[:, :1]
+        g[a, "to", b].edge_dirs = edges.edge_attr[:, 1:]
+    kernels = {"LayerNorm": {"_target_": "torch.nn.LayerNorm"}, "Linear": {"_target_": "torch.nn.Linear"},
+               "Activation": {"_target_": "torch.nn.GELU"}}
+    common = {"trainable_size": 8, "sub_graph_edge_attributes": ["edge_length", "edge_dirs"], "cpu_offload": False,
+              "layer_kernels": kernels}
+    if case.processor == "graph_transformer":
+        gt = {"num_chunks": 1, "mlp_hidden_ratio": 4, "num_heads": case.heads, "qk_norm": False,
+              "graph_attention_backend": "pyg"}
+        proc = {"_target_": "anemoi.models.layers.processor.GraphTransformerProcessor", "edge_pre_mlp": False, **common, **gt}
+        enc = {"_target_": "anemoi.models.layers.mapper.GraphTransformerForwardMapper", "shard_strategy": "edges", **common, **gt}
+        dec = {"_target_": "anemoi.models.layers.mapper.GraphTransformerBackwardMapper", "shard_strategy": "edges",
+               "initialise_data_extractor_zero": False, **common, **gt}
+    else:
+        gnn = {"num_chunks": 1, "mlp_extra_layers": 0}
+        proc = {"_target_": "anemoi.models.layers.processor.GNNProcessor", **common, **gnn}
+        enc = {"_target_": "anemoi.models.layers.mapper.GNNForwardMapper", **common, **gnn}
+        dec = {"_target_": "anemoi.models.layers.mapper.GNNBackwardMapper", **common, **gnn}
+    proc["num_layers"] = case.layers
+    config = OmegaConf.create({
+        "training": {"multistep_input": case.input_steps, "multistep_output": 1},
+        "model": {
+            "num_channels": case.width,
+            "model": {"_target_": "anemoi.models.models.AnemoiModelEncProcDec", "hidden_nodes_name": "hidden",
+                      "latent_skip": True},
+            "trainable_parameters": {"data": 8, "hidden": 8},
+            "processor": proc, "encoder": enc, "decoder": dec, "layer_kernels": kernels,
+            "residual": {"_target_": "anemoi.models.layers.residual.SkipConnection"}, "bounding": [],
+        },
+    })
+    names = {f"v{i}": i for i in range(case.variables)}
+    indices = {"data": IndexCollection(OmegaConf.create({"forcing": [], "diagnostic": []}), names)}
+    return AnemoiModelEncProcDec(model_config=config, data_indices=indices, statistics={"data": {}}, graph_data=g)
+
+
+def worker_main(kind: str, spec: str) -> None:
+    case = Case(**json.loads(spec))
+    if case.tune_malloc:
+        tune_malloc()
+    result = run_zonda(case) if kind == "zonda" else run_anemoi(case)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# ------------------------------------------------------------------- driver
+
+
+def peer_available() -> tuple[bool, str]:
+    """Whether .venv-bench exists and imports anemoi-models; the reason if not."""
+    if not PEER_PYTHON.exists():
+        return False, f"{PEER_PYTHON} does not exist"
+    probe = subprocess.run(
+        [str(PEER_PYTHON), "-c", "import anemoi.models, torch; print(anemoi.models.__version__, torch.__version__)"],
+        capture_output=True, text=True, timeout=300,
+    )
+    if probe.returncode:
+        return False, f"anemoi-models does not import in .venv-bench: {probe.stderr.strip().splitlines()[-1:]}"
+    return True, probe.stdout.strip()
+
+
+def _spawn(python: str, kind: str, case: Case, timeout: float) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    if kind == "anemoi":
+        env["PYTHONPATH"] = ""  # the peer must not see zonda's sources
+    cmd = [python, str(Path(__file__).resolve()), "--worker", kind, "--spec", json.dumps(asdict(case))]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=str(REPO))
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+    return {"error": f"{kind} worker failed (exit {proc.returncode}): " + " | ".join(tail)}
+
+
+def measure(
+    processors: tuple[str, ...] = ("gnn", "graph_transformer"),
+    widths: tuple[int, ...] = (128,),
+    layers: int = 16,
+    refinement: int = 5,
+    repeats: int = 3,
+    warmup: int = 1,
+    peer: bool = True,
+    checkpointing: bool = False,
+    tune: bool = True,
+    timeout: float = 1800.0,
+) -> dict[str, Any]:
+    """Runs every (processor, width) for zonda (and the peer) in fresh subprocesses.
+
+    Returns ``{"graph": {...}, "peer": "...", "results": [{processor, width,
+    zonda: {...}, anemoi: {...} | None, ratio_time, ratio_memory, ...}]}``.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        graph_file = Path(tmp) / "graph.npz"
+        graph_info = bench_graph(refinement, graph_file)
+        peer_ok, peer_note = peer_available() if peer else (False, "disabled (--no-peer)")
+        rows = []
+        for processor in processors:
+            for width in widths:
+                case = Case(processor, width, layers=layers, repeats=repeats, warmup=warmup,
+                            checkpointing=checkpointing, tune_malloc=tune, graph_file=str(graph_file))
+                row: dict[str, Any] = {"processor": processor, "width": width, "layers": layers}
+                row["zonda"] = _spawn(sys.executable, "zonda", case, timeout)
+                row["anemoi"] = _spawn(str(PEER_PYTHON), "anemoi", case, timeout) if peer_ok else None
+                row["anemoi_reference"] = PEER_REFERENCE.get((processor, width))
+                _ratios(row)
+                rows.append(row)
+    return {"graph": graph_info, "peer": peer_note if peer_ok else f"skipped: {peer_note}", "results": rows}
+
+
+def _ratios(row: dict[str, Any]) -> None:
+    z, a = row["zonda"], row["anemoi"]
+    if "error" in z or not a or "error" in a:
+        return
+    row["ratio_time"] = z["time_s"] / a["time_s"]
+    # the machine is shared: also compare times in units of each process's own GEMM time
+    row["ratio_time_load_normalised"] = (z["time_s"] * z["gemm_flops_per_s"]) / (a["time_s"] * a["gemm_flops_per_s"])
+    row["ratio_peak_rss"] = z["peak_rss_gb"] / a["peak_rss_gb"]
+
+
+def report(result: dict[str, Any]) -> str:
+    g = result["graph"]
+    lines = [
+        f"graph: {g['source']}: {g['grid_nodes']} grid, {g['mesh_nodes']} mesh nodes, edges {g['edges']}",
+        f"peer: {result['peer']}",
+        f"{'processor':<18}{'width':>6}  {'zonda s':>8} {'GB':>5} {'GFLOP':>7} {'GEMM GF/s':>9} {'roofline':>8}"
+        f"  {'anemoi s':>8} {'GB':>5} {'roofline':>8}  {'time ratio':>10} {'(load-norm)':>11} {'mem ratio':>9}",
+    ]
+    for row in result["results"]:
+        z, a = row["zonda"], row["anemoi"]
+        if "error" in z:
+            lines.append(f"{row['processor']:<18}{row['width']:>6}  zonda error: {z['error']}")
+            continue
+        text = (f"{row['processor']:<18}{row['width']:>6}  {z['time_s']:>8.2f} {z['peak_rss_gb']:>5.2f} "
+                f"{z['flops'] / 1e9:>7.1f} {z['gemm_flops_per_s'] / 1e9:>9.1f} {z['roofline']:>8.1%}")
+        if a and "error" not in a:
+            text += (f"  {a['time_s']:>8.2f} {a['peak_rss_gb']:>5.2f} {a['roofline']:>8.1%}"
+                     f"  {row['ratio_time']:>10.2f} {row['ratio_time_load_normalised']:>11.2f} {row['ratio_peak_rss']:>9.2f}")
+        elif a:
+            text += f"  anemoi error: {a['error']}"
+        ref = row.get("anemoi_reference")
+        if ref:
+            text += f"   [anemoi earlier: {ref[0]:.1f} s, {ref[1]:.1f} GB; ratio {z['time_s'] / ref[0]:.2f}]"
+        lines.append(text)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--processors", default="gnn,graph_transformer", help="comma list of gnn, graph_transformer, transformer")
+    parser.add_argument("--widths", default="128", help="comma list of hidden widths")
+    parser.add_argument("--layers", type=int, default=16)
+    parser.add_argument("--refinement", type=int, default=5, help="icosahedral refinement of the mesh")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--no-peer", action="store_true", help="do not run anemoi-models")
+    parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing in both models")
+    parser.add_argument("--no-tune-malloc", action="store_true", help="leave glibc's allocator thresholds alone")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--worker", choices=["zonda", "anemoi"], help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker_main(args.worker, args.spec)
+        return
+    result = measure(
+        processors=tuple(args.processors.split(",")), widths=tuple(int(w) for w in args.widths.split(",")),
+        layers=args.layers, refinement=args.refinement, repeats=args.repeats, warmup=args.warmup,
+        peer=not args.no_peer, checkpointing=args.checkpointing, tune=not args.no_tune_malloc,
+    )
+    print(report(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""Trainer plumbing callbacks: a step history with throughput, and MLflow extras.
+
+* :class:`TrainingHistory` records on rank 0, per training batch, the global
+  step, epoch, global-batch loss, learning rate, rollout length and the wall
+  time since the previous batch (data loading included), and each
+  validation's metrics; :meth:`TrainingHistory.summary` gives the steady-state
+  throughput (median step time, first batch of an epoch and batches after a
+  validation left out).
+* :class:`MlflowExtras` (rank 0) logs what Lightning's ``MLFlowLogger`` does
+  not: the flat resolved params and tags of a new run, the dataset lineage
+  (``mlflow.log_input`` of a dataset carrying the snapshot ID, statistics and
+  graph hashes) and system metrics (CPU, memory, GPU when available) while
+  training runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import statistics as pystats
+import time
+from typing import Any, Iterator, Mapping
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+log = logging.getLogger(__name__)
+
+
+class TrainingHistory(Callback):
+    """Per-batch training record and validation metrics (rank 0 keeps them; other ranks keep nothing).
+
+    Args:
+      global_batch_size: samples per optimisation micro-step over all ranks (for throughput).
+    """
+
+    def __init__(self, global_batch_size: int) -> None:
+        self.global_batch_size = int(global_batch_size)
+        self.steps: list[dict[str, Any]] = []
+        self.validations: list[dict[str, Any]] = []
+        self._last: float | None = None
+        self._first_in_epoch = True
+        self._after_validation = False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._last = time.perf_counter()
+        self._first_in_epoch = True
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._after_validation = True
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        now = time.perf_counter()
+        seconds = now - self._last if self._last is not None else float("nan")
+        self._last = now
+        if trainer.is_global_zero:
+            metrics = trainer.callback_metrics
+            loss = metrics.get("train/loss_step", metrics.get("train/loss"))
+            targets = batch["targets"] if isinstance(batch, Mapping) else None
+            self.steps.append(
+                {
+                    "global_step": int(trainer.global_step),
+                    "epoch": int(trainer.current_epoch),
+                    "batch": int(batch_idx),
+                    "loss": float(loss) if loss is not None else float("nan"),
+                    "lr": float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else float("nan"),
+                    "rollout": int(targets.shape[1]) if targets is not None else None,
+                    "seconds": seconds,
+                    "steady": not (self._first_in_epoch or self._after_validation),
+                }
+            )
+        self._first_in_epoch = False
+        self._after_validation = False
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero and not trainer.sanity_checking:
+            metrics = getattr(pl_module, "validation_metrics", {}) or {}
+            self.validations.append({"global_step": int(trainer.global_step), "epoch": int(trainer.current_epoch), **metrics})
+
+    def summary(self) -> dict[str, Any]:
+        """Median step time and samples/s over the steady batches (all batches if none is steady)."""
+        times = [s["seconds"] for s in self.steps if s["steady"]] or [s["seconds"] for s in self.steps[1:]]
+        times = [t for t in times if t == t]
+        if not times:
+            return {"batches": len(self.steps)}
+        median = pystats.median(times)
+        return {
+            "batches": len(self.steps),
+            "median_step_seconds": median,
+            "samples_per_second": self.global_batch_size / median if median > 0 else None,
+            "global_batch_size": self.global_batch_size,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"summary": self.summary(), "steps": self.steps, "validations": self.validations}
+
+
+@contextlib.contextmanager
+def active_mlflow_run(run_id: str) -> Iterator[Any]:
+    """The fluent MLflow run ``run_id``: the active one if it is, else resumed for the block."""
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        yield active
+        return
+    with mlflow.start_run(run_id=run_id, nested=active is not None) as run:
+        yield run
+
+
+def log_lineage(run_id: str, lineage: Mapping[str, str], snapshot_uri: str, name: str) -> None:
+    """``mlflow.log_input`` of a metadata-only dataset for the snapshot, tagged with every hash."""
+    import mlflow
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+    source = resolve_dataset_source(snapshot_uri)
+    digest = str(lineage["snapshot_id"]).removeprefix("sha256:")[:16]
+    dataset = MetaDataset(source=source, name=name, digest=digest)
+    with active_mlflow_run(run_id):
+        mlflow.log_input(dataset, context="training", tags={f"zonda.{k}": str(v) for k, v in lineage.items()})
+
+
+class MlflowExtras(Callback):
+    """Rank-0 MLflow logging around ``fit`` (see the module docstring).
+
+    Args:
+      logger: the run's ``MLFlowLogger``.
+      params_flat: flat params to log (only for a run this training created).
+      tags: run tags.
+      lineage: snapshot_id, statistics_hash, graph_hash.
+      snapshot_uri: where the snapshot lives (dataset source).
+      dataset_name: name of the logged dataset.
+      system_metrics: start MLflow's system-metrics monitor.
+      tracking_uri: the store.
+    """
+
+    def __init__(
+        self,
+        logger: Any,
+        *,
+        params_flat: Mapping[str, str] | None,
+        tags: Mapping[str, str],
+        lineage: Mapping[str, str],
+        snapshot_uri: str,
+        dataset_name: str,
+        system_metrics: bool,
+        tracking_uri: str,
+    ) -> None:
+        self.logger = logger
+        self.params_flat = dict(params_flat) if params_flat else None
+        self.tags = dict(tags)
+        self.lineage = dict(lineage)
+        self.snapshot_uri = snapshot_uri
+        self.dataset_name = dataset_name
+        self.system_metrics = system_metrics
+        self.tracking_uri = tracking_uri
+        self._monitor: Any = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        from mlflow.entities import Param, RunTag
+
+        client, run_id = self.logger.experiment, self.logger.run_id
+        if self.params_flat:
+            items = [Param(k, v) for k, v in self.params_flat.items()]
+            for i in range(0, len(items), 100):
+                client.log_batch(run_id, params=items[i : i + 100])
+        client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in self.tags.items()])
+        try:
+            log_lineage(run_id, self.lineage, self.snapshot_uri, self.dataset_name)
+        except Exception as exc:  # noqa: BLE001 - lineage must not kill a training run
+            log.warning("could not log the dataset lineage to MLflow: %s", exc)
+        if self.system_metrics:
+            try:
+                from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+                self._monitor = SystemMetricsMonitor(run_id, sampling_interval=5, tracking_uri=self.tracking_uri)
+                self._monitor.start()
+            except Exception as exc:  # noqa: BLE001 - optional
+                log.info("MLflow system metrics unavailable: %s", exc)
+                self._monitor = None
+
+    def _stop(self) -> None:
+        if self._monitor is not None:
+            with contextlib.suppress(Exception):
+                self._monitor.finish()
+            self._monitor = None
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._stop()

@@ -1,0 +1,258 @@
+"""Checkpoints without unpickling: digests, ``weights_only`` loads, safetensors weights.
+
+Two kinds of files:
+
+* **Training checkpoints** (``checkpoints/*.ckpt``, written by Lightning's
+  ``ModelCheckpoint`` through :class:`SafeCheckpointIO`): the full training
+  state (model, optimizer, scheduler, loops and data order, callbacks, RNG
+  states under ``zonda.rng``) saved with ``torch.save``, written to a temporary
+  file and renamed, with a ``<file>.sha256`` sidecar. Loading checks the
+  sidecar, then ``torch.load(weights_only=True)`` (which refuses any pickled
+  object other than tensors and plain containers), then the structure and the
+  ``zonda`` metadata; the LightningModule then checks every tensor's name and
+  shape against the model. Anything wrong raises :class:`CheckpointError`
+  naming the file.
+* **Weights** (``weights.safetensors``): the Forecaster's ``state_dict`` in
+  safetensors (no code can be embedded), with metadata; used for warm starts
+  and by evaluation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import random
+import uuid
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+CHECKPOINT_FORMAT = "zonda.training-checkpoint"
+CHECKPOINT_VERSION = 1
+WEIGHTS_FORMAT = "zonda.weights"
+DIGEST_SUFFIX = ".sha256"
+_REQUIRED_KEYS = ("state_dict", "epoch", "global_step", "loops", "optimizer_states", "lr_schedulers", "zonda")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or weights file is missing, corrupt, tampered with or does not fit the model."""
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def digest_path(path: str | os.PathLike[str]) -> Path:
+    """The sidecar ``<file>.sha256`` of a checkpoint."""
+    path = Path(path)
+    return path.with_name(path.name + DIGEST_SUFFIX)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_training_checkpoint(checkpoint: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """``torch.save`` to a temporary file, rename into place, then write the sha256 sidecar."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(dict(checkpoint), f)
+            f.flush()
+            os.fsync(f.fileno())
+        digest = file_sha256(tmp)
+        digest_path(path).unlink(missing_ok=True)
+        os.replace(tmp, path)
+        _atomic_write_bytes(digest_path(path), f"{digest}  {path.name}\n".encode())
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _expected_digest(path: Path) -> str:
+    sidecar = digest_path(path)
+    if not sidecar.is_file():
+        raise CheckpointError(f"{path}: no {sidecar.name} beside it; refusing a checkpoint whose integrity cannot be checked")
+    text = sidecar.read_text().split()
+    if not text or len(text[0]) != 64:
+        raise CheckpointError(f"{sidecar}: not a sha256 digest file")
+    return text[0]
+
+
+def load_training_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
+    """Loads a training checkpoint written by :func:`save_training_checkpoint`, safely.
+
+    Checks, in order: the file exists; its sha256 matches the sidecar; it loads
+    with ``torch.load(weights_only=True)`` (no arbitrary unpickling); it is a
+    dict with the Lightning and ``zonda`` entries and a tensor ``state_dict``.
+    Raises :class:`CheckpointError` naming the file otherwise.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    if file_sha256(path) != _expected_digest(path):
+        raise CheckpointError(f"{path}: sha256 does not match {digest_path(path).name} (corrupt or modified file)")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path}: refused: it holds pickled objects that a weights-only load does not allow ({exc})"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {exc})") from None
+    check_checkpoint_structure(checkpoint, path)
+    return checkpoint
+
+
+def check_checkpoint_structure(checkpoint: Any, path: str | os.PathLike[str]) -> None:
+    """Raises CheckpointError unless ``checkpoint`` looks like a zonda training checkpoint."""
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: top level is {type(checkpoint).__name__}, expected a dict")
+    missing = [k for k in _REQUIRED_KEYS if k not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path}: not a zonda training checkpoint (missing {missing})")
+    meta = checkpoint["zonda"]
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: zonda.format is not {CHECKPOINT_FORMAT!r}")
+    if meta.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path}: zonda.version {meta.get('version')!r}; this zonda reads {CHECKPOINT_VERSION}")
+    state = checkpoint["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{path}: state_dict must map names to tensors")
+
+
+def check_state_dict(
+    found: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], source: str | os.PathLike[str]
+) -> None:
+    """Raises CheckpointError naming ``source`` if names or shapes of ``found`` differ from ``expected``."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = [
+        f"{k}: {tuple(found[k].shape)} != {tuple(expected[k].shape)}"
+        for k in sorted(set(found) & set(expected))
+        if tuple(found[k].shape) != tuple(expected[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {_short(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {_short(unexpected)}")
+    if wrong:
+        problems.append(f"wrong shapes {_short(wrong)}")
+    if problems:
+        raise CheckpointError(f"{source}: does not fit the model ({'; '.join(problems)})")
+
+
+def _short(items: list[str], n: int = 5) -> str:
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning CheckpointIO: atomic saves with sha256 sidecars, verified ``weights_only`` loads."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"SafeCheckpointIO takes no storage_options, got {storage_options!r}")
+        save_training_checkpoint(checkpoint, path)
+
+    def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> dict[str, Any]:
+        if weights_only is False:
+            raise CheckpointError(f"{path}: zonda loads checkpoints with weights_only=True only")
+        return load_training_checkpoint(path, map_location=map_location or "cpu")
+
+    def remove_checkpoint(self, path: Any) -> None:
+        Path(path).unlink(missing_ok=True)
+        digest_path(path).unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------- weights
+
+
+def save_weights(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike[str], metadata: Mapping[str, str] | None = None) -> str:
+    """Writes a safetensors file atomically; returns its sha256."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        save_file(tensors, str(tmp), metadata={"format": WEIGHTS_FORMAT, **{k: str(v) for k, v in (metadata or {}).items()}})
+        digest = file_sha256(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return digest
+
+
+def load_weights(path: str | os.PathLike[str], expected: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Reads a safetensors weights file; checks names and shapes against ``expected`` if given."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "weights.safetensors"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weights file not found")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    if expected is not None:
+        check_state_dict(tensors, expected, path)
+    return tensors
+
+
+# --------------------------------------------------------------------- RNG
+
+
+def collect_rng_states() -> dict[str, Any]:
+    """Python, NumPy, torch (and CUDA) RNG states as tensors/ints/lists (``weights_only``-loadable)."""
+    version, keys, gauss = random.getstate()
+    np_kind, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state()
+    states: dict[str, Any] = {
+        "python": {"version": int(version), "state": list(keys), "gauss": gauss},
+        "numpy": {
+            "kind": str(np_kind),
+            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "cached_gaussian": float(np_cached),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: Mapping[str, Any]) -> None:
+    """Inverse of :func:`collect_rng_states`."""
+    py = states["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    n = states["numpy"]
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])

@@ -1,0 +1,437 @@
+"""Stage 4, training: snapshot + statistics + graph -> trained Forecaster weights.
+
+:func:`train` wires the Lightning Trainer (the plumbing) around
+:class:`~zonda.training.module.ForecastModule` (the science) and
+:class:`~zonda.training.data.SnapshotDataModule`. Outputs in ``out_dir``::
+
+    weights.safetensors     best Forecaster weights (by training.checkpoint.monitor)
+    model.json              how to rebuild the model (+ lineage hashes, weights sha256)
+    checkpoints/            top-k by the monitored metric + last.ckpt (each with .sha256)
+    history.json            per-step loss / lr / step time, every validation's metrics
+    params.resolved.yaml    the fully resolved params
+    manifest.json           written last: the run's summary (its presence marks a complete run)
+
+Every file is written to a temporary name and renamed. Starting points
+(``training.*``): ``resume_from`` continues a checkpoint exactly (model,
+optimizer, scheduler, epoch/step, RNG, data order; same MLflow run as the
+checkpoint unless ``mlflow_run_id`` is given), ``fork_from`` does the same in a
+new MLflow run, ``warm_start_from`` loads only weights (safetensors) into a
+fresh run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+
+from zonda.params import Params, write_resolved
+from zonda.provenance import code_version, read_manifest
+from zonda.training.artifacts import MODEL_CARD, WEIGHTS_FILE, model_card, write_json_atomic
+from zonda.training.callbacks import MlflowExtras, TrainingHistory
+from zonda.training.checkpoints import (
+    SafeCheckpointIO,
+    check_state_dict,
+    digest_path,
+    load_training_checkpoint,
+    load_weights,
+    save_weights,
+)
+from zonda.training.data import SnapshotDataModule
+from zonda.training.module import ForecastModule, forecaster_weights_from_checkpoint
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+CHECKPOINT_DIR = "checkpoints"
+HISTORY_FILE = "history.json"
+MANIFEST_KIND = "zonda.training"
+
+
+# ------------------------------------------------------------------- lineage
+
+
+def read_lineage(snapshot_dir: PathLike, statistics_dir: PathLike, graph_dir: PathLike) -> dict[str, str]:
+    """snapshot_id, statistics_hash and graph_hash of the inputs, checked to belong together."""
+    from zonda.graph.io import MANIFEST_FILE, read_manifest as read_graph_manifest
+
+    snapshot = read_manifest(snapshot_dir)
+    if snapshot is None or "snapshot_id" not in snapshot:
+        raise ValueError(f"{Path(snapshot_dir) / 'manifest.json'}: missing or without snapshot_id (not a zonda snapshot)")
+    stats = read_manifest(statistics_dir)
+    if stats is None or "statistics_hash" not in stats:
+        raise ValueError(f"{Path(statistics_dir) / 'manifest.json'}: missing or without statistics_hash")
+    if stats.get("snapshot_id") != snapshot["snapshot_id"]:
+        raise ValueError(
+            f"{Path(statistics_dir) / 'manifest.json'}: statistics of snapshot {stats.get('snapshot_id')}, "
+            f"but {Path(snapshot_dir) / 'manifest.json'} is snapshot {snapshot['snapshot_id']}"
+        )
+    graph = read_graph_manifest(Path(graph_dir))
+    return {
+        "snapshot_id": snapshot["snapshot_id"],
+        "statistics_hash": stats["statistics_hash"],
+        "graph_hash": graph["graph_hash"],
+        "_graph_manifest": str(Path(graph_dir) / MANIFEST_FILE),
+    }
+
+
+def _check_graph_grid(graph_meta: dict[str, Any], source: str, latitudes: np.ndarray, longitudes: np.ndarray) -> None:
+    grid = graph_meta.get("grid", {})
+    lat, lon = np.asarray(grid.get("latitudes", []), float), np.asarray(grid.get("longitudes", []), float)
+    if lat.shape != latitudes.shape or lon.shape != longitudes.shape or not (
+        np.allclose(lat, latitudes, atol=1e-6) and np.allclose(lon, longitudes, atol=1e-6)
+    ):
+        raise ValueError(
+            f"{source}: graph built for a {lat.size}x{lon.size} grid, the snapshot is "
+            f"{latitudes.size}x{longitudes.size} (or its coordinates differ); rebuild the graph"
+        )
+
+
+# ---------------------------------------------------------------- utilities
+
+
+def _global_rank_from_env() -> int:
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
+
+
+def _prepare_out_dir(out_dir: Path, keep: Path | None) -> None:
+    """Creates ``out_dir``; drops a previous run's manifest and (unless resuming from there) checkpoints."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "manifest.json").unlink(missing_ok=True)
+    ckpt_dir = out_dir / CHECKPOINT_DIR
+    if ckpt_dir.is_dir():
+        inside = keep is not None and keep.resolve().parent == ckpt_dir.resolve()
+        if not inside:
+            for f in ckpt_dir.iterdir():
+                if f.is_file() and (f.suffix == ".ckpt" or f.name.endswith(".ckpt.sha256")):
+                    f.unlink()
+    ckpt_dir.mkdir(exist_ok=True)
+
+
+def _mlflow_logger(params: Params, run_id: str | None, run_name: str, tags: dict[str, str]) -> Any:
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    from zonda import tracking
+
+    uri = tracking.tracking_uri(params)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    local_uri, local_artifacts = tracking.local_store(params)
+    return MLFlowLogger(
+        experiment_name=params.runtime.mlflow_experiment,
+        run_name=run_name,
+        tracking_uri=uri,
+        tags=tags if run_id is None else None,
+        artifact_location=local_artifacts if uri == local_uri else None,
+        run_id=run_id,
+        log_model=False,
+    )
+
+
+def _better(a: float, b: float, mode: str) -> bool:
+    return a < b if mode == "min" else a > b
+
+
+# --------------------------------------------------------------------- train
+
+
+def train(
+    params: Params,
+    snapshot_dir: PathLike,
+    statistics_dir: PathLike,
+    graph_dir: PathLike,
+    out_dir: PathLike,
+    *,
+    mlflow_run_id: str | None = None,
+    progress: bool = True,
+    track: bool = True,
+    callbacks: Sequence[L.Callback] = (),
+) -> dict[str, Any]:
+    """Trains the Forecaster of ``params`` and writes the training artifact to ``out_dir``.
+
+    Args:
+      params: resolved params (``data``, ``model``, ``training``, ``runtime`` are used).
+      snapshot_dir, statistics_dir, graph_dir: outputs of stages 1-3.
+      out_dir: where the outputs go (see the module docstring).
+      mlflow_run_id: the pipeline's MLflow run to log into; None: the resumed
+        checkpoint's run (``resume_from``) or a new run.
+      progress: Rich progress bar and model summary.
+      track: log to MLflow at all.
+      callbacks: extra Lightning callbacks.
+
+    Returns:
+      The manifest (also written to ``out_dir/manifest.json`` on rank 0).
+    """
+    from zonda.graph import load_graph
+    from zonda.grid import grid_area_weights
+    from zonda.models import Forecaster
+    from zonda.statistics import load_statistics
+    from zonda import tracking
+
+    started = time.time()
+    t = params.training
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / CHECKPOINT_DIR
+    lineage = read_lineage(snapshot_dir, statistics_dir, graph_dir)
+    graph_manifest = lineage.pop("_graph_manifest")
+
+    torch.set_float32_matmul_precision(t.float32_matmul_precision)
+    L.seed_everything(t.seed, workers=True, verbose=False)
+
+    datamodule = SnapshotDataModule(params, snapshot_dir)
+    graph = load_graph(Path(graph_dir))
+    _check_graph_grid(graph.graph_meta, graph_manifest, datamodule.latitudes, datamodule.longitudes)
+    forecaster = Forecaster.build(
+        params, graph, datamodule.layout, datamodule.forcing_names, datamodule.static_names, load_statistics(statistics_dir)
+    )
+
+    start_path: Path | None = None
+    start_meta: dict[str, Any] = {}
+    if t.warm_start_from:
+        forecaster.load_state_dict(load_weights(t.warm_start_from, expected=forecaster.state_dict()))
+        log.info("warm start from %s", t.warm_start_from)
+    elif t.resume_from or t.fork_from:
+        start_path = Path(t.resume_from or t.fork_from)  # type: ignore[arg-type]
+        preflight = load_training_checkpoint(start_path)  # fail early, before any MLflow run is created
+        start_meta = preflight["zonda"]
+
+    metadata = {
+        "model": params.model.model_dump(mode="json"),
+        "forcings": datamodule.forcing_names,
+        "static": datamodule.static_names,
+        **lineage,
+    }
+    module = ForecastModule(
+        forecaster,
+        t,
+        datamodule.layout,
+        grid_area_weights(datamodule.latitudes, datamodule.longitudes.size),
+        datamodule.static,
+        metadata=metadata,
+    )
+
+    if start_path is not None:
+        check_state_dict(preflight.pop("state_dict"), module.state_dict(), start_path)
+        del preflight
+
+    if _global_rank_from_env() == 0:
+        _prepare_out_dir(out_dir, start_path)
+
+    # -- MLflow
+    logger: Any = False
+    run_id = mlflow_run_id
+    extra_callbacks: list[L.Callback] = []
+    if track:
+        new_run = False
+        if run_id is None and t.resume_from:
+            run_id = start_meta.get("mlflow_run_id")
+        if run_id is None:
+            new_run = True
+        tags = {
+            "zonda.stage": "train",
+            "zonda.preset": params.name,
+            **{f"zonda.{k}": str(v) for k, v in lineage.items()},
+        }
+        if t.fork_from:
+            tags["zonda.forked_from"] = str(start_path)
+            if start_meta.get("mlflow_run_id"):
+                tags["zonda.parent_run_id"] = str(start_meta["mlflow_run_id"])
+        if t.resume_from:
+            tags["zonda.resumed_from"] = str(start_path)
+        logger = _mlflow_logger(params, run_id, f"{params.name}-train", tags)
+        extra_callbacks.append(
+            MlflowExtras(
+                logger,
+                params_flat=tracking.flatten(params.resolved_dict()) if new_run else None,
+                tags=tags,
+                lineage=lineage,
+                snapshot_uri=str(Path(snapshot_dir).resolve()),
+                dataset_name=f"{params.name}-snapshot",
+                system_metrics=True,
+                tracking_uri=tracking.tracking_uri(params),
+            )
+        )
+
+    # -- callbacks
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+
+    ck = t.checkpoint
+    # "last.ckpt": the latest state, every every_n_train_steps steps (else every epoch), for resuming;
+    # "best-*.ckpt": the top-k by the monitored metric, saved when validation has scored them.
+    last_cb = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        save_last=False,
+        every_n_train_steps=ck.every_n_train_steps,
+        enable_version_counter=False,
+    )
+    checkpoint_cb = None
+    if ck.top_k > 0:
+        checkpoint_cb = ModelCheckpoint(
+            dirpath=ckpt_dir,
+            filename="best-epoch{epoch:03d}-step{step:07d}",
+            auto_insert_metric_name=False,
+            monitor=ck.monitor,
+            mode=ck.mode,
+            save_top_k=ck.top_k,
+            save_last=False,
+        )
+    world = _world_size(t)
+    history = TrainingHistory(global_batch_size=t.batch_size * world)
+    cbs: list[L.Callback] = [history, *extra_callbacks, last_cb]
+    if checkpoint_cb is not None:
+        cbs.append(checkpoint_cb)
+    if t.early_stopping.enabled:
+        es = t.early_stopping
+        cbs.append(EarlyStopping(monitor=es.monitor, patience=es.patience, mode=es.mode))
+    if progress:
+        cbs.append(RichProgressBar())
+    cbs.extend(callbacks)
+
+    trainer = L.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
+        max_epochs=t.max_epochs,
+        max_steps=t.max_steps,
+        limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches,
+        val_check_interval=t.val_check_interval,
+        gradient_clip_val=t.gradient_clip.value,
+        gradient_clip_algorithm=t.gradient_clip.algorithm,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        deterministic=t.deterministic,
+        reload_dataloaders_every_n_epochs=datamodule.reload_every_n_epochs,
+        use_distributed_sampler=False,
+        plugins=[SafeCheckpointIO()],
+        callbacks=cbs,
+        logger=logger,
+        log_every_n_steps=1,
+        num_sanity_val_steps=1,
+        enable_progress_bar=progress,
+        enable_model_summary=progress,
+        default_root_dir=str(out_dir),
+    )
+    if logger and trainer.is_global_zero:
+        module.metadata["mlflow_run_id"] = logger.run_id
+        run_id = logger.run_id
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(start_path) if start_path else None, weights_only=True)
+
+    # Score the final weights if the last step was not validated (e.g. max_steps ended mid-epoch).
+    if t.limit_val_batches != 0 and module.last_validation_step != trainer.global_step:
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+        if trainer.is_global_zero and module.validation_metrics:
+            history.validations.append({"global_step": int(trainer.global_step), "epoch": int(trainer.current_epoch),
+                                        "final": True, **module.validation_metrics})
+    final_validated = module.last_validation_step == trainer.global_step or bool(
+        history.validations and history.validations[-1].get("global_step") == trainer.global_step
+    )
+    if not trainer.interrupted:
+        trainer.save_checkpoint(ckpt_dir / "last.ckpt")  # the final state (ModelCheckpoint's may be older)
+    if not trainer.is_global_zero:
+        return {"kind": MANIFEST_KIND, "rank": int(trainer.global_rank)}
+
+    # -- outputs (rank 0)
+    weights, best = _best_weights(module, checkpoint_cb, ck.monitor, ck.mode, final_validated)
+    weights_sha = save_weights(weights, out_dir / WEIGHTS_FILE, metadata={k: str(v) for k, v in lineage.items()})
+    network = getattr(forecaster, "network", None)
+    card = model_card(
+        model_params=params.model.model_dump(mode="json"),
+        layout=datamodule.layout,
+        forcing_names=datamodule.forcing_names,
+        static_names=datamodule.static_names,
+        in_channels=int(getattr(network, "in_channels", 0)),
+        out_channels=int(getattr(network, "out_channels", len(datamodule.layout))),
+        latitudes=datamodule.latitudes,
+        longitudes=datamodule.longitudes,
+        lineage=lineage,
+        weights_sha256=weights_sha,
+        training={"global_step": int(trainer.global_step), "epochs": int(trainer.current_epoch), **best},
+    )
+    write_json_atomic(out_dir / MODEL_CARD, card)
+    write_json_atomic(out_dir / HISTORY_FILE, history.as_dict())
+    write_resolved(params, out_dir)
+    final_metrics = dict(module.validation_metrics)
+    manifest = {
+        "kind": MANIFEST_KIND,
+        "model_id": f"sha256:{weights_sha}",
+        **lineage,
+        "weights": {"file": WEIGHTS_FILE, "sha256": weights_sha, **best},
+        "global_step": int(trainer.global_step),
+        "epochs": int(trainer.current_epoch),
+        "interrupted": bool(trainer.interrupted),
+        "metrics": final_metrics,
+        "throughput": history.summary(),
+        "checkpoints": sorted(p.name for p in ckpt_dir.glob("*.ckpt")),
+        "start": {
+            "resume_from": t.resume_from,
+            "fork_from": t.fork_from,
+            "warm_start_from": t.warm_start_from,
+        },
+        "mlflow_run_id": run_id if track else None,
+        "seconds": round(time.time() - started, 3),
+        "code_version": code_version(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json_atomic(out_dir / "manifest.json", manifest)
+    if track and logger:
+        _log_outputs(logger, out_dir, manifest, best.get("checkpoint"))
+    return manifest
+
+
+def _world_size(t: Any) -> int:
+    devices = t.devices
+    if isinstance(devices, int) and devices > 0:
+        return devices * t.num_nodes
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _best_weights(
+    module: ForecastModule, checkpoint_cb: Any, monitor: str, mode: str, final_validated: bool
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The best Forecaster weights: the best top-k checkpoint, or the final weights if they score better."""
+    best_path = getattr(checkpoint_cb, "best_model_path", "") or ""
+    best_score = getattr(checkpoint_cb, "best_model_score", None)
+    best_score = float(best_score) if best_score is not None else None
+    final_score = module.validation_metrics.get(monitor) if final_validated else None
+    use_final = (
+        not best_path
+        or not Path(best_path).is_file()
+        or best_score is None
+        or (final_score is not None and not _better(best_score, final_score, mode))
+    )
+    if use_final:
+        return module.forecaster_state_dict(), {
+            "source": "final", "monitor": monitor, "score": final_score, "checkpoint": None,
+        }
+    weights = forecaster_weights_from_checkpoint(load_training_checkpoint(best_path))
+    return weights, {"source": "checkpoint", "monitor": monitor, "score": best_score, "checkpoint": best_path}
+
+
+def _log_outputs(logger: Any, out_dir: Path, manifest: dict[str, Any], best_checkpoint: str | None) -> None:
+    """Final metrics, throughput and the artifact files into the run (rank 0)."""
+    client, run_id = logger.experiment, logger.run_id
+    throughput = manifest.get("throughput", {})
+    if throughput.get("samples_per_second"):
+        client.log_metric(run_id, "train/samples_per_second", float(throughput["samples_per_second"]))
+    for name in (WEIGHTS_FILE, MODEL_CARD, HISTORY_FILE, "manifest.json", "params.resolved.yaml"):
+        if (out_dir / name).is_file():
+            client.log_artifact(run_id, str(out_dir / name), artifact_path="train")
+    if best_checkpoint and Path(best_checkpoint).is_file():
+        client.log_artifact(run_id, best_checkpoint, artifact_path="train/checkpoints")
+        client.log_artifact(run_id, str(digest_path(best_checkpoint)), artifact_path="train/checkpoints")
+    logger.finalize("success")

@@ -1,0 +1,68 @@
+"""`dvc repro` reproduces the stages of dvc.yaml in a fresh git repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _run(cmd: list[str], cwd: Path, env: dict) -> str:
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout}\n{out.stderr}"
+    return out.stdout + out.stderr
+
+
+@pytest.fixture
+def dvc_repo(tmp_path: Path, shared_output_root: Path) -> tuple[Path, dict]:
+    repo = tmp_path / "repo"
+    (repo / "params").mkdir(parents=True)
+    (repo / ".dvc").mkdir()
+    shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
+    shutil.copy(REPO / ".dvc" / "config", repo / ".dvc" / "config")
+    shutil.copytree(REPO / "src" / "zonda", repo / "src" / "zonda", ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((REPO / "params" / "ci.yaml").read_text())
+    params.setdefault("runtime", {}).update(
+        {"output_root": str(shared_output_root), "mlflow_tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    )
+    (repo / "params" / "local.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    _run(["git", "init", "-q"], repo, env)
+    _run(["git", "add", "-A"], repo, env)
+    _run(["git", "commit", "-qm", "init"], repo, env)
+    return repo, env
+
+
+def test_dvc_repro_reproduces_snapshot_and_statistics(dvc_repo) -> None:
+    repo, env = dvc_repo
+    dvc = str(BIN / "dvc")
+    out = _run([dvc, "repro"], repo, env)
+    assert "Running stage 'snapshot'" in out and "Running stage 'statistics'" in out
+    assert (repo / "data" / "snapshot" / "data.zarr" / "zarr.json").is_file()
+    assert (repo / "data" / "statistics" / "statistics.nc").is_file()
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert set(lock["stages"]) >= {"snapshot", "statistics"}
+    assert "data" in lock["stages"]["snapshot"]["params"]["params/local.yaml"]
+
+    again = _run([dvc, "repro"], repo, env)
+    assert "Running stage" not in again  # nothing changed: nothing re-runs
+
+    _run([dvc, "push"], repo, env)
+    remote = repo / ".dvc-remote"
+    assert remote.is_dir() and any(p.is_file() for p in remote.rglob("*"))
+
+    params = yaml.safe_load((repo / "params" / "local.yaml").read_text())
+    params["statistics"]["area_weighted"] = False
+    (repo / "params" / "local.yaml").write_text(yaml.safe_dump(params))
+    changed = _run([dvc, "repro"], repo, env)
+    assert "Running stage 'statistics'" in changed and "Running stage 'snapshot'" not in changed

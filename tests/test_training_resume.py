@@ -1,0 +1,89 @@
+"""Resuming from a checkpoint gives the run that was never interrupted."""
+
+from __future__ import annotations
+
+import random
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+import test_training_support as support
+
+
+class Preempted(RuntimeError):
+    pass
+
+
+class PreemptAt(L.Callback):
+    """Kills the run when it is about to do optimisation step ``step`` (0-based global step)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise Preempted(f"preempted before step {self.step}")
+
+
+class DrawRandom(L.Callback):
+    """Draws from every global RNG at each step: a resumed run must draw the same numbers."""
+
+    def __init__(self) -> None:
+        self.draws: dict[int, tuple[float, float, float]] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.draws[trainer.global_step] = (float(torch.rand(())), float(np.random.rand()), random.random())
+
+
+class RecordBatches(L.Callback):
+    def __init__(self) -> None:
+        self.times: dict[int, list[int]] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.times[trainer.global_step] = batch["time"].tolist()
+
+
+# 4 batches per epoch (limit), 2 epochs, rollout 1 then 2, last.ckpt every 2 steps.
+SETTINGS = (*support.MULTI_STEP, "training.limit_train_batches=4", "training.checkpoint.every_n_train_steps=2",
+            "training.checkpoint.top_k=1")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted():
+    out = support.new_dir("uninterrupted")
+    draws, batches = DrawRandom(), RecordBatches()
+    support.run_training(out, *SETTINGS, callbacks=[draws, batches])
+    return out, draws, batches
+
+
+@pytest.mark.parametrize("stop", [2, 4], ids=["mid-epoch", "epoch-end"])
+def test_resume_gives_the_uninterrupted_run(uninterrupted, stop):
+    ref_out, ref_draws, ref_batches = uninterrupted
+    out = support.new_dir(f"interrupted-{stop}")
+    with pytest.raises(Preempted):
+        support.run_training(out, *SETTINGS, callbacks=[PreemptAt(stop)])
+    last = out / "checkpoints" / "last.ckpt"
+    assert support.checkpoint_weights(last) is not None and not (out / "manifest.json").exists()
+
+    draws, batches = DrawRandom(), RecordBatches()
+    manifest = support.run_training(out, *SETTINGS, f"training.resume_from={last}", callbacks=[draws, batches])
+
+    assert manifest["global_step"] == 8
+    # Same data order after the interruption ...
+    assert batches.times == {k: v for k, v in ref_batches.times.items() if k >= stop}
+    # ... same random numbers (RNG states restored) ...
+    assert draws.draws == {k: v for k, v in ref_draws.draws.items() if k >= stop}
+    # ... the same losses, and the same final and best weights.
+    ref_hist, hist = support.history(ref_out), support.history(out)
+    ref_losses = [(s["global_step"], s["loss"], s["lr"], s["rollout"]) for s in ref_hist["steps"] if s["global_step"] >= stop]
+    assert [(s["global_step"], s["loss"], s["lr"], s["rollout"]) for s in hist["steps"]] == ref_losses
+    final_ref = support.checkpoint_weights(ref_out / "checkpoints" / "last.ckpt")
+    final = support.checkpoint_weights(last)
+    assert final.keys() == final_ref.keys()
+    for k in final_ref:
+        torch.testing.assert_close(final[k], final_ref[k], rtol=0, atol=0, msg=k)
+    best_ref, best = support.weights(ref_out), support.weights(out)
+    for k in best_ref:
+        torch.testing.assert_close(best[k], best_ref[k], rtol=0, atol=0, msg=k)
