@@ -6,7 +6,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PARAMS ?= params/local.yaml
 OVERRIDES ?=
+WAIT ?=
+SUMMARY ?=
 STAMP := $(VENV)/.zonda-installed
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONUNBUFFERED := 1
 
@@ -30,7 +34,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run-pipeline: install
-	$(PY) -m pipelines.run run --params $(PARAMS) $(OVERRIDES)
+	$(PY) -m pipelines.run run --params $(PARAMS) $(if $(filter-out 0,$(WAIT)),--wait) $(if $(SUMMARY),--summary $(SUMMARY)) $(OVERRIDES)
 
 compile: install
 	$(PY) -m pipelines.run compile --params $(PARAMS) $(OVERRIDES)
@@ -41,7 +45,15 @@ test: install
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
-bench: install
+# The peers (ECMWF anemoi-graphs/anemoi-models) live in their own venv: their newest
+# releases need torch<2.11, so pip falls back to these pins next to torch 2.13.
+$(BENCH_STAMP):
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check torch==2.13.0 anemoi-graphs==0.9.0 \
+		anemoi-models==0.13.0 trimesh==4.12.2 netCDF4==1.7.2
+	touch $(BENCH_STAMP)
+
+bench: install $(BENCH_STAMP)
 	$(PY) -m benchmarks
 
 repro: install

@@ -81,6 +81,8 @@ class Case:
     warmup: int = 1
     checkpointing: bool = False
     tune_malloc: bool = True
+    threads: int = 0
+    activation: str = "silu"
     graph_file: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -212,7 +214,7 @@ def run_zonda(case: Case) -> dict[str, Any]:
     graph = load_graph_npz(case.graph_file)
     params = ModelParams(
         processor=case.processor, hidden_dim=case.width, processor_layers=case.layers, num_heads=case.heads,
-        mlp_hidden_layers=2 if case.processor == "gnn" else 1, activation="gelu",
+        mlp_hidden_layers=2 if case.processor == "gnn" else 1, activation=case.activation,
         input_steps=case.input_steps, gradient_checkpointing=case.checkpointing,
     )
     torch.manual_seed(0)
@@ -280,8 +282,9 @@ def _anemoi_model(case: Case, graph):
         g[a, "to", b].edge_index = edges.edge_index
         g[a, "to", b].edge_length = edges.edge_attr[:, :1]
         g[a, "to", b].edge_dirs = edges.edge_attr[:, 1:]
+    activation = {"silu": "torch.nn.SiLU", "gelu": "torch.nn.GELU", "relu": "torch.nn.ReLU"}[case.activation]
     kernels = {"LayerNorm": {"_target_": "torch.nn.LayerNorm"}, "Linear": {"_target_": "torch.nn.Linear"},
-               "Activation": {"_target_": "torch.nn.GELU"}}
+               "Activation": {"_target_": activation}}
     common = {"trainable_size": 8, "sub_graph_edge_attributes": ["edge_length", "edge_dirs"], "cpu_offload": False,
               "layer_kernels": kernels}
     if case.processor == "graph_transformer":
@@ -317,6 +320,10 @@ def worker_main(kind: str, spec: str) -> None:
     case = Case(**json.loads(spec))
     if case.tune_malloc:
         tune_malloc()
+    if case.threads:
+        import torch
+
+        torch.set_num_threads(case.threads)
     result = run_zonda(case) if kind == "zonda" else run_anemoi(case)
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -360,6 +367,8 @@ def measure(
     peer: bool = True,
     checkpointing: bool = False,
     tune: bool = True,
+    threads: int = 1,
+    activation: str = "silu",
     timeout: float = 1800.0,
 ) -> dict[str, Any]:
     """Runs every (processor, width) for zonda (and the peer) in fresh subprocesses.
@@ -375,7 +384,8 @@ def measure(
         for processor in processors:
             for width in widths:
                 case = Case(processor, width, layers=layers, repeats=repeats, warmup=warmup,
-                            checkpointing=checkpointing, tune_malloc=tune, graph_file=str(graph_file))
+                            checkpointing=checkpointing, tune_malloc=tune, threads=threads, activation=activation,
+                            graph_file=str(graph_file))
                 row: dict[str, Any] = {"processor": processor, "width": width, "layers": layers}
                 row["zonda"] = _spawn(sys.executable, "zonda", case, timeout)
                 row["anemoi"] = _spawn(str(PEER_PYTHON), "anemoi", case, timeout) if peer_ok else None
@@ -433,6 +443,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-peer", action="store_true", help="do not run anemoi-models")
     parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing in both models")
     parser.add_argument("--no-tune-malloc", action="store_true", help="leave glibc's allocator thresholds alone")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per worker (0: torch's default)")
+    parser.add_argument("--activation", default="silu", choices=["silu", "gelu", "relu"], help="in both models")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--worker", choices=["zonda", "anemoi"], help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
@@ -444,6 +456,7 @@ def main(argv: list[str] | None = None) -> None:
         processors=tuple(args.processors.split(",")), widths=tuple(int(w) for w in args.widths.split(",")),
         layers=args.layers, refinement=args.refinement, repeats=args.repeats, warmup=args.warmup,
         peer=not args.no_peer, checkpointing=args.checkpointing, tune=not args.no_tune_malloc,
+        threads=args.threads, activation=args.activation,
     )
     print(report(result))
     if args.json:

@@ -94,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
         if name == "compile":
             p.add_argument("--out", type=Path, default=None)
+        else:
+            p.add_argument(
+                "--wait", action="store_true", help="with KFP_HOST: follow the run to its end; exit 1 unless it succeeded"
+            )
+            p.add_argument(
+                "--summary", type=Path, default=None, metavar="PATH", help="write a Markdown summary of the run to PATH"
+            )
     args = parser.parse_args(argv)
     try:
         params = load_params(args.params, args.overrides)
@@ -107,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     host = os.environ.get("KFP_HOST") or params.runtime.kfp_host
     if host:
-        raise SystemExit("remote submission is not wired yet")
+        from pipelines.submit import main_submit
+
+        return main_submit(params, host, wait=args.wait, summary=args.summary)
     from zonda.data.sources import SourceError
 
     params = resolved_for_run(params, local=True)

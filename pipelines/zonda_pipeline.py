@@ -17,6 +17,7 @@ from components.graph import graph
 from components.snapshot import snapshot
 from components.statistics import statistics
 from components.tracking import open_mlflow_run
+from pipelines.resources import apply_params_resources
 from zonda.params import Params
 
 
@@ -33,6 +34,7 @@ def build_pipeline(params: Params) -> Callable:
         "Outputs", mlflow_run_id=str, snapshot=Dataset, statistics=Artifact, graph=Artifact
     ):
         run = open_run_op(params_json=params_json, pipeline_run_name=run_name).set_display_name("mlflow-run")
+        apply_params_resources(run, params, "mlflow-run")
         snap = snapshot_op(params_json=params_json, mlflow_run_id=run.output).set_display_name("snapshot")
         stats = statistics_op(
             params_json=params_json, mlflow_run_id=run.output, snapshot=snap.outputs["snapshot"]
@@ -41,7 +43,7 @@ def build_pipeline(params: Params) -> Callable:
             params_json=params_json, mlflow_run_id=run.output, snapshot=snap.outputs["snapshot"]
         ).set_display_name("graph")
         for task, stage in ((snap, "snapshot"), (stats, "statistics"), (mesh, "graph")):
-            task.set_caching_options(params.runtime.resources.for_stage(stage).caching)
+            apply_params_resources(task, params, stage)
         outputs = NamedTuple("Outputs", mlflow_run_id=str, snapshot=Dataset, statistics=Artifact, graph=Artifact)
         return outputs(run.output, snap.outputs["snapshot"], stats.outputs["statistics"], mesh.outputs["graph"])
 

@@ -422,3 +422,37 @@ def test_summary_counts_match_the_layer_shapes(graph):
     for name in ("embedders", "encoder", "processor", "decoder", "total"):
         assert name in table
     assert f"{counts['total']:,}" in table
+
+
+# ------------------------------------------------------------ real graph
+
+
+def test_networks_on_the_icosahedral_graph_of_a_5625_degree_grid():
+    """zonda.graph's multi-mesh: every grid point feeds the mesh and is fed by it, for each processor."""
+    import warnings
+
+    from zonda.graph import build_graph
+    from zonda.params import GraphParams
+
+    lat, lon = np.arange(-87.1875, 87.19, 5.625), np.arange(0.0, 360.0, 5.625)
+    n_grid = len(lat) * len(lon)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = build_graph(GraphParams(refinement=1, encoder_radius_factor=1.0, on_uncovered="warn"), lat, lon)
+    for overrides in ({"processor": "gnn"}, {"processor": "graph_transformer"}, {"processor": "transformer", "attention_window": 8}):
+        torch.manual_seed(0)
+        net = build_network(make_params(**overrides), graph, C_IN, C_OUT)
+        x = torch.randn(2, n_grid, C_IN, requires_grad=True)
+        mesh_out = []
+        hook = net.encoder.register_forward_hook(lambda module, args, out: mesh_out.append(out[1]))
+        y = net(x)
+        hook.remove()
+        assert y.shape == (2, n_grid, C_OUT) and torch.isfinite(y).all()
+        # encoder: the mesh latents depend on every grid point
+        (mesh_out[0] * torch.randn_like(mesh_out[0])).sum().backward()
+        assert (x.grad.abs().sum(dim=(0, 2)) > 0).all(), f"{overrides}: grid points without encoder edges"
+        # decoder: shifting the processed mesh latents changes the output at every grid point
+        hook = net.processor.register_forward_hook(lambda module, args, out: out + 1.0)
+        shifted = net(x)
+        hook.remove()
+        assert ((shifted - y).abs().amax(dim=(0, 2)) > 0).all(), f"{overrides}: grid points without decoder edges"

@@ -19,6 +19,12 @@ from zonda.training.data import (
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with support.one_thread():
+        yield
+
+
 @pytest.fixture(scope="module")
 def datamodule() -> SnapshotDataModule:
     return SnapshotDataModule(support.params(), support.artifacts()["snapshot"])

@@ -15,7 +15,15 @@ from zonda.models import Forecaster, Normalisation
 from zonda.params import LossWeightParams
 from zonda.training.losses import WeightedMSELoss, channel_weights, rollout_loss
 
+import test_training_support as support
+
 LAYOUT = ChannelLayout.of(["temperature", "geopotential", "surface_pressure"], [850, 500])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with support.one_thread():
+        yield
 
 
 def test_channel_weights_pressure_levels_by_hand():

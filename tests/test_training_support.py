@@ -9,6 +9,7 @@ Every training test uses the ``debug`` preset on a tiny synthetic source
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import json
 import shutil
@@ -24,6 +25,17 @@ N_LAT, N_LON, LEVELS, N_TIME = 8, 16, (500, 850), 32  # 8 days, 6-hourly
 
 _ROOT = Path(tempfile.mkdtemp(prefix="zonda-training-tests-"))
 atexit.register(shutil.rmtree, _ROOT, True)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Tiny models run far faster on one intra-op thread (no thread start-up per op, no contention)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def time_coded_dataset():

@@ -1,30 +1,38 @@
-"""Regular latitude/longitude grids: cell-area weights and point geometry."""
+"""Latitude/longitude grids: WeatherBench2 cell-area weights. The one place they are defined."""
 
 from __future__ import annotations
 
 import numpy as np
 
 
-def latitude_cell_bounds(latitudes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper latitude bounds (degrees) of each cell of an equally spaced grid, clipped to +-90."""
+def latitude_cell_bounds(latitudes: np.ndarray) -> np.ndarray:
+    """Cell bounds (degrees, ``n_lat + 1``) of strictly increasing latitudes.
+
+    Bounds are the midpoints between neighbouring latitudes and +-90 at the
+    ends (WB2's convention). On a regular grid this is ``lat +- dlat/2``
+    clipped to +-90, so polar cells of a grid with poles are half cells.
+    """
     lat = np.asarray(latitudes, dtype=np.float64)
-    if lat.ndim != 1 or lat.size < 2:
-        raise ValueError("latitudes must be a 1-D array of at least 2 values")
-    spacing = np.diff(lat)
-    if not np.allclose(spacing, spacing[0], rtol=1e-6, atol=1e-9):
-        raise ValueError("latitudes must be equally spaced")
-    half = abs(spacing[0]) / 2.0
-    return np.clip(lat - half, -90.0, 90.0), np.clip(lat + half, -90.0, 90.0)
+    if lat.ndim != 1 or lat.size == 0:
+        raise ValueError(f"latitudes must be a non-empty 1-D array, got shape {lat.shape}")
+    if lat.min() < -90 or lat.max() > 90:
+        raise ValueError(f"latitude outside [-90, 90]: min {lat.min()}, max {lat.max()}")
+    if lat.size > 1 and not (np.diff(lat) > 0).all():
+        raise ValueError("latitudes must be strictly increasing here")
+    return np.concatenate([[-90.0], (lat[:-1] + lat[1:]) / 2, [90.0]])
 
 
 def cell_area_weights(latitudes: np.ndarray) -> np.ndarray:
-    """WeatherBench2 latitude weights: cell area, proportional to sin(upper) - sin(lower), mean 1.
+    """WB2 latitude weights: band area ``sin(upper) - sin(lower)``, normalised to mean 1, shape ``(n_lat,)``.
 
-    Works for grids with poles (the polar cells are half cells) and without.
-    Shape ``(n_lat,)``.
+    Latitudes may be ascending or descending (weights follow their order).
     """
-    lower, upper = latitude_cell_bounds(latitudes)
-    w = np.abs(np.sin(np.deg2rad(upper)) - np.sin(np.deg2rad(lower)))
+    lat = np.asarray(latitudes, dtype=np.float64)
+    descending = lat.size > 1 and lat[0] > lat[-1]
+    ordered = lat[::-1] if descending else lat
+    bounds = np.deg2rad(latitude_cell_bounds(ordered))
+    w = np.sin(bounds[1:]) - np.sin(bounds[:-1])
+    w = w[::-1] if descending else w
     return w / w.mean()
 
 

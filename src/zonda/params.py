@@ -568,14 +568,16 @@ class SecretEnv(_Strict):
     keys: dict[str, str] = Field(description="Secret key -> environment variable name.")
 
 
-_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
+# What KFP's set_cpu_*/set_memory_* accept (Kubernetes quantities, the forms KFP validates).
+_CPU = r"^([0-9]*\.)?[0-9]+m?$"
+_MEMORY = r"^[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$"
 
 
 class StageResources(_Strict):
-    cpu_request: Annotated[str, Field(pattern=_QUANTITY)] | None = None
-    cpu_limit: Annotated[str, Field(pattern=_QUANTITY)] | None = None
-    memory_request: Annotated[str, Field(pattern=_QUANTITY)] | None = None
-    memory_limit: Annotated[str, Field(pattern=_QUANTITY)] | None = None
+    cpu_request: Annotated[str, Field(pattern=_CPU)] | None = None
+    cpu_limit: Annotated[str, Field(pattern=_CPU)] | None = None
+    memory_request: Annotated[str, Field(pattern=_MEMORY)] | None = None
+    memory_limit: Annotated[str, Field(pattern=_MEMORY)] | None = None
     accelerator_type: str | None = Field(None, description="e.g. nvidia.com/gpu")
     accelerator_count: int = Field(0, ge=0)
     node_selector: dict[str, str] = Field(default_factory=dict)

@@ -25,24 +25,9 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from zonda.grid import cell_area_weights
+
 SPATIAL_DIMS = ("latitude", "longitude")
-
-
-def _cell_area_weights(lat_deg: np.ndarray) -> np.ndarray:
-    """Relative cell areas for strictly increasing latitudes (degrees), shape ``(n_lat,)``.
-
-    Cell bounds are the midpoints between neighbouring latitudes and +-90 at the
-    ends; the area of a band is proportional to ``sin(upper) - sin(lower)``.
-    For a regular grid (with or without poles) this is
-    ``sin(lat + dlat/2) - sin(lat - dlat/2)`` with the bounds clipped to +-90.
-    """
-    if lat_deg.size == 0:
-        raise ValueError("latitude is empty")
-    if lat_deg.min() < -90 or lat_deg.max() > 90:
-        raise ValueError(f"latitude outside [-90, 90]: min {lat_deg.min()}, max {lat_deg.max()}")
-    mid = (lat_deg[:-1] + lat_deg[1:]) / 2
-    bounds = np.deg2rad(np.concatenate([[-90.0], mid, [90.0]]))
-    return np.sin(bounds[1:]) - np.sin(bounds[:-1])
 
 
 def latitude_weights(latitude: xr.DataArray | np.ndarray) -> xr.DataArray:
@@ -53,7 +38,7 @@ def latitude_weights(latitude: xr.DataArray | np.ndarray) -> xr.DataArray:
 
     Returns:
       Weights proportional to the area of each latitude band (see
-      :func:`_cell_area_weights`), ``mean == 1``; dimensionless.
+      :func:`zonda.grid.cell_area_weights`), ``mean == 1``; dimensionless.
     """
     lat = np.asarray(latitude, dtype=np.float64)
     if lat.ndim != 1:
@@ -61,10 +46,7 @@ def latitude_weights(latitude: xr.DataArray | np.ndarray) -> xr.DataArray:
     step = np.diff(lat)
     if lat.size > 1 and not ((step > 0).all() or (step < 0).all()):
         raise ValueError("latitude must be strictly monotonic")
-    descending = lat.size > 1 and step[0] < 0
-    w = _cell_area_weights(lat[::-1] if descending else lat)
-    w = w[::-1] if descending else w
-    return xr.DataArray(w / w.mean(), dims=["latitude"], coords={"latitude": lat}, name="latitude_weights")
+    return xr.DataArray(cell_area_weights(lat), dims=["latitude"], coords={"latitude": lat}, name="latitude_weights")
 
 
 def _require_dims(da: xr.DataArray, dims: tuple[str, ...], what: str) -> None:

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from zonda.models.checkpointing import maybe_checkpoint
 from zonda.models.graph_transformer import MLP_RATIO
-from zonda.models.mlp import MLP
+from zonda.models.mlp import MLP, linear
 from zonda.models.ordering import hilbert_order
 
 
@@ -91,7 +91,7 @@ class TransformerLayer(nn.Module):
     def forward(self, x: torch.Tensor, half_width: int | None = None) -> torch.Tensor:
         """x ``(B, L, D)`` -> ``(B, L, D)``; ``half_width`` None: full attention."""
         batch, length, dim = x.shape
-        qkv = self.qkv(self.norm_attention(x)).view(batch, length, 3, self.num_heads, dim // self.num_heads)
+        qkv = linear(self.qkv, self.norm_attention(x)).view(batch, length, 3, self.num_heads, dim // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, L, d)
         if half_width is None:
             att = F.scaled_dot_product_attention(q, k, v)

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 class TrainingHistory(Callback):
     """Per-batch training record and validation metrics (rank 0 keeps them; other ranks keep nothing).
 
+    ``global_step`` of a batch record is the number of optimisation steps done
+    before it (0 for the first batch); validations record the steps done.
+
     Args:
       global_batch_size: samples per optimisation micro-step over all ranks (for throughput).
     """
@@ -41,6 +44,7 @@ class TrainingHistory(Callback):
         self._last: float | None = None
         self._first_in_epoch = True
         self._after_validation = False
+        self._step = 0
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -52,6 +56,9 @@ class TrainingHistory(Callback):
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._after_validation = True
 
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        self._step = int(trainer.global_step)
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         now = time.perf_counter()
         seconds = now - self._last if self._last is not None else float("nan")
@@ -62,7 +69,7 @@ class TrainingHistory(Callback):
             targets = batch["targets"] if isinstance(batch, Mapping) else None
             self.steps.append(
                 {
-                    "global_step": int(trainer.global_step),
+                    "global_step": self._step,
                     "epoch": int(trainer.current_epoch),
                     "batch": int(batch_idx),
                     "loss": float(loss) if loss is not None else float("nan"),
@@ -196,3 +203,31 @@ class MlflowExtras(Callback):
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._stop()
+
+
+class StopAtMaxSteps(Callback):
+    """Ends training after ``max_steps`` optimisation steps, saving ``last.ckpt`` at that batch.
+
+    The Trainer itself runs with ``max_steps=-1``: Lightning 2.6 resumes an
+    iteration-based run (``max_steps > 0``) from an end-of-epoch checkpoint
+    with its epoch counter one ahead (the next epoch is skipped). Stopping
+    through ``trainer.should_stop`` keeps the loops epoch-based, validates the
+    final weights, and the checkpoint taken at the batch end resumes exactly.
+
+    Args:
+      max_steps: the step budget (> 0).
+      path: where to save the checkpoint of the final step.
+    """
+
+    def __init__(self, max_steps: int, path: Any) -> None:
+        self.max_steps = int(max_steps)
+        self.path = path
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if trainer.global_step >= self.max_steps and not trainer.should_stop:
+            trainer.save_checkpoint(self.path, weights_only=False)
+            trainer.should_stop = True
+            log.info("stopping: max_steps=%d reached", self.max_steps)

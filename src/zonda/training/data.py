@@ -606,4 +606,4 @@ class SnapshotDataModule(L.LightningDataModule):
             total += math.ceil(n / t.accumulate_grad_batches)
             if t.max_steps > 0 and total >= t.max_steps:
                 return int(t.max_steps)
-        return int(total) if t.max_steps <= 0 else int(min(total, t.max_steps))
+        return max(1, int(total))  # a run without training steps still builds its scheduler

@@ -35,7 +35,7 @@ import torch
 from zonda.params import Params, write_resolved
 from zonda.provenance import code_version, read_manifest
 from zonda.training.artifacts import MODEL_CARD, WEIGHTS_FILE, model_card, write_json_atomic
-from zonda.training.callbacks import MlflowExtras, TrainingHistory
+from zonda.training.callbacks import MlflowExtras, StopAtMaxSteps, TrainingHistory
 from zonda.training.checkpoints import (
     SafeCheckpointIO,
     check_state_dict,
@@ -290,6 +290,8 @@ def train(
     world = _world_size(t)
     history = TrainingHistory(global_batch_size=t.batch_size * world)
     cbs: list[L.Callback] = [history, *extra_callbacks, last_cb]
+    if t.max_steps > 0:
+        cbs.append(StopAtMaxSteps(t.max_steps, ckpt_dir / "last.ckpt"))
     if checkpoint_cb is not None:
         cbs.append(checkpoint_cb)
     if t.early_stopping.enabled:
@@ -306,7 +308,7 @@ def train(
         strategy=t.strategy,
         precision=t.precision,
         max_epochs=t.max_epochs,
-        max_steps=t.max_steps,
+        max_steps=0 if t.max_steps == 0 else -1,  # a positive budget is enforced by StopAtMaxSteps
         limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches,
         val_check_interval=t.val_check_interval,
@@ -340,8 +342,6 @@ def train(
     final_validated = module.last_validation_step == trainer.global_step or bool(
         history.validations and history.validations[-1].get("global_step") == trainer.global_step
     )
-    if not trainer.interrupted:
-        trainer.save_checkpoint(ckpt_dir / "last.ckpt")  # the final state (ModelCheckpoint's may be older)
     if not trainer.is_global_zero:
         return {"kind": MANIFEST_KIND, "rank": int(trainer.global_rank)}
 

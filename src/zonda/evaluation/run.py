@@ -1,0 +1,230 @@
+"""Stage 5 glue: 10-day forecasts over the held-out period, scored against baselines.
+
+:func:`run_evaluation` picks initial conditions over the test split (every
+``evaluation.init_every_hours``, each with its whole forecast inside the
+split), runs the trained forecaster autoregressively in batches (on the GPU
+when there is one), streams the forecasts into ``forecast.zarr`` (WB2 layout:
+``time`` = init, ``prediction_timedelta``, ``level``, ``latitude``,
+``longitude``), then scores them and the persistence and climatology
+baselines with the WeatherBench2 metrics of :mod:`zonda.evaluation`.
+
+Output directory::
+
+    results.nc        WB2 results layout, one data variable per variable, dims (model, metric, lead_time[, level])
+    headline.json     headline scores (e.g. rmse.geopotential.500.5d) of the model and the baselines
+    summary.md        Markdown summary (the KFP UI shows it)
+    scorecard.png, error_growth.png, maps_<variable>_<level>.png
+    forecast.zarr     the model's forecasts
+    manifest.json, params.resolved.yaml
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from tqdm.auto import tqdm
+
+from zonda.channels import ChannelLayout
+from zonda.params import Params, write_resolved
+from zonda.provenance import code_version, read_manifest, write_manifest
+from zonda.snapshot import DATA_DIRNAME, open_snapshot
+from zonda.variables import TIME_STEP_HOURS
+
+log = logging.getLogger(__name__)
+
+STEP = np.timedelta64(TIME_STEP_HOURS, "h")
+FORECAST_STORE = "forecast.zarr"
+RESULTS_FILE = "results.nc"
+HEADLINE_FILE = "headline.json"
+SUMMARY_FILE = "summary.md"
+
+
+def lead_steps(params: Params) -> int:
+    """Number of 6-hour steps of a forecast (40 for 10 days)."""
+    return int(round(params.evaluation.lead_days * 24 / TIME_STEP_HOURS))
+
+
+def init_indices(times: np.ndarray, params: Params, input_steps: int) -> np.ndarray:
+    """Time indices of the initial conditions: inside the test split with the whole forecast,
+    spaced ``init_every_hours``, the ``input_steps - 1`` earlier states available."""
+    times = np.asarray(times, dtype="datetime64[ns]")
+    test = params.data.splits.test
+    start, end = np.datetime64(test.start, "ns"), np.datetime64(test.end, "ns")
+    steps = lead_steps(params)
+    every = np.timedelta64(params.evaluation.init_every_hours, "h")
+    idx = np.arange(len(times))
+    ok = (times >= start) & (idx >= input_steps - 1) & (idx + steps < len(times))
+    ok &= np.isin(idx, np.flatnonzero(times <= end) - steps)  # verification inside the split
+    ok &= ((times - start) % every) == np.timedelta64(0, "ns")
+    chosen = idx[ok]
+    if params.evaluation.max_inits is not None:
+        chosen = chosen[: params.evaluation.max_inits]
+    if chosen.size == 0:
+        raise ValueError(
+            f"data.splits.test ({test.as_str()}) holds no initial condition with a whole "
+            f"{params.evaluation.lead_days:g}-day forecast after it"
+        )
+    return chosen
+
+
+def _device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _forecast_template(
+    layout: ChannelLayout, latitudes: np.ndarray, longitudes: np.ndarray, init_times: np.ndarray, steps: int
+) -> xr.Dataset:
+    leads = (np.arange(1, steps + 1) * STEP).astype("timedelta64[ns]")
+    empty = np.zeros((len(init_times), steps, len(latitudes) * len(longitudes), len(layout)), dtype=np.float32)
+    ds = layout.unstack(empty, latitudes, longitudes, {"time": init_times, "prediction_timedelta": leads})
+    return ds.chunk({"time": 1, "prediction_timedelta": -1})
+
+
+def write_forecasts(
+    forecaster: torch.nn.Module,
+    reader: Any,
+    layout: ChannelLayout,
+    latitudes: np.ndarray,
+    longitudes: np.ndarray,
+    times: np.ndarray,
+    inits: np.ndarray,
+    steps: int,
+    batch_size: int,
+    store: Path,
+    *,
+    progress: bool = True,
+) -> xr.Dataset:
+    """Runs batched autoregressive forecasts and writes them into a zarr store; returns it opened lazily."""
+    device = _device()
+    forecaster = forecaster.to(device).eval()
+    t_in = forecaster.input_steps
+    _forecast_template(layout, latitudes, longitudes, times[inits], steps).to_zarr(
+        store, mode="w", compute=False, zarr_format=3, consolidated=False
+    )
+    static = torch.from_numpy(reader.static()).to(device)
+    leads = (np.arange(1, steps + 1) * STEP).astype("timedelta64[ns]")
+    bar = tqdm(total=len(inits), desc="forecasts", unit="init", disable=not progress)
+    for a in range(0, len(inits), batch_size):
+        batch = inits[a : a + batch_size]
+        states = np.stack([reader.states(i - t_in + 1, i + 1) for i in batch])
+        forcings = np.stack([reader.forcings(i - t_in + 1, i + 1 + steps) for i in batch])
+        with torch.inference_mode():
+            out = forecaster.rollout(
+                torch.from_numpy(states).to(device), torch.from_numpy(forcings).to(device), static, steps
+            )
+        block = layout.unstack(
+            out.float().cpu().numpy(), latitudes, longitudes, {"time": times[batch], "prediction_timedelta": leads}
+        )
+        block.drop_vars(["latitude", "longitude", "level"], errors="ignore").to_zarr(
+            store, region={"time": slice(a, a + len(batch))}, zarr_format=3, consolidated=False
+        )
+        bar.update(len(batch))
+    bar.close()
+    return xr.open_zarr(store, consolidated=False)
+
+
+def run_evaluation(
+    params: Params,
+    snapshot_dir: str | os.PathLike[str],
+    statistics_dir: str | os.PathLike[str],
+    graph_dir: str | os.PathLike[str],
+    model_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Forecasts, scores, plots and summary into ``out_dir`` (see the module docstring); returns the manifest."""
+    from zonda import evaluation as ev
+    from zonda.training.artifacts import load_forecaster, read_model_card
+    from zonda.training.data import SnapshotReader
+
+    card = read_model_card(model_dir)
+    forecaster = load_forecaster(model_dir, graph_dir, statistics_dir)
+    layout = ChannelLayout(tuple(card["layout"]["variables"]), tuple(card["layout"]["levels"]))
+    snapshot = open_snapshot(snapshot_dir)
+    times = snapshot["time"].values
+    lat, lon = snapshot["latitude"].values, snapshot["longitude"].values
+    reader = SnapshotReader(
+        Path(snapshot_dir) / DATA_DIRNAME, layout, card["forcings"], card["static"],
+        [int(v) for v in snapshot["level"].values], (len(lat), len(lon)),
+    )
+    steps = lead_steps(params)
+    inits = init_indices(times, params, forecaster.input_steps)
+    log.info("evaluating %d forecasts of %d steps from %s to %s", len(inits), steps, times[inits[0]], times[inits[-1]])
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    forecast = write_forecasts(
+        forecaster, reader, layout, lat, lon, times, inits, steps, params.evaluation.batch_size,
+        out_dir / FORECAST_STORE, progress=progress,
+    )
+    variables = list(layout.variables)
+    train = params.data.splits.train
+    clim = ev.compute_climatology(
+        snapshot[variables].sel(time=slice(np.datetime64(train.start), np.datetime64(train.end))).load(),
+        params.evaluation.climatology,
+    )
+    test = params.data.splits.test
+    truth = snapshot[variables].sel(time=slice(np.datetime64(test.start), np.datetime64(test.end))).load()
+    results = ev.evaluate_with_baselines(forecast.load(), truth, clim, variables=variables, progress=progress)
+    ev.write_results(ev.stack_models(results), out_dir / RESULTS_FILE)
+
+    spec, leads = params.evaluation.headline_variables, params.evaluation.headline_lead_days
+    headline = {name: ev.headline_scores(res, spec, leads, metrics=["rmse", "acc"]) for name, res in results.items()}
+    (out_dir / HEADLINE_FILE).write_text(json.dumps(headline, indent=2) + "\n")
+    ev.plot_scorecard(results, out_dir / "scorecard.png", spec, leads)
+    ev.plot_error_growth(results, out_dir / "error_growth.png", spec)
+    ev.plot_maps(forecast, truth, out_dir, spec, params.evaluation.map_lead_days, init_time=times[inits[0]])
+    summary = ev.markdown_summary(results, spec, leads)
+    ev.write_summary(summary, out_dir / SUMMARY_FILE)
+
+    manifest = {
+        "kind": "zonda.evaluation",
+        "model_lineage": {k: card.get(k) for k in ("snapshot_id", "statistics_hash", "graph_hash")},
+        "init_times": {
+            "count": int(len(inits)),
+            "first": pd.Timestamp(times[inits[0]]).isoformat(),
+            "last": pd.Timestamp(times[inits[-1]]).isoformat(),
+            "every_hours": params.evaluation.init_every_hours,
+        },
+        "lead_steps": steps,
+        "headline": headline["model"],
+        "beats_persistence": beats_persistence(results, spec),
+        "code_version": code_version(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_resolved(params, out_dir)
+    write_manifest(out_dir, manifest)
+    return manifest
+
+
+def beats_persistence(results: dict[str, xr.Dataset], headline_variables: list[str]) -> dict[str, bool]:
+    """Whether the model's RMSE is below persistence's at every lead, per headline variable."""
+    from zonda.evaluation.headline import headline_series
+
+    out = {}
+    for spec in headline_variables:
+        model = headline_series(results["model"], spec, "rmse").values
+        persistence = headline_series(results["persistence"], spec, "rmse").values
+        out[spec] = bool(np.all(model < persistence))
+    return out
+
+
+def read_summary(directory: str | os.PathLike[str]) -> str:
+    return (Path(directory) / SUMMARY_FILE).read_text()
+
+
+def read_headline(directory: str | os.PathLike[str]) -> dict[str, dict[str, float]]:
+    return json.loads((Path(directory) / HEADLINE_FILE).read_text())
+
+
+__all__ = ["run_evaluation", "init_indices", "write_forecasts", "beats_persistence", "read_manifest"]
