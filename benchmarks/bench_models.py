@@ -24,10 +24,18 @@ Model shapes follow the peer's measurement setup: 16 layers, 20 variables,
 (32 x 64). The zonda GNN uses 2 hidden layers per MLP, like anemoi's MLPs;
 both use GELU and 16 heads.
 
-CPU allocator: glibc returns every freed block above 32 MB to the kernel and
-page-faults it back in on the next allocation, which on this machine costs
-more than the arithmetic of an edge-sized tensor. Each worker therefore
-raises glibc's mmap and trim thresholds (``--no-tune-malloc`` to compare).
+Process settings, identical for both models:
+
+* threads: 1 by default (``--threads``). The machine has 2 cores shared with
+  other jobs; with 2 OpenMP threads every parallel op waits at a barrier for
+  whichever thread the scheduler parked, and the same step varied 3x between
+  runs (a tiny test model ran 10x slower). Single-threaded runs are
+  repeatable, and the GEMM rate for the roofline is measured under the same
+  setting. ``--threads 0`` keeps torch's default.
+* CPU allocator: glibc returns every freed block above 32 MB to the kernel
+  and page-faults it back in on the next allocation, which costs more than
+  the arithmetic on an edge-sized tensor. Each worker raises glibc's mmap and
+  trim thresholds (``--no-tune-malloc`` to compare).
 
 Run: ``python benchmarks/bench_models.py`` (see ``--help``); ``measure()`` is
 the entry point for ``make bench``.
@@ -388,7 +396,8 @@ def measure(
                             graph_file=str(graph_file))
                 row: dict[str, Any] = {"processor": processor, "width": width, "layers": layers}
                 row["zonda"] = _spawn(sys.executable, "zonda", case, timeout)
-                row["anemoi"] = _spawn(str(PEER_PYTHON), "anemoi", case, timeout) if peer_ok else None
+                comparable = processor in ("gnn", "graph_transformer")  # the peer is built for these two
+                row["anemoi"] = _spawn(str(PEER_PYTHON), "anemoi", case, timeout) if peer_ok and comparable else None
                 row["anemoi_reference"] = PEER_REFERENCE.get((processor, width))
                 _ratios(row)
                 rows.append(row)

@@ -12,7 +12,6 @@ from kfp import compiler, dsl
 
 from pipelines.resources import (
     LAUNCHER_CPU_REQUEST,
-    ResourceSpecError,
     apply_stage_resources,
     task_resources,
 )

@@ -34,6 +34,16 @@ PROCESSORS = [
 ]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """Tiny models run thousands of small ops: on a shared 2-core machine a second OpenMP
+    thread only adds barrier waits. Restored after this module."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def graph() -> HeteroData:
     return toy_graph(LAT, LON, num_mesh=48)
@@ -237,6 +247,29 @@ def test_graph_attention_matches_hand_written_dense_softmax():
                 expected[i, cols] += w * (v[index[0, e], 0, cols] + eps[e, cols])
     torch.testing.assert_close(out[:, 0], expected, rtol=1e-5, atol=1e-6)
     assert out[3].abs().max() == 0
+
+
+@pytest.mark.parametrize("batch,shared_edges", [(1, True), (2, True), (2, False)])
+def test_graph_attention_backward_matches_finite_differences(batch, shared_edges):
+    """The hand-written backward of edge_attention, checked by torch.autograd.gradcheck in float64."""
+    torch.manual_seed(0)
+    index = torch.tensor([[1, 2, 3, 0, 2, 0, 1, 2, 4, 4], [0, 0, 0, 1, 1, 2, 2, 2, 0, 2]])  # nodes 3, 4 receive nothing
+    q, k, v = (torch.randn(5, batch, 6, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    eps_shape = (10, 6) if shared_edges else (10, batch, 6)
+    eps = torch.randn(*eps_shape, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *t: edge_attention(*t, index[0], index[1], 2), (q, k, v, eps))
+
+
+def test_gather_and_scatter_backward_match_finite_differences():
+    from zonda.models.message_passing import gather, scatter_sum
+
+    index = torch.tensor([3, 0, 3, 1, 1, 1])
+    nodes = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    values = torch.randn(6, 2, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: gather(x, index), (nodes,))
+    assert torch.autograd.gradcheck(lambda x: scatter_sum(x, index, 5), (values,))
+    torch.testing.assert_close(gather(nodes, index), nodes[index])
+    torch.testing.assert_close(scatter_sum(values, index, 5)[1], values[3:].sum(0))
 
 
 def test_segment_softmax_sums_to_one_and_survives_huge_scores():
@@ -456,3 +489,18 @@ def test_networks_on_the_icosahedral_graph_of_a_5625_degree_grid():
         shifted = net(x)
         hook.remove()
         assert ((shifted - y).abs().amax(dim=(0, 2)) > 0).all(), f"{overrides}: grid points without decoder edges"
+
+
+def test_params_summary_does_not_depend_on_the_graph_size(graph):
+    from pathlib import Path
+
+    from zonda.models.summary import params_summary, params_summary_dict
+    from zonda.params import load_params
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params" / "local.yaml")
+    layout = ChannelLayout.of(params.data.variables, params.data.levels)
+    steps = params.model.input_steps
+    in_channels = steps * len(layout) + (steps + 1) * len(params.data.forcings) + len(params.data.static)
+    full = build_network(params.model, graph, in_channels, len(layout))
+    assert params_summary_dict(params) == summary_dict(full)
+    assert f"{summary_dict(full)['total']:,}" in params_summary(params)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 
 import lightning as L
 import numpy as np
@@ -31,6 +33,17 @@ class PreemptAt(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step == self.step:
             raise Preempted(f"preempted before step {self.step}")
+
+
+class SigtermAt(L.Callback):
+    """Sends this process SIGTERM (a Kubernetes eviction) during optimisation step ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 class DrawRandom(L.Callback):
@@ -64,15 +77,23 @@ def uninterrupted():
     return out, draws, batches
 
 
-@pytest.mark.parametrize("stop", [2, 3], ids=["mid-epoch", "epoch-end"])
-def test_resume_gives_the_uninterrupted_run(uninterrupted, stop):
+@pytest.mark.parametrize(
+    "stop, how", [(2, "crash"), (3, "crash"), (1, "sigterm")], ids=["mid-epoch", "epoch-end", "sigterm"]
+)
+def test_resume_gives_the_uninterrupted_run(uninterrupted, stop, how):
     ref_out, ref_draws, ref_batches = uninterrupted
     out = support.new_dir(f"interrupted-{stop}")
-    with pytest.raises(Preempted):
-        support.run_training(out, *SETTINGS, callbacks=[DrawRandom(), PreemptAt(stop)])
+    if how == "crash":  # the periodic last.ckpt (every step here) is what survives
+        with pytest.raises(Preempted):
+            support.run_training(out, *SETTINGS, callbacks=[DrawRandom(), PreemptAt(stop)])
+    else:  # SIGTERM after step 1: last.ckpt is written on the way out, whatever the periodic schedule
+        with pytest.raises(SystemExit):
+            support.run_training(out, *SETTINGS, "training.checkpoint.every_n_train_steps=100",
+                                 callbacks=[DrawRandom(), SigtermAt(stop - 1)])
     last = out / "checkpoints" / "last.ckpt"
     assert support.checkpoint_weights(last) is not None and not (out / "manifest.json").exists()
 
+    assert support.checkpoint_weights(last) is not None  # noqa: F811 - loads (digest, weights_only)
     draws, batches = DrawRandom(), RecordBatches()
     manifest = support.run_training(out, *SETTINGS, f"training.resume_from={last}", callbacks=[draws, batches])
 

@@ -41,7 +41,7 @@ def test_outputs_are_complete_and_consistent():
     assert manifest["model_id"] == f"sha256:{file_sha256(out / 'weights.safetensors')}"
     assert manifest["snapshot_id"] == read_manifest(a["snapshot"])["snapshot_id"]
     assert manifest["statistics_hash"] == read_manifest(a["statistics"])["statistics_hash"]
-    assert manifest["graph_hash"] == json.loads((a["graph"] / "graph.json").read_text())["graph_hash"]
+    assert manifest["graph_hash"] == "sha256:" + json.loads((a["graph"] / "graph.json").read_text())["graph_hash"]
     card = json.loads((out / "model.json").read_text())
     assert card["weights"]["sha256"] == file_sha256(out / "weights.safetensors")
     assert card["layout"]["channels"][:2] == ["temperature/500", "temperature/850"] and card["input_steps"] == 2
@@ -128,5 +128,8 @@ def test_fake_dataloading_trains_on_the_first_batch_forever():
     dm = SnapshotDataModule(support.params(*support.MULTI_STEP), support.artifacts()["snapshot"])
     first = next(iter(dm.train_dataloader()))
     torch.testing.assert_close(rec.batches[0]["targets"], first["targets"], rtol=0, atol=0)
-    losses = [s["loss"] for s in support.history(out)["steps"]]
-    assert len(losses) == 4 and all(np.isfinite(losses)) and manifest["global_step"] == 4
+    steps = support.history(out)["steps"]
+    assert len(steps) == 4 and all(np.isfinite([s["loss"] for s in steps])) and manifest["global_step"] == 4
+    # The cosine schedule got the run's 4 steps as total_steps (warmup 0, lr 1e-3, min 1e-5).
+    expected = [1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + math.cos(math.pi * k / 4)) for k in range(4)]
+    assert [s["lr"] for s in steps] == pytest.approx(expected, rel=1e-6)

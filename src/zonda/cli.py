@@ -72,6 +72,12 @@ def cmd_graph(args: argparse.Namespace) -> None:
     print(f"graph {manifest['graph_hash']} at {args.out}: {counts['nodes']} nodes, {counts['edges']} edges")
 
 
+def cmd_model_summary(args: argparse.Namespace) -> None:
+    from zonda.models.summary import params_summary
+
+    print(params_summary(_load(args)))
+
+
 def cmd_data_heldsuarez(args: argparse.Namespace) -> None:
     from zonda.data.heldsuarez import main_heldsuarez
 
@@ -102,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--write-restart", type=Path, default=None, help="spin up from rest and write a restart .npz")
     p.set_defaults(func=cmd_data_heldsuarez)
+
+    model = sub.add_parser("model", help="model helpers").add_subparsers(dest="action", required=True)
+    p = model.add_parser("summary", help="parameter counts per component (embedders, encoder, processor, decoder)")
+    _common(p, tracked=False)
+    p.set_defaults(func=cmd_model_summary)
 
     p = sub.add_parser("snapshot", help="stage 1: validated, content-hashed zarr v3 snapshot")
     _common(p)

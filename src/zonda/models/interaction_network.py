@@ -110,17 +110,17 @@ class InteractionNetwork(nn.Module):
         and act on whole tensors, never on views, which autograd would undo
         with extra copies in the backward pass.
         """
-        batch, dim = p_send.shape[1], p_send.shape[2]
+        dim = p_send.shape[-1]
         weight = self.edge_mlp.first_layer_weight("edge")
-        if batch == 1 and edges.shape[1] == 1:  # 2-D rows: the edge part accumulates inside the GEMM
+        if p_send.shape[1] == p_recv.shape[1] == edges.shape[1] == 1:  # 2-D rows: edge part accumulated by the GEMM
             h = gather(p_send.view(-1, dim), send)
             h += gather(p_recv.view(-1, dim), recv)
             h.addmm_(edges.reshape(h.shape[0], -1).to(h.dtype), weight.t().to(h.dtype))  # in-place ops skip autocast
-            h = h.view(-1, 1, dim)
-        else:
-            h = gather(p_send, send)
-            h += gather(p_recv, recv)
-            h += F.linear(edges, weight)  # (E, 1|B, D), broadcast over the batch
+            return self.edge_mlp.tail(h.view(-1, 1, dim))
+        parts = sorted([(p_send, send), (p_recv, recv)], key=lambda part: -part[0].shape[1])  # batched one first
+        h = gather(*parts[0])
+        h += gather(*parts[1])  # (E, 1|B, D), broadcast over the batch
+        h += F.linear(edges, weight)
         return self.edge_mlp.tail(h)
 
     def _aggregate_chunked(self, p_send: torch.Tensor, p_recv: torch.Tensor, edges: torch.Tensor, graph: EdgeSet) -> torch.Tensor:

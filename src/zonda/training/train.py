@@ -35,7 +35,7 @@ import torch
 from zonda.params import Params, write_resolved
 from zonda.provenance import code_version, read_manifest
 from zonda.training.artifacts import MODEL_CARD, WEIGHTS_FILE, model_card, write_json_atomic
-from zonda.training.callbacks import MlflowExtras, StopAtMaxSteps, TrainingHistory
+from zonda.training.callbacks import CheckpointOnPreemption, MlflowExtras, StopAtMaxSteps, TrainingHistory
 from zonda.training.checkpoints import (
     SafeCheckpointIO,
     check_state_dict,
@@ -75,11 +75,17 @@ def read_lineage(snapshot_dir: PathLike, statistics_dir: PathLike, graph_dir: Pa
         )
     graph = read_graph_manifest(Path(graph_dir))
     return {
-        "snapshot_id": snapshot["snapshot_id"],
-        "statistics_hash": stats["statistics_hash"],
-        "graph_hash": graph["graph_hash"],
+        "snapshot_id": sha256_id(snapshot["snapshot_id"]),
+        "statistics_hash": sha256_id(stats["statistics_hash"]),
+        "graph_hash": sha256_id(graph["graph_hash"]),
         "_graph_manifest": str(Path(graph_dir) / MANIFEST_FILE),
     }
+
+
+def sha256_id(digest: str) -> str:
+    """``sha256:<hex>``, the form the stage manifests and MLflow tags use."""
+    digest = str(digest)
+    return digest if digest.startswith("sha256:") else f"sha256:{digest}"
 
 
 def _check_graph_grid(graph_meta: dict[str, Any], source: str, latitudes: np.ndarray, longitudes: np.ndarray) -> None:
@@ -144,6 +150,106 @@ def _better(a: float, b: float, mode: str) -> bool:
 # --------------------------------------------------------------------- train
 
 
+def _start_point(t: Any, forecaster: torch.nn.Module) -> tuple[Path | None, dict[str, Any], dict[str, torch.Tensor] | None]:
+    """(checkpoint path, its ``zonda`` metadata, its state_dict) to resume/fork from; warm-starts in place."""
+    if t.warm_start_from:
+        forecaster.load_state_dict(load_weights(t.warm_start_from, expected=forecaster.state_dict()))
+        log.info("warm start from %s", t.warm_start_from)
+        return None, {}, None
+    if t.resume_from or t.fork_from:
+        path = Path(t.resume_from or t.fork_from)
+        checkpoint = load_training_checkpoint(path)  # fail early, before any MLflow run is created
+        return path, checkpoint["zonda"], checkpoint["state_dict"]
+    return None, {}, None
+
+
+def _tracking(
+    params: Params, mlflow_run_id: str | None, start_path: Path | None, start_meta: dict[str, Any],
+    lineage: dict[str, str], snapshot_dir: PathLike,
+) -> tuple[Any, list[L.Callback]]:
+    """The MLFlowLogger (run: given, the resumed checkpoint's, or new) and the MLflow extras callback."""
+    from zonda import tracking
+
+    t = params.training
+    run_id = mlflow_run_id
+    if run_id is None and t.resume_from:
+        run_id = start_meta.get("mlflow_run_id")
+    tags = {"zonda.stage": "train", "zonda.preset": params.name, **{f"zonda.{k}": str(v) for k, v in lineage.items()}}
+    if t.fork_from:
+        tags["zonda.forked_from"] = str(start_path)
+        if start_meta.get("mlflow_run_id"):
+            tags["zonda.parent_run_id"] = str(start_meta["mlflow_run_id"])
+    if t.resume_from:
+        tags["zonda.resumed_from"] = str(start_path)
+    logger = _mlflow_logger(params, run_id, f"{params.name}-train", tags)
+    extras = MlflowExtras(
+        logger,
+        params_flat=tracking.flatten(params.resolved_dict()) if run_id is None else None,
+        tags=tags,
+        lineage=lineage,
+        snapshot_uri=str(Path(snapshot_dir).resolve()),
+        dataset_name=f"{params.name}-snapshot",
+        system_metrics=True,
+        tracking_uri=tracking.tracking_uri(params),
+    )
+    return logger, [extras]
+
+
+def _checkpoint_callbacks(t: Any, ckpt_dir: Path) -> tuple[list[L.Callback], Any]:
+    """``last.ckpt`` (periodic, at max_steps and on SIGTERM) and the top-k ``best-*.ckpt`` callback (or None)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    ck = t.checkpoint
+    last = ckpt_dir / "last.ckpt"
+    callbacks: list[L.Callback] = [
+        CheckpointOnPreemption(last),
+        ModelCheckpoint(  # every every_n_train_steps steps, else every epoch
+            dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, save_last=False,
+            every_n_train_steps=ck.every_n_train_steps, enable_version_counter=False,
+        ),
+    ]
+    if t.max_steps > 0:
+        callbacks.append(StopAtMaxSteps(t.max_steps, last))
+    best = None
+    if ck.top_k > 0:
+        best = ModelCheckpoint(  # saved when validation has scored the weights
+            dirpath=ckpt_dir, filename="best-epoch{epoch:03d}-step{step:07d}", auto_insert_metric_name=False,
+            monitor=ck.monitor, mode=ck.mode, save_top_k=ck.top_k, save_last=False,
+        )
+        callbacks.append(best)
+    return callbacks, best
+
+
+def _trainer(t: Any, callbacks: list[L.Callback], logger: Any, reload_every: int, out_dir: Path, progress: bool) -> L.Trainer:
+    """The Lightning Trainer of the ``training`` params (devices, precision, clipping, accumulation, limits)."""
+    return L.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
+        max_epochs=t.max_epochs,
+        max_steps=0 if t.max_steps == 0 else -1,  # a positive budget is enforced by StopAtMaxSteps
+        limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches,
+        val_check_interval=t.val_check_interval,
+        gradient_clip_val=t.gradient_clip.value,
+        gradient_clip_algorithm=t.gradient_clip.algorithm,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        deterministic=t.deterministic,
+        reload_dataloaders_every_n_epochs=reload_every,
+        use_distributed_sampler=False,  # SnapshotDataModule shards per rank itself (restorable order)
+        plugins=[SafeCheckpointIO()],
+        callbacks=callbacks,
+        logger=logger,
+        log_every_n_steps=1,
+        num_sanity_val_steps=1,
+        enable_progress_bar=progress,
+        enable_model_summary=progress,
+        default_root_dir=str(out_dir),
+    )
+
+
 def train(
     params: Params,
     snapshot_dir: PathLike,
@@ -169,13 +275,15 @@ def train(
       callbacks: extra Lightning callbacks.
 
     Returns:
-      The manifest (also written to ``out_dir/manifest.json`` on rank 0).
+      The manifest (also written to ``out_dir/manifest.json``) on global rank
+      0; ``{"kind": ..., "rank": r}`` on the other ranks.
     """
+    from lightning.pytorch.callbacks import EarlyStopping, RichProgressBar
+
     from zonda.graph import load_graph
     from zonda.grid import grid_area_weights
     from zonda.models import Forecaster
     from zonda.statistics import load_statistics
-    from zonda import tracking
 
     started = time.time()
     t = params.training
@@ -187,166 +295,67 @@ def train(
     torch.set_float32_matmul_precision(t.float32_matmul_precision)
     L.seed_everything(t.seed, workers=True, verbose=False)
 
+    # -- data and model (the science)
     datamodule = SnapshotDataModule(params, snapshot_dir)
     graph = load_graph(Path(graph_dir))
     _check_graph_grid(graph.graph_meta, graph_manifest, datamodule.latitudes, datamodule.longitudes)
     forecaster = Forecaster.build(
         params, graph, datamodule.layout, datamodule.forcing_names, datamodule.static_names, load_statistics(statistics_dir)
     )
-
-    start_path: Path | None = None
-    start_meta: dict[str, Any] = {}
-    if t.warm_start_from:
-        forecaster.load_state_dict(load_weights(t.warm_start_from, expected=forecaster.state_dict()))
-        log.info("warm start from %s", t.warm_start_from)
-    elif t.resume_from or t.fork_from:
-        start_path = Path(t.resume_from or t.fork_from)  # type: ignore[arg-type]
-        preflight = load_training_checkpoint(start_path)  # fail early, before any MLflow run is created
-        start_meta = preflight["zonda"]
-
-    metadata = {
-        "model": params.model.model_dump(mode="json"),
-        "forcings": datamodule.forcing_names,
-        "static": datamodule.static_names,
-        **lineage,
-    }
+    start_path, start_meta, start_state = _start_point(t, forecaster)
     module = ForecastModule(
         forecaster,
         t,
         datamodule.layout,
         grid_area_weights(datamodule.latitudes, datamodule.longitudes.size),
         datamodule.static,
-        metadata=metadata,
+        metadata={
+            "model": params.model.model_dump(mode="json"),
+            "forcings": datamodule.forcing_names,
+            "static": datamodule.static_names,
+            **lineage,
+        },
     )
-
-    if start_path is not None:
-        check_state_dict(preflight.pop("state_dict"), module.state_dict(), start_path)
-        del preflight
-
+    if start_state is not None:
+        check_state_dict(start_state, module.state_dict(), start_path)
+        start_state = None
     if _global_rank_from_env() == 0:
         _prepare_out_dir(out_dir, start_path)
 
-    # -- MLflow
-    logger: Any = False
-    run_id = mlflow_run_id
-    extra_callbacks: list[L.Callback] = []
-    if track:
-        new_run = False
-        if run_id is None and t.resume_from:
-            run_id = start_meta.get("mlflow_run_id")
-        if run_id is None:
-            new_run = True
-        tags = {
-            "zonda.stage": "train",
-            "zonda.preset": params.name,
-            **{f"zonda.{k}": str(v) for k, v in lineage.items()},
-        }
-        if t.fork_from:
-            tags["zonda.forked_from"] = str(start_path)
-            if start_meta.get("mlflow_run_id"):
-                tags["zonda.parent_run_id"] = str(start_meta["mlflow_run_id"])
-        if t.resume_from:
-            tags["zonda.resumed_from"] = str(start_path)
-        logger = _mlflow_logger(params, run_id, f"{params.name}-train", tags)
-        extra_callbacks.append(
-            MlflowExtras(
-                logger,
-                params_flat=tracking.flatten(params.resolved_dict()) if new_run else None,
-                tags=tags,
-                lineage=lineage,
-                snapshot_uri=str(Path(snapshot_dir).resolve()),
-                dataset_name=f"{params.name}-snapshot",
-                system_metrics=True,
-                tracking_uri=tracking.tracking_uri(params),
-            )
-        )
-
-    # -- callbacks
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
-
-    ck = t.checkpoint
-    # "last.ckpt": the latest state, every every_n_train_steps steps (else every epoch), for resuming;
-    # "best-*.ckpt": the top-k by the monitored metric, saved when validation has scored them.
-    last_cb = ModelCheckpoint(
-        dirpath=ckpt_dir,
-        filename="last",
-        monitor=None,
-        save_top_k=1,
-        save_last=False,
-        every_n_train_steps=ck.every_n_train_steps,
-        enable_version_counter=False,
-    )
-    checkpoint_cb = None
-    if ck.top_k > 0:
-        checkpoint_cb = ModelCheckpoint(
-            dirpath=ckpt_dir,
-            filename="best-epoch{epoch:03d}-step{step:07d}",
-            auto_insert_metric_name=False,
-            monitor=ck.monitor,
-            mode=ck.mode,
-            save_top_k=ck.top_k,
-            save_last=False,
-        )
-    world = _world_size(t)
-    history = TrainingHistory(global_batch_size=t.batch_size * world)
-    cbs: list[L.Callback] = [history, *extra_callbacks, last_cb]
-    if t.max_steps > 0:
-        cbs.append(StopAtMaxSteps(t.max_steps, ckpt_dir / "last.ckpt"))
-    if checkpoint_cb is not None:
-        cbs.append(checkpoint_cb)
+    # -- the plumbing
+    logger, cbs = (_tracking(params, mlflow_run_id, start_path, start_meta, lineage, snapshot_dir) if track else (False, []))
+    history = TrainingHistory(global_batch_size=t.batch_size)
+    ckpt_cbs, best_cb = _checkpoint_callbacks(t, ckpt_dir)
+    cbs = [history, *cbs, *ckpt_cbs]
     if t.early_stopping.enabled:
         es = t.early_stopping
         cbs.append(EarlyStopping(monitor=es.monitor, patience=es.patience, mode=es.mode))
     if progress:
         cbs.append(RichProgressBar())
     cbs.extend(callbacks)
-
-    trainer = L.Trainer(
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=t.strategy,
-        precision=t.precision,
-        max_epochs=t.max_epochs,
-        max_steps=0 if t.max_steps == 0 else -1,  # a positive budget is enforced by StopAtMaxSteps
-        limit_train_batches=t.limit_train_batches,
-        limit_val_batches=t.limit_val_batches,
-        val_check_interval=t.val_check_interval,
-        gradient_clip_val=t.gradient_clip.value,
-        gradient_clip_algorithm=t.gradient_clip.algorithm,
-        accumulate_grad_batches=t.accumulate_grad_batches,
-        deterministic=t.deterministic,
-        reload_dataloaders_every_n_epochs=datamodule.reload_every_n_epochs,
-        use_distributed_sampler=False,
-        plugins=[SafeCheckpointIO()],
-        callbacks=cbs,
-        logger=logger,
-        log_every_n_steps=1,
-        num_sanity_val_steps=1,
-        enable_progress_bar=progress,
-        enable_model_summary=progress,
-        default_root_dir=str(out_dir),
-    )
-    if logger and trainer.is_global_zero:
-        module.metadata["mlflow_run_id"] = logger.run_id
-        run_id = logger.run_id
+    trainer = _trainer(t, cbs, logger, datamodule.reload_every_n_epochs, out_dir, progress)
+    history.global_batch_size = t.batch_size * int(trainer.world_size)
+    run_id = mlflow_run_id
+    if logger and _global_rank_from_env() == 0:
+        run_id = logger.run_id  # creates the run now (rank 0 only)
+        module.metadata["mlflow_run_id"] = run_id
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(start_path) if start_path else None, weights_only=True)
 
-    # Score the final weights if the last step was not validated (e.g. max_steps ended mid-epoch).
+    # Score the final weights if the last step was not validated.
     if t.limit_val_batches != 0 and module.last_validation_step != trainer.global_step:
         trainer.validate(module, datamodule=datamodule, verbose=False)
         if trainer.is_global_zero and module.validation_metrics:
-            history.validations.append({"global_step": int(trainer.global_step), "epoch": int(trainer.current_epoch),
-                                        "final": True, **module.validation_metrics})
-    final_validated = module.last_validation_step == trainer.global_step or bool(
-        history.validations and history.validations[-1].get("global_step") == trainer.global_step
-    )
+            history.validations.append(
+                {"global_step": int(trainer.global_step), "epoch": int(trainer.current_epoch), "final": True,
+                 **module.validation_metrics}
+            )
+    final_validated = bool(history.validations) and history.validations[-1]["global_step"] == trainer.global_step
     if not trainer.is_global_zero:
         return {"kind": MANIFEST_KIND, "rank": int(trainer.global_rank)}
 
     # -- outputs (rank 0)
-    weights, best = _best_weights(module, checkpoint_cb, ck.monitor, ck.mode, final_validated)
+    weights, best = _best_weights(module, best_cb, t.checkpoint.monitor, t.checkpoint.mode, final_validated)
     weights_sha = save_weights(weights, out_dir / WEIGHTS_FILE, metadata={k: str(v) for k, v in lineage.items()})
     network = getattr(forecaster, "network", None)
     card = model_card(
@@ -365,7 +374,6 @@ def train(
     write_json_atomic(out_dir / MODEL_CARD, card)
     write_json_atomic(out_dir / HISTORY_FILE, history.as_dict())
     write_resolved(params, out_dir)
-    final_metrics = dict(module.validation_metrics)
     manifest = {
         "kind": MANIFEST_KIND,
         "model_id": f"sha256:{weights_sha}",
@@ -373,15 +381,10 @@ def train(
         "weights": {"file": WEIGHTS_FILE, "sha256": weights_sha, **best},
         "global_step": int(trainer.global_step),
         "epochs": int(trainer.current_epoch),
-        "interrupted": bool(trainer.interrupted),
-        "metrics": final_metrics,
+        "metrics": dict(module.validation_metrics),
         "throughput": history.summary(),
         "checkpoints": sorted(p.name for p in ckpt_dir.glob("*.ckpt")),
-        "start": {
-            "resume_from": t.resume_from,
-            "fork_from": t.fork_from,
-            "warm_start_from": t.warm_start_from,
-        },
+        "start": {"resume_from": t.resume_from, "fork_from": t.fork_from, "warm_start_from": t.warm_start_from},
         "mlflow_run_id": run_id if track else None,
         "seconds": round(time.time() - started, 3),
         "code_version": code_version(),
@@ -391,13 +394,6 @@ def train(
     if track and logger:
         _log_outputs(logger, out_dir, manifest, best.get("checkpoint"))
     return manifest
-
-
-def _world_size(t: Any) -> int:
-    devices = t.devices
-    if isinstance(devices, int) and devices > 0:
-        return devices * t.num_nodes
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def _best_weights(

@@ -1,0 +1,53 @@
+"""Stage 6, the model registry: pyfunc packaging, registration, the promotion gate, forecasts.
+
+Public API::
+
+    register_model(params, model_dir, statistics_dir, graph_dir, evaluation_dir, *,
+                   snapshot_dir, mlflow_run_id=None) -> dict      # zonda.registry.register
+    gate(name, version, promotion, *, client=None) -> dict         # zonda.registry.promotion
+    promote(name, version, reason, *, client=None, user=None) -> dict
+    compare_scores(challenger, champion, promotion) -> Comparison
+    PromotionLock(client, model_name)                              # zonda.registry.lock
+    forecast(model_uri, init_path, lead, out_path) -> Path         # zonda.registry.forecast
+    parse_lead("10d") -> 40                                        # zonda.registry.inputs
+    ZondaForecastModel                                             # zonda.registry.pyfunc_model
+    RegistryError, InitialStateError, LeadError, PromotionLockTimeout
+
+Names are loaded on first use, so importing the package pulls in neither
+MLflow nor torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "register_model": "zonda.registry.register",
+    "gate": "zonda.registry.promotion",
+    "promote": "zonda.registry.promotion",
+    "compare_scores": "zonda.registry.promotion",
+    "PromotionLock": "zonda.registry.lock",
+    "forecast": "zonda.registry.forecast",
+    "parse_lead": "zonda.registry.inputs",
+    "ZondaForecastModel": "zonda.registry.pyfunc_model",
+    "RegistryError": "zonda.registry.errors",
+    "InitialStateError": "zonda.registry.errors",
+    "LeadError": "zonda.registry.errors",
+    "PromotionLockTimeout": "zonda.registry.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zonda.registry' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,165 @@
+"""The registered model: an MLflow pyfunc that turns an initial state into a forecast Dataset.
+
+Usage::
+
+    model = mlflow.pyfunc.load_model("models:/zonda@champion")
+    forecast = model.predict(initial_state, params={"lead": "10d"})
+
+``initial_state`` is an :class:`xarray.Dataset` (see :mod:`zonda.registry.inputs`)
+or the path of a zarr store / netCDF file holding one; MLflow hands either to
+:meth:`ZondaForecastModel.predict` unchanged (the model's signature declares
+only the ``lead`` parameter, no input schema). ``lead`` defaults to the
+``evaluation.lead_days`` the model was evaluated with.
+
+The forecast is a Dataset in the WeatherBench2 forecast layout: dims ``time``
+(one initialisation time, the last input time), ``prediction_timedelta``
+(6 h, 12 h, ..., lead), ``level``, ``latitude``, ``longitude``; physical units
+in each variable's ``units`` attribute; the model's lineage in ``attrs``.
+
+Nothing is pickled: MLflow loads this class through the models-from-code
+entry file ``_pyfunc_entry.py`` and :meth:`ZondaForecastModel.load_context`
+rebuilds the Forecaster from the bundled artifacts (safetensors weights,
+``model.json``, the statistics and graph directories, ``static.nc``, the
+resolved params).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import yaml
+from mlflow.pyfunc import PythonModel
+
+from zonda.registry.inputs import (
+    format_lead,
+    forcing_array,
+    lead_timedeltas,
+    open_initial_state,
+    parse_lead,
+    prepare_initial_state,
+    static_array,
+)
+
+#: Artifact keys of the bundle (``context.artifacts``) and the files/dirs they point to.
+ARTIFACT_MODEL = "model"  # weights.safetensors + model.json
+ARTIFACT_GRAPH = "graph"  # graph.safetensors + graph.json
+ARTIFACT_STATISTICS = "statistics"  # statistics.nc + manifest.json
+ARTIFACT_STATIC = "static"  # static.nc
+ARTIFACT_PARAMS = "params"  # params.resolved.yaml
+STATIC_FILE = "static.nc"
+LEAD_PARAM = "lead"
+LINEAGE_KEYS = ("snapshot_id", "statistics_hash", "graph_hash")
+
+
+def default_lead(lead_days: float) -> str:
+    """The ``lead`` parameter's default for ``evaluation.lead_days`` (e.g. ``"10d"``)."""
+    return format_lead(parse_lead(f"{int(round(float(lead_days) * 24))}h"))
+
+
+def _device() -> Any:
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class ZondaForecastModel(PythonModel):
+    """MLflow pyfunc wrapper of a trained :class:`zonda.models.Forecaster` (see the module docstring)."""
+
+    # MLflow would wrap `predict` for type-hint validation and warn that it has
+    # no type hints; the input is an xarray Dataset (or a path), which MLflow's
+    # type-hint schemas cannot describe, and prepare_initial_state validates it.
+    _skip_type_hint_validation = True
+
+    def load_context(self, context: Any) -> None:
+        """Rebuilds the Forecaster from the model's artifacts (called by ``mlflow.pyfunc.load_model``)."""
+        a = context.artifacts
+        self._load(a[ARTIFACT_MODEL], a[ARTIFACT_GRAPH], a[ARTIFACT_STATISTICS], a[ARTIFACT_STATIC], a[ARTIFACT_PARAMS])
+
+    @classmethod
+    def from_artifacts(
+        cls,
+        model_dir: str | os.PathLike[str],
+        graph_dir: str | os.PathLike[str],
+        statistics_dir: str | os.PathLike[str],
+        static_path: str | os.PathLike[str],
+        params_path: str | os.PathLike[str],
+    ) -> "ZondaForecastModel":
+        """The model built from local files, without MLflow (what ``load_context`` does)."""
+        model = cls()
+        model._load(model_dir, graph_dir, statistics_dir, static_path, params_path)
+        return model
+
+    def _load(self, model_dir: Any, graph_dir: Any, statistics_dir: Any, static_path: Any, params_path: Any) -> None:
+        import torch
+
+        from zonda.channels import ChannelLayout
+        from zonda.training.artifacts import load_forecaster, read_model_card
+
+        self.device = _device()
+        self.card = read_model_card(model_dir)
+        self.forecaster = load_forecaster(model_dir, graph_dir, statistics_dir, map_location=self.device)
+        self.layout = ChannelLayout(tuple(self.card["layout"]["variables"]), tuple(self.card["layout"]["levels"]))
+        self.latitudes = np.asarray(self.card["grid"]["latitudes"], dtype=np.float64)
+        self.longitudes = np.asarray(self.card["grid"]["longitudes"], dtype=np.float64)
+        with xr.open_dataset(static_path, engine="h5netcdf") as static:
+            fields = static_array(static.load(), list(self.card["static"]), self.latitudes, self.longitudes)
+        self.static = torch.from_numpy(fields).to(self.device)
+        resolved = yaml.safe_load(Path(params_path).read_text()) or {}
+        self.default_lead = default_lead(resolved.get("evaluation", {}).get("lead_days", 10.0))
+
+    @property
+    def input_steps(self) -> int:
+        """``T_in``: how many consecutive 6-hourly states a forecast starts from."""
+        return int(self.forecaster.input_steps)
+
+    def predict(self, context, model_input, params=None):  # no type hints: MLflow would validate against them
+        """Forecast (Dataset) from ``model_input`` (Dataset or zarr/netCDF path) to ``params["lead"]``."""
+        lead = (params or {}).get(LEAD_PARAM) or self.default_lead
+        if isinstance(model_input, (str, os.PathLike)):
+            with open_initial_state(model_input) as ds:
+                return self.forecast(ds, lead)
+        return self.forecast(model_input, lead)
+
+    def forecast(self, initial_state: xr.Dataset, lead: str | Any) -> xr.Dataset:
+        """The forecast Dataset (WB2 layout) from the last ``input_steps`` times of ``initial_state``."""
+        import torch
+
+        steps = parse_lead(lead)
+        states, times = prepare_initial_state(
+            initial_state, self.layout, self.latitudes, self.longitudes, self.input_steps
+        )
+        leads = lead_timedeltas(steps)
+        all_times = np.concatenate([times, times[-1] + leads])
+        forcings = forcing_array(list(self.card["forcings"]), all_times, self.latitudes, self.longitudes)
+        with torch.inference_mode():
+            out = self.forecaster.rollout(
+                torch.from_numpy(states)[None].to(self.device),
+                torch.from_numpy(forcings)[None].to(self.device),
+                self.static,
+                steps,
+            )
+        values = out.float().cpu().numpy()
+        ds = self.layout.unstack(
+            values, self.latitudes, self.longitudes, {"time": times[-1:], "prediction_timedelta": leads}
+        )
+        return self._describe(ds, steps)
+
+    def _describe(self, ds: xr.Dataset, steps: int) -> xr.Dataset:
+        ds["time"].attrs.update(long_name="initialisation time")
+        ds["prediction_timedelta"].attrs.update(long_name="lead time of the forecast")
+        ds["latitude"].attrs.update(units="degrees_north", long_name="latitude")
+        ds["longitude"].attrs.update(units="degrees_east", long_name="longitude")
+        if "level" in ds.coords:
+            ds["level"].attrs.update(units="hPa", long_name="pressure level")
+        ds.attrs.update(
+            title="zonda forecast",
+            lead=format_lead(steps),
+            input_steps=self.input_steps,
+            weights_sha256=str(self.card["weights"]["sha256"]),
+            **{k: str(self.card.get(k)) for k in LINEAGE_KEYS},
+        )
+        return ds

@@ -1,0 +1,184 @@
+"""Stage 6: log the trained forecaster as an MLflow pyfunc, register it, run the promotion gate.
+
+:func:`register_model` checks that the stage outputs belong together,
+bundles what a forecast needs (:mod:`zonda.registry.bundle`), checks that the
+bundle loads, logs it as a pyfunc model into the pipeline's MLflow run,
+registers it as ``registry.model_name`` with its lineage and headline scores
+as version tags, gives it the ``challenger`` alias and runs the promotion
+gate (:mod:`zonda.registry.promotion`). A rejected challenger is a normal
+outcome: the reason is returned and tagged, nothing is raised.
+
+Version tags::
+
+    zonda.snapshot_id, zonda.statistics_hash, zonda.graph_hash   lineage (model card)
+    zonda.params_hash        Params.section_hash() of the whole resolved params
+    zonda.code_version       git commit (ZONDA_GIT_SHA in images), zonda.package_version
+    zonda.mlflow_run_id      the pipeline's MLflow run
+    zonda.weights_sha256, zonda.preset
+    score.<headline key>     the evaluation's model scores (e.g. score.rmse.geopotential.500.5d)
+    zonda.promotion.*        the gate's decision, reason, time, previous champion
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from zonda.params import Params
+from zonda.registry.bundle import check_lineage, check_promotion_metrics, read_card, read_model_scores, stage_bundle
+from zonda.registry.errors import RegistryError
+from zonda.registry.promotion import CHALLENGER, gate, score_tags
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+ARTIFACT_NAME = "forecaster"
+ENTRY_FILE = Path(__file__).with_name("_pyfunc_entry.py")
+#: Distributions the pyfunc imports at load time, pinned to the versions installed here.
+RUNTIME_DISTRIBUTIONS = (
+    "mlflow", "torch", "torch-geometric", "lightning", "numpy", "pandas", "xarray", "h5netcdf", "zarr",
+    "safetensors", "pydantic", "PyYAML",
+)
+
+
+def pip_requirements() -> list[str]:
+    """The model's requirements: zonda itself (from the zonda image) and its pinned runtime deps."""
+    import zonda
+
+    pins = [f"zonda=={zonda.__version__}"]
+    for dist in RUNTIME_DISTRIBUTIONS:
+        try:
+            pins.append(f"{dist}=={importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            log.warning("%s is not installed; left out of the model's requirements", dist)
+    return pins
+
+
+def version_tags(params: Params, card: dict[str, Any], scores: dict[str, float], run_id: str) -> dict[str, str]:
+    """The lineage, provenance and score tags of a new model version (see the module docstring)."""
+    import zonda
+    from zonda.provenance import code_version
+
+    return {
+        "zonda.snapshot_id": str(card.get("snapshot_id")),
+        "zonda.statistics_hash": str(card.get("statistics_hash")),
+        "zonda.graph_hash": str(card.get("graph_hash")),
+        "zonda.params_hash": params.section_hash(),
+        "zonda.code_version": str(code_version()["git_commit"] or "unknown"),
+        "zonda.package_version": zonda.__version__,
+        "zonda.mlflow_run_id": run_id,
+        "zonda.weights_sha256": str(card["weights"]["sha256"]),
+        "zonda.preset": params.name,
+        **score_tags(scores),
+    }
+
+
+def _signature(params: Params) -> Any:
+    from mlflow.models import ModelSignature
+    from mlflow.types import ParamSchema, ParamSpec
+
+    from zonda.registry.pyfunc_model import LEAD_PARAM, default_lead
+
+    return ModelSignature(params=ParamSchema([ParamSpec(LEAD_PARAM, "string", default_lead(params.evaluation.lead_days))]))
+
+
+def log_pyfunc(params: Params, card: dict[str, Any], artifacts: dict[str, str]) -> Any:
+    """Logs the bundle as a models-from-code pyfunc into the active MLflow run; returns its ModelInfo."""
+    import mlflow
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*input example was not provided.*", category=UserWarning)
+        return mlflow.pyfunc.log_model(
+            name=ARTIFACT_NAME,
+            python_model=str(ENTRY_FILE),
+            artifacts=artifacts,
+            signature=_signature(params),
+            pip_requirements=pip_requirements(),
+            metadata={"zonda": {k: str(card.get(k)) for k in ("snapshot_id", "statistics_hash", "graph_hash")}},
+        )
+
+
+def _verify_bundle(artifacts: dict[str, str]) -> None:
+    """Loads the bundle as the pyfunc will, so a model that cannot load is never registered."""
+    from zonda.registry.pyfunc_model import ZondaForecastModel
+
+    try:
+        ZondaForecastModel.from_artifacts(
+            artifacts["model"], artifacts["graph"], artifacts["statistics"], artifacts["static"], artifacts["params"]
+        )
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        raise RegistryError(f"the model bundle does not load: {exc}") from exc
+
+
+def _description(params: Params, card: dict[str, Any], scores: dict[str, float]) -> str:
+    shown = ", ".join(f"{k}={scores[k]:.4g}" for k in params.registry.promotion.metrics if k in scores)
+    return (
+        f"zonda forecaster, preset {params.name!r}: snapshot {card.get('snapshot_id')}, "
+        f"{card['grid']['n_lat']}x{card['grid']['n_lon']} grid. Promotion metrics: {shown}."
+    )
+
+
+def register_model(
+    params: Params,
+    model_dir: PathLike,
+    statistics_dir: PathLike,
+    graph_dir: PathLike,
+    evaluation_dir: PathLike,
+    *,
+    snapshot_dir: PathLike,
+    mlflow_run_id: str | None = None,
+) -> dict[str, Any]:
+    """Registers the trained model and runs the promotion gate (see the module docstring).
+
+    Args:
+        params: the resolved params (``registry``, ``evaluation.lead_days``, ``runtime`` for tracking).
+        model_dir: training output (``weights.safetensors`` + ``model.json``).
+        statistics_dir, graph_dir: the statistics and graph stage outputs the model was trained with.
+        evaluation_dir: evaluation output (``headline.json``, ``manifest.json``).
+        snapshot_dir: the snapshot, for the static fields bundled with the model.
+        mlflow_run_id: the pipeline's MLflow run; None logs into a run of this stage alone.
+
+    Returns:
+        ``name``, ``version``, ``aliases``, ``decision`` (``promoted``/``rejected``),
+        ``promoted``, ``reason``, ``champion``, ``previous_champion``, ``metrics``,
+        ``model_uri`` (``models:/name/version``), ``logged_model_uri``,
+        ``mlflow_run_id``, ``scores`` and ``tags``.
+    """
+    import mlflow
+
+    from zonda import tracking
+
+    card = read_card(model_dir)
+    scores = read_model_scores(evaluation_dir)
+    check_promotion_metrics(scores, params.registry.promotion.metrics, evaluation_dir)
+    check_lineage(card, snapshot_dir, statistics_dir, graph_dir, evaluation_dir)
+    name = params.registry.model_name
+    with tempfile.TemporaryDirectory(prefix="zonda-register-") as tmp:
+        artifacts = stage_bundle(params, card, model_dir, statistics_dir, graph_dir, snapshot_dir, tmp)
+        _verify_bundle(artifacts)
+        with tracking.stage_run(params, mlflow_run_id, "register") as run:
+            run_id = run.info.run_id
+            info = log_pyfunc(params, card, artifacts)
+            tags = version_tags(params, card, scores, run_id)
+            version = str(mlflow.register_model(info.model_uri, name, tags=tags).version)
+    client = mlflow.MlflowClient()
+    client.update_model_version(name, version, description=_description(params, card, scores))
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    decision = gate(name, version, params.registry.promotion, client=client)
+    for key, value in {"zonda.registered_model": name, "zonda.model_version": version,
+                       "zonda.promotion.decision": decision["decision"]}.items():
+        client.set_tag(run_id, key, value)
+    return {
+        **decision,
+        "aliases": sorted(client.get_model_version(name, version).aliases),
+        "model_uri": f"models:/{name}/{version}",
+        "logged_model_uri": info.model_uri,
+        "mlflow_run_id": run_id,
+        "scores": scores,
+        "tags": tags,
+    }

@@ -1,0 +1,205 @@
+"""Builders for the registry and forecast tests (this module holds no tests).
+
+Stage outputs of the ``debug`` preset on a tiny synthetic source (8 x 16 grid,
+2 levels, 8 days) are built once per test session: snapshot, statistics and
+graph by the real stage functions; a *trained model* as the training stage
+writes it (``weights.safetensors`` + ``model.json`` from
+:func:`zonda.training.artifacts.model_card`) from an untrained Forecaster with
+seeded weights (training itself is not what these tests are about); and
+evaluation outputs with chosen headline scores.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from conftest import REPO, synthetic_dataset, write_zarr
+
+N_LAT, N_LON, LEVELS, N_TIME = 8, 16, (500, 850), 32
+METRIC = "rmse.geopotential.500.1d"  # the debug preset's promotion metric
+
+ROOT = Path(tempfile.mkdtemp(prefix="zonda-registry-tests-"))
+atexit.register(shutil.rmtree, ROOT, True)
+
+
+@functools.lru_cache(maxsize=None)
+def _template_db() -> Path:
+    """An empty, fully migrated MLflow sqlite store (creating one runs every migration: seconds)."""
+    from mlflow import MlflowClient
+
+    path = ROOT / "template-mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}", registry_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def tracking_db(path: Path) -> str:
+    """A fresh MLflow sqlite store at ``path`` (a copy of the template); returns its URI."""
+    shutil.copyfile(_template_db(), path)
+    return f"sqlite:///{path}"
+
+
+def source_dataset() -> xr.Dataset:
+    """The synthetic source with a non-trivial orography, so the static field matters."""
+    ds = synthetic_dataset(n_time=N_TIME, levels=LEVELS, n_lat=N_LAT, n_lon=N_LON, seed=11)
+    rng = np.random.default_rng(5)
+    ds["geopotential_at_surface"].values[:] = rng.uniform(0.0, 2.0e4, (N_LAT, N_LON)).astype("f4")
+    return ds
+
+
+@functools.lru_cache(maxsize=None)
+def source() -> Path:
+    return write_zarr(source_dataset(), ROOT / "source.zarr")
+
+
+def params(*overrides: str, tracking_db: Path | None = None):
+    """The debug preset on the synthetic source; ``tracking_db`` points MLflow at a sqlite file."""
+    from zonda.params import load_params
+
+    base = ["data.source.kind=zarr", f"data.source.path={source()}", f"runtime.output_root={ROOT / 'runtime'}"]
+    if tracking_db is not None:
+        base.append(f"runtime.mlflow_tracking_uri=sqlite:///{tracking_db}")
+    return load_params(REPO / "params" / "debug.yaml", base + list(overrides))
+
+
+@functools.lru_cache(maxsize=None)
+def stage_dirs() -> dict[str, Path]:
+    """Snapshot, statistics and graph directories (built once per session)."""
+    from zonda.graph import build_graph, save_graph
+    from zonda.snapshot import build_snapshot, open_snapshot
+    from zonda.statistics import build_statistics
+
+    p = params()
+    out = {"snapshot": ROOT / "snapshot", "statistics": ROOT / "statistics", "graph": ROOT / "graph"}
+    build_snapshot(p, out["snapshot"], progress=False)
+    build_statistics(p, out["snapshot"], out["statistics"], progress=False)
+    ds = open_snapshot(out["snapshot"])
+    save_graph(build_graph(p.graph, ds["latitude"].values, ds["longitude"].values), out["graph"])
+    return out
+
+
+def model_dir(seed: int = 0) -> Path:
+    """A training output directory holding a Forecaster with weights drawn from ``seed`` (built once per seed)."""
+    return _model_dir(int(seed))
+
+
+@functools.lru_cache(maxsize=None)
+def _model_dir(seed: int) -> Path:
+    from zonda.channels import ChannelLayout
+    from zonda.graph import load_graph
+    from zonda.models import Forecaster
+    from zonda.snapshot import open_snapshot
+    from zonda.statistics import load_statistics
+    from zonda.training.artifacts import MODEL_CARD, WEIGHTS_FILE, model_card, write_json_atomic
+    from zonda.training.checkpoints import save_weights
+    from zonda.training.train import read_lineage
+
+    p, dirs = params(), stage_dirs()
+    layout = ChannelLayout.of(p.data.variables, p.data.levels)
+    torch.manual_seed(seed)
+    forecaster = Forecaster.build(
+        p, load_graph(dirs["graph"]), layout, p.data.forcings, p.data.static, load_statistics(dirs["statistics"])
+    )
+    lineage = read_lineage(dirs["snapshot"], dirs["statistics"], dirs["graph"])
+    lineage.pop("_graph_manifest", None)
+    out = ROOT / f"model-{seed}"
+    out.mkdir()
+    sha = save_weights(forecaster.state_dict(), out / WEIGHTS_FILE)
+    snapshot = open_snapshot(dirs["snapshot"])
+    card = model_card(
+        model_params=p.model.model_dump(mode="json"), layout=layout, forcing_names=list(p.data.forcings),
+        static_names=list(p.data.static), in_channels=int(forecaster.network.in_channels),
+        out_channels=len(layout), latitudes=snapshot["latitude"].values, longitudes=snapshot["longitude"].values,
+        lineage=lineage, weights_sha256=sha, training={"global_step": 0},
+    )
+    write_json_atomic(out / MODEL_CARD, card)
+    return out
+
+
+def evaluation_dir(scores: dict[str, float], name: str | None = None, lineage_of: Path | None = None) -> Path:
+    """An evaluation output with the model's headline ``scores`` and the lineage of ``lineage_of`` (a model dir)."""
+    from zonda.provenance import write_manifest
+
+    card = json.loads(((lineage_of or model_dir()) / "model.json").read_text())
+    out = Path(tempfile.mkdtemp(prefix=f"{name or 'evaluation'}-", dir=ROOT))
+    headline = {"model": dict(scores), "persistence": {k: v * 2 for k, v in scores.items()}}
+    (out / "headline.json").write_text(json.dumps(headline))
+    write_manifest(out, {"kind": "zonda.evaluation",
+                         "model_lineage": {k: card[k] for k in ("snapshot_id", "statistics_hash", "graph_hash")}})
+    return out
+
+
+def initial_state(last_index: int = 12, steps: int = 2) -> xr.Dataset:
+    """The snapshot's prognostic variables at ``steps`` times ending at time index ``last_index``."""
+    from zonda.snapshot import open_snapshot
+
+    p = params()
+    ds = open_snapshot(stage_dirs()["snapshot"])
+    return ds[list(p.data.variables)].isel(time=slice(last_index - steps + 1, last_index + 1)).load()
+
+
+@functools.lru_cache(maxsize=None)
+def reference_rollout(last_index: int, steps: int) -> np.ndarray:
+    """``(steps, G, C)``: the seed-0 Forecaster's own rollout from the snapshot, read the way evaluation reads it."""
+    from zonda.channels import ChannelLayout
+    from zonda.snapshot import DATA_DIRNAME
+    from zonda.training.artifacts import load_forecaster
+    from zonda.training.data import SnapshotReader
+
+    p, dirs = params(), stage_dirs()
+    forecaster = load_forecaster(model_dir(), dirs["graph"], dirs["statistics"])
+    layout = ChannelLayout.of(p.data.variables, p.data.levels)
+    reader = SnapshotReader(
+        dirs["snapshot"] / DATA_DIRNAME, layout, list(p.data.forcings), list(p.data.static),
+        list(p.data.levels), (N_LAT, N_LON),
+    )
+    t_in = forecaster.input_steps
+    states = torch.from_numpy(reader.states(last_index - t_in + 1, last_index + 1))[None]
+    forcings = torch.from_numpy(reader.forcings(last_index - t_in + 1, last_index + 1 + steps))[None]
+    with torch.inference_mode():
+        out = forecaster.rollout(states, forcings, torch.from_numpy(reader.static()), steps)
+    return out[0].numpy()
+
+
+def register(p, scores: dict[str, float], seed: int = 0) -> dict:
+    """Registers the seed's model with an evaluation holding ``scores`` (MLflow store of ``p``)."""
+    from zonda.registry.register import register_model
+
+    dirs = stage_dirs()
+    return register_model(
+        p, model_dir(seed), dirs["statistics"], dirs["graph"], evaluation_dir(scores, lineage_of=model_dir(seed)),
+        snapshot_dir=dirs["snapshot"],
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def registered() -> tuple:
+    """(params, register_model result): the seed-0 model registered once per session in its own sqlite store.
+
+    Being the first version of its model, it is the champion.
+    """
+    db = ROOT / "registry.db"
+    tracking_db(db)
+    p = params(tracking_db=db)
+    return p, register(p, {METRIC: 100.0, "acc.geopotential.500.1d": 0.9})
+
+
+@contextlib.contextmanager
+def preserved_tracking_uri():
+    """Restores mlflow's process-wide tracking URI (which register_model and configure() set) on exit."""
+    import mlflow
+
+    before = mlflow.get_tracking_uri()
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)
