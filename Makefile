@@ -66,7 +66,7 @@ push:
 	bash images/build.sh push
 
 promote: install
-	$(VENV)/bin/zonda promote --params $(PARAMS) $(MODEL) $(VERSION) --reason "$(REASON)"
+	$(VENV)/bin/zonda promote $(MODEL) $(VERSION) --params $(PARAMS) --reason "$(REASON)"
 
 clean:
 	rm -rf artifacts .pytest_cache

@@ -82,6 +82,17 @@ def print_local_summary(params: Params, result: dict) -> None:
     uri = tracking_uri(params)
     print(f"  MLflow run   {run_id}  (tracking URI {uri})")
     print(f"  browse it:   mlflow ui --backend-store-uri {uri}")
+    evaluation = outputs.get("evaluation")
+    if evaluation and (Path(evaluation) / "summary.md").is_file():
+        print("-" * 78)
+        print((Path(evaluation) / "summary.md").read_text().rstrip())
+    registration = outputs.get("registration")
+    if registration and (Path(registration) / "manifest.json").is_file():
+        reg = json.loads((Path(registration) / "manifest.json").read_text())
+        print("-" * 78)
+        print(f"registered {reg['name']} version {reg['version']}, aliases {', '.join(reg.get('aliases') or [])}")
+        print(f"promotion: {reg['decision']}: {reg['reason']}")
+        print(f"champion: {reg['name']} version {reg.get('champion')}  (models:/{reg['name']}@champion)")
     print("=" * 78)
 
 

@@ -10,13 +10,16 @@ from ``runtime.images``.
 from typing import Callable, NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset
+from kfp.dsl import Artifact, Dataset, Model
 
 from components import make_component
+from components.evaluate import evaluate
 from components.graph import graph
+from components.register import register
 from components.snapshot import snapshot
 from components.statistics import statistics
 from components.tracking import open_mlflow_run
+from components.train import train
 from pipelines.resources import apply_params_resources
 from zonda.params import Params
 
@@ -28,10 +31,14 @@ def build_pipeline(params: Params) -> Callable:
     snapshot_op = make_component(snapshot, data_image)
     statistics_op = make_component(statistics, data_image)
     graph_op = make_component(graph, data_image)
+    train_op = make_component(train, params.runtime.images.train)
+    evaluate_op = make_component(evaluate, data_image)
+    register_op = make_component(register, data_image)
 
-    @dsl.pipeline(name=params.runtime.pipeline_name, description="zonda: snapshot -> statistics, graph")
+    @dsl.pipeline(name=params.runtime.pipeline_name, description="zonda: snapshot -> statistics, graph -> train -> evaluate -> register")
     def zonda_pipeline(params_json: str, run_name: str = "") -> NamedTuple(
-        "Outputs", mlflow_run_id=str, snapshot=Dataset, statistics=Artifact, graph=Artifact
+        "Outputs", mlflow_run_id=str, snapshot=Dataset, statistics=Artifact, graph=Artifact, model=Model,
+        evaluation=Artifact, registration=Artifact,
     ):
         run = open_run_op(params_json=params_json, pipeline_run_name=run_name).set_display_name("mlflow-run")
         apply_params_resources(run, params, "mlflow-run")
@@ -42,9 +49,30 @@ def build_pipeline(params: Params) -> Callable:
         mesh = graph_op(
             params_json=params_json, mlflow_run_id=run.output, snapshot=snap.outputs["snapshot"]
         ).set_display_name("graph")
-        for task, stage in ((snap, "snapshot"), (stats, "statistics"), (mesh, "graph")):
+        inputs = {
+            "snapshot": snap.outputs["snapshot"], "statistics": stats.outputs["statistics"], "graph": mesh.outputs["graph"],
+        }
+        fit = train_op(params_json=params_json, mlflow_run_id=run.output, **inputs).set_display_name("train")
+        scored = evaluate_op(
+            params_json=params_json, mlflow_run_id=run.output, model=fit.outputs["model"], **inputs
+        ).set_display_name("evaluate")
+        registered = register_op(
+            params_json=params_json, mlflow_run_id=run.output, model=fit.outputs["model"],
+            evaluation=scored.outputs["evaluation"], **inputs,
+        ).set_display_name("register")
+        for task, stage in (
+            (snap, "snapshot"), (stats, "statistics"), (mesh, "graph"), (fit, "train"), (scored, "evaluate"),
+            (registered, "register"),
+        ):
             apply_params_resources(task, params, stage)
-        outputs = NamedTuple("Outputs", mlflow_run_id=str, snapshot=Dataset, statistics=Artifact, graph=Artifact)
-        return outputs(run.output, snap.outputs["snapshot"], stats.outputs["statistics"], mesh.outputs["graph"])
+        registered.set_caching_options(False)  # a cached run would skip registering the new version
+        outputs = NamedTuple(
+            "Outputs", mlflow_run_id=str, snapshot=Dataset, statistics=Artifact, graph=Artifact, model=Model,
+            evaluation=Artifact, registration=Artifact,
+        )
+        return outputs(
+            run.output, inputs["snapshot"], inputs["statistics"], inputs["graph"], fit.outputs["model"],
+            scored.outputs["evaluation"], registered.outputs["registration"],
+        )
 
     return zonda_pipeline

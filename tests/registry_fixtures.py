@@ -15,6 +15,7 @@ import atexit
 import contextlib
 import functools
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,6 +28,9 @@ from conftest import REPO, synthetic_dataset, write_zarr
 
 N_LAT, N_LON, LEVELS, N_TIME = 8, 16, (500, 850), 32
 METRIC = "rmse.geopotential.500.1d"  # the debug preset's promotion metric
+#: Forecast comparisons: exact on CPU; the slack covers a CUDA (TF32) forecast against the CPU reference,
+#: and is orders of magnitude below what a wrong static field or forcing changes (hundreds of units).
+CLOSE = {"rtol": 1e-5, "atol": 1e-3}
 
 ROOT = Path(tempfile.mkdtemp(prefix="zonda-registry-tests-"))
 atexit.register(shutil.rmtree, ROOT, True)
@@ -44,8 +48,20 @@ def _template_db() -> Path:
 
 def tracking_db(path: Path) -> str:
     """A fresh MLflow sqlite store at ``path`` (a copy of the template); returns its URI."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(_template_db(), path)
     return f"sqlite:///{path}"
+
+
+def new_store(directory: Path) -> Path:
+    """A fresh local MLflow store for ``runtime.output_root=directory``: ``mlflow.db`` + ``mlartifacts/``.
+
+    (zonda.tracking gives an experiment an artifact root inside the output
+    root only for this local default; any other sqlite URI would put model
+    artifacts in ./mlruns of the working directory.)
+    """
+    tracking_db(directory / "mlflow.db")
+    return directory
 
 
 def source_dataset() -> xr.Dataset:
@@ -61,13 +77,11 @@ def source() -> Path:
     return write_zarr(source_dataset(), ROOT / "source.zarr")
 
 
-def params(*overrides: str, tracking_db: Path | None = None):
-    """The debug preset on the synthetic source; ``tracking_db`` points MLflow at a sqlite file."""
+def params(*overrides: str, store: Path | None = None):
+    """The debug preset on the synthetic source; MLflow goes to the local store in ``store`` (see :func:`new_store`)."""
     from zonda.params import load_params
 
-    base = ["data.source.kind=zarr", f"data.source.path={source()}", f"runtime.output_root={ROOT / 'runtime'}"]
-    if tracking_db is not None:
-        base.append(f"runtime.mlflow_tracking_uri=sqlite:///{tracking_db}")
+    base = ["data.source.kind=zarr", f"data.source.path={source()}", f"runtime.output_root={store or ROOT / 'runtime'}"]
     return load_params(REPO / "params" / "debug.yaml", base + list(overrides))
 
 
@@ -174,6 +188,9 @@ def register(p, scores: dict[str, float], seed: int = 0) -> dict:
     """Registers the seed's model with an evaluation holding ``scores`` (MLflow store of ``p``)."""
     from zonda.registry.register import register_model
 
+    # mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI, and zonda.tracking lets that variable
+    # override runtime.mlflow_tracking_uri: drop what an earlier test's store left there.
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
     dirs = stage_dirs()
     return register_model(
         p, model_dir(seed), dirs["statistics"], dirs["graph"], evaluation_dir(scores, lineage_of=model_dir(seed)),
@@ -185,11 +202,10 @@ def register(p, scores: dict[str, float], seed: int = 0) -> dict:
 def registered() -> tuple:
     """(params, register_model result): the seed-0 model registered once per session in its own sqlite store.
 
-    Being the first version of its model, it is the champion.
+    Being the first version of its model, it is the champion. Tests that use it
+    point mlflow at its store first (:func:`use_store`).
     """
-    db = ROOT / "registry.db"
-    tracking_db(db)
-    p = params(tracking_db=db)
+    p = params(store=new_store(ROOT / "registry"))
     return p, register(p, {METRIC: 100.0, "acc.geopotential.500.1d": 0.9})
 
 
@@ -198,8 +214,28 @@ def preserved_tracking_uri():
     """Restores mlflow's process-wide tracking URI (which register_model and configure() set) on exit."""
     import mlflow
 
-    before = mlflow.get_tracking_uri()
+    before, env = mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI")
     try:
         yield
     finally:
         mlflow.set_tracking_uri(before)
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
+
+
+def store_uri(p) -> str:
+    """The tracking URI of ``p``: runtime.mlflow_tracking_uri, else the local store in runtime.output_root."""
+    from zonda.tracking import local_store
+
+    return p.runtime.mlflow_tracking_uri or local_store(p)[0]
+
+
+def use_store(p) -> str:
+    """Points mlflow (tracking and registry) at ``p``'s store, whatever MLFLOW_TRACKING_URI says."""
+    import mlflow
+
+    uri = store_uri(p)
+    mlflow.set_tracking_uri(uri)
+    return uri

@@ -7,7 +7,6 @@ import pytest
 import xarray as xr
 
 import registry_fixtures as rf
-from zonda import tracking
 from zonda.channels import ChannelLayout
 from zonda.registry.errors import LeadError, RegistryError
 from zonda.registry.forecast import forecast
@@ -33,8 +32,9 @@ def test_bad_leads_are_rejected(lead):
 @pytest.fixture(scope="module")
 def champion_uri() -> str:
     p, result = rf.registered()
-    tracking.configure(p)  # the CLI does the same from --params before calling forecast()
-    return f"models:/{result['name']}@champion"
+    with rf.preserved_tracking_uri():
+        rf.use_store(p)  # the CLI configures tracking from --params before calling forecast()
+        yield f"models:/{result['name']}@champion"
 
 
 def test_forecast_writes_the_wb2_forecast_layout(champion_uri, tmp_path):
@@ -56,7 +56,7 @@ def test_forecast_writes_the_wb2_forecast_layout(champion_uri, tmp_path):
     np.testing.assert_allclose(ds["longitude"], init["longitude"])
     assert ds.attrs["model_version"] == result["version"] and ds.attrs["model_uri"] == champion_uri
     layout = ChannelLayout.of(p.data.variables, p.data.levels)
-    np.testing.assert_allclose(layout.stack(ds.isel(time=0).load()), rf.reference_rollout(12, 2), rtol=1e-6, atol=0)
+    np.testing.assert_allclose(layout.stack(ds.isel(time=0).load()), rf.reference_rollout(12, 2), **rf.CLOSE)
 
     # A second run replaces the store whole; no temporary directory is left behind.
     forecast(champion_uri, init_path, "6h", out)

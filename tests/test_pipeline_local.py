@@ -47,5 +47,29 @@ def test_local_pipeline_runs_every_stage_and_logs_to_mlflow(ci_params) -> None:
     assert run.data.params["training.optimizer._target_"] == "torch.optim.AdamW"
     assert run.data.tags["zonda.snapshot_id"] == manifest["snapshot_id"]
     assert run.data.tags["zonda.statistics_hash"] == stats_manifest["statistics_hash"]
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "statistics")}
+    client = mlflow.MlflowClient()
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "statistics")}
     assert {"statistics/manifest.json", "statistics/statistics.nc", "statistics/params.resolved.yaml"} <= artifacts
+
+    graph = json.loads((Path(outputs["graph"]) / "manifest.json").read_text())
+    assert graph["snapshot_id"] == manifest["snapshot_id"] and graph["counts"]["nodes"]["mesh"] == 162  # r=2
+    model = json.loads((Path(outputs["model"]) / "manifest.json").read_text())
+    assert model["snapshot_id"] == manifest["snapshot_id"] and model["graph_hash"] == graph["graph_hash"]
+    assert (Path(outputs["model"]) / "weights.safetensors").is_file()
+    assert len(client.get_metric_history(run.info.run_id, "train/loss_step")) == model["global_step"]  # per step
+    assert client.get_metric_history(run.info.run_id, "val/rmse/geopotential/500/24h")
+
+    evaluation = json.loads((Path(outputs["evaluation"]) / "manifest.json").read_text())
+    assert evaluation["init_times"]["count"] == 3 and evaluation["lead_steps"] == 8
+    assert run_metric(client, run.info.run_id, "test.rmse.geopotential.500.1d") == evaluation["headline"]["rmse.geopotential.500.1d"]
+    assert (Path(outputs["evaluation"]) / "summary.md").read_text().startswith("# Evaluation summary")
+
+    registration = json.loads((Path(outputs["registration"]) / "manifest.json").read_text())
+    assert registration["name"] == "zonda-ci" and registration["version"] is not None
+    version = client.get_model_version_by_alias("zonda-ci", "challenger")
+    assert str(version.version) == str(registration["version"])
+    assert version.tags["zonda.snapshot_id"].removeprefix("sha256:") == manifest["snapshot_id"].removeprefix("sha256:")
+
+
+def run_metric(client, run_id: str, key: str) -> float:
+    return client.get_run(run_id).data.metrics[key]

@@ -11,17 +11,22 @@ import xarray as xr
 from mlflow import MlflowClient
 
 import registry_fixtures as rf
-from zonda import tracking
 from zonda.channels import ChannelLayout
 from zonda.provenance import code_version
 from zonda.registry.errors import InitialStateError, RegistryError
 from zonda.registry.promotion import TAG_DECISION, TAG_REASON
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _restore_tracking_uri():
+    with rf.preserved_tracking_uri():
+        yield
+
+
 @pytest.fixture(scope="module")
 def registered():
     p, result = rf.registered()
-    tracking.configure(p)  # load_model("models:/...") reads the global registry URI
+    rf.use_store(p)  # load_model("models:/...") reads the global registry URI
     return p, result
 
 
@@ -32,7 +37,7 @@ def champion(registered):
 
 
 def client_for(p) -> MlflowClient:
-    uri = tracking.tracking_uri(p)
+    uri = rf.store_uri(p)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -65,12 +70,12 @@ def test_champion_forecast_equals_the_forecasters_own_rollout(registered, champi
     assert isinstance(forecast, xr.Dataset)
     assert forecast.sizes["prediction_timedelta"] == 4
     reference = rf.reference_rollout(12, 4)
-    np.testing.assert_allclose(layout(p).stack(forecast.isel(time=0)), reference, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(layout(p).stack(forecast.isel(time=0)), reference, **rf.CLOSE)
 
     # Longer input: only the last two times count. Latitude stored north to south: flipped back.
     longer = rf.initial_state(12, 5).isel(latitude=slice(None, None, -1))
     short = champion.predict(longer, params={"lead": "6h"})
-    np.testing.assert_allclose(layout(p).stack(short.isel(time=0)), reference[:1], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(layout(p).stack(short.isel(time=0)), reference[:1], **rf.CLOSE)
 
 
 def test_default_lead_and_a_file_path_as_input(registered, champion, tmp_path):
@@ -79,7 +84,7 @@ def test_default_lead_and_a_file_path_as_input(registered, champion, tmp_path):
     rf.initial_state(12, 2).to_netcdf(path, engine="h5netcdf")
     forecast = champion.predict(str(path))  # evaluation.lead_days of the debug preset: 1 day
     assert forecast.sizes["prediction_timedelta"] == 4
-    np.testing.assert_allclose(layout(p).stack(forecast.isel(time=0)), rf.reference_rollout(12, 4), rtol=1e-6, atol=0)
+    np.testing.assert_allclose(layout(p).stack(forecast.isel(time=0)), rf.reference_rollout(12, 4), **rf.CLOSE)
 
 
 def _with_nan(ds: xr.Dataset) -> xr.Dataset:
@@ -106,8 +111,7 @@ def test_bad_initial_states_are_rejected_with_clear_errors(champion, change, mes
 
 
 def test_a_worse_model_stays_challenger_with_the_reason_recorded(tmp_path):
-    p = rf.params("registry.model_name=zonda-sequence", tracking_db=tmp_path / "mlflow.db")
-    rf.tracking_db(tmp_path / "mlflow.db")
+    p = rf.params("registry.model_name=zonda-sequence", store=rf.new_store(tmp_path / "store"))
     first = rf.register(p, {rf.METRIC: 100.0})
     second = rf.register(p, {rf.METRIC: 120.0}, seed=1)
     assert first["decision"] == "promoted" and second["decision"] == "rejected"

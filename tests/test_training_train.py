@@ -133,3 +133,17 @@ def test_fake_dataloading_trains_on_the_first_batch_forever():
     # The cosine schedule got the run's 4 steps as total_steps (warmup 0, lr 1e-3, min 1e-5).
     expected = [1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + math.cos(math.pi * k / 4)) for k in range(4)]
     assert [s["lr"] for s in steps] == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_saved_model_refuses_a_graph_it_was_not_trained_on(tmp_path):
+    import shutil
+
+    out, _ = support.tracked_run()
+    a = support.artifacts()
+    other = tmp_path / "graph"
+    shutil.copytree(a["graph"], other)
+    manifest = json.loads((other / "graph.json").read_text())
+    manifest["graph_hash"] = "0" * 64
+    (other / "graph.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=rf"{other / 'graph.json'}: graph_hash .* is not the model's"):
+        load_forecaster(out, other, a["statistics"])

@@ -72,6 +72,52 @@ def cmd_graph(args: argparse.Namespace) -> None:
     print(f"graph {manifest['graph_hash']} at {args.out}: {counts['nodes']} nodes, {counts['edges']} edges")
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from zonda.stages import train_stage
+
+    manifest = train_stage(_load(args), args.snapshot, args.statistics, args.graph, args.out, **_track(args))
+    if "model_id" in manifest:  # global rank 0 only
+        print(f"model {manifest['model_id']} at {args.out} ({manifest['global_step']} steps, {manifest['seconds']:.0f} s)")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from zonda.evaluation.run import read_summary
+    from zonda.stages import evaluate_stage
+
+    evaluate_stage(_load(args), args.snapshot, args.statistics, args.graph, args.model, args.out, **_track(args))
+    print(read_summary(args.out))
+
+
+def cmd_register(args: argparse.Namespace) -> None:
+    from zonda.stages import register_stage
+
+    manifest = register_stage(
+        _load(args), args.model, args.statistics, args.graph, args.evaluation, args.out,
+        snapshot_dir=args.snapshot, **_track(args),
+    )
+    print(f"{manifest['name']} version {manifest['version']}: {manifest['decision']} ({manifest['reason']})")
+
+
+def cmd_promote(args: argparse.Namespace) -> None:
+    from zonda import tracking
+    from zonda.registry.promotion import promote
+
+    tracking.configure(_load(args))
+    result = promote(args.name, args.version, args.reason, user=args.user)
+    print(f"{result['name']} version {result['version']} is now champion (was {result['previous_champion'] or 'none'})")
+
+
+def cmd_forecast(args: argparse.Namespace) -> None:
+    from zonda import tracking
+    from zonda.registry.forecast import forecast
+
+    params = _load(args)
+    tracking.configure(params)
+    model = args.model or f"models:/{params.registry.model_name}@champion"
+    path = forecast(model, args.init, args.lead, args.out)
+    print(f"forecast of {model} from {args.init} written to {path}")
+
+
 def cmd_model_summary(args: argparse.Namespace) -> None:
     from zonda.models.summary import params_summary
 
@@ -130,7 +176,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot", type=Path, required=True, help="snapshot directory (its grid is used)")
     p.add_argument("--out", type=Path, required=True, help="graph directory")
     p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser("train", help="stage 4: train the forecaster (Lightning; DDP from params)")
+    _common(p)
+    _inputs(p, "snapshot", "statistics", "graph")
+    p.add_argument("--out", type=Path, required=True, help="training output directory")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="stage 5: 10-day forecasts scored against persistence and climatology")
+    _common(p)
+    _inputs(p, "snapshot", "statistics", "graph", "model")
+    p.add_argument("--out", type=Path, required=True, help="evaluation directory")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("register", help="stage 6: register the model in MLflow and run the promotion gate")
+    _common(p)
+    _inputs(p, "snapshot", "statistics", "graph", "model", "evaluation")
+    p.add_argument("--out", type=Path, required=True, help="registration directory (manifest.json)")
+    p.set_defaults(func=cmd_register)
+
+    p = sub.add_parser("promote", help="make a registered model version the champion by hand")
+    p.add_argument("name", help="registered model name, e.g. zonda")
+    p.add_argument("version", help="model version number (dotted overrides, if any, go right after it)")
+    _common(p, tracked=False)  # after the positionals, or argparse mis-assigns them
+    p.add_argument("--reason", required=True, help="why (recorded on the version with who and when)")
+    p.add_argument("--user", default=None, help="who promotes (default: the OS user)")
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("forecast", help="forecast from an initial-state file with a registered model")
+    _common(p, tracked=False)
+    p.add_argument("--model", default=None, help="model URI (default: models:/<registry.model_name>@champion)")
+    p.add_argument("--init", type=Path, required=True, help="initial state: zarr store or netCDF file")
+    p.add_argument("--lead", default=None, help="10d, 36h, 6h ... (default: evaluation.lead_days)")
+    p.add_argument("--out", type=Path, required=True, help="forecast output: zarr store (or .nc)")
+    p.set_defaults(func=cmd_forecast)
     return parser
+
+
+def _inputs(p: argparse.ArgumentParser, *names: str) -> None:
+    for name in names:
+        p.add_argument(f"--{name}", type=Path, required=True, help=f"{name} directory (an earlier stage's output)")
 
 
 def _bad_input_errors() -> tuple[type[BaseException], ...]:
@@ -138,8 +223,9 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
     from zonda.data.validation import SnapshotValidationError
     from zonda.graph import GraphCoverageError
     from zonda.params import ParamsError
+    from zonda.registry.errors import RegistryError
 
-    return (ParamsError, SnapshotValidationError, SourceError, FileNotFoundError, GraphCoverageError)
+    return (ParamsError, SnapshotValidationError, SourceError, FileNotFoundError, GraphCoverageError, RegistryError)
 
 
 def main(argv: list[str] | None = None) -> int:

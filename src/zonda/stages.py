@@ -143,3 +143,144 @@ def _atomic_dir(target: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def train_stage(
+    params: Params,
+    snapshot_dir: PathLike,
+    statistics_dir: PathLike,
+    graph_dir: PathLike,
+    out_dir: PathLike,
+    *,
+    mlflow_run_id: str | None = None,
+    track: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Stage 4: trains the forecaster (Lightning; DDP from ``training.devices/num_nodes/strategy``).
+
+    Lightning's MLflow logger writes into the pipeline's run itself (curves,
+    lineage, checkpoint), so nothing more is recorded here.
+    """
+    from zonda.training.train import train
+
+    return train(
+        params, snapshot_dir, statistics_dir, graph_dir, out_dir,
+        mlflow_run_id=mlflow_run_id, progress=progress, track=track,
+    )
+
+
+def evaluate_stage(
+    params: Params,
+    snapshot_dir: PathLike,
+    statistics_dir: PathLike,
+    graph_dir: PathLike,
+    model_dir: PathLike,
+    out_dir: PathLike,
+    *,
+    mlflow_run_id: str | None = None,
+    track: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Stage 5: 10-day forecasts on the test split, WB2 metrics against persistence and climatology."""
+    from zonda.evaluation.run import run_evaluation
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _atomic_dir(out_dir) as tmp:
+        manifest = run_evaluation(params, snapshot_dir, statistics_dir, graph_dir, model_dir, tmp, progress=progress)
+    if track:
+        plots = sorted(out_dir.glob("*.png"))
+        _record(
+            params, "evaluate", manifest, out_dir, mlflow_run_id=mlflow_run_id,
+            metrics={f"test.{k}": float(v) for k, v in manifest["headline"].items()},
+            tags={f"zonda.beats_persistence.{k}": str(v) for k, v in manifest["beats_persistence"].items()},
+            artifacts=[out_dir / "results.nc", out_dir / "summary.md", out_dir / "headline.json", *plots],
+        )
+    return manifest
+
+
+def distributed_train_stage(
+    params: Params,
+    snapshot_dir: PathLike,
+    statistics_dir: PathLike,
+    graph_dir: PathLike,
+    out_dir: PathLike,
+    *,
+    mlflow_run_id: str | None = None,
+    launcher: Any = None,
+) -> dict[str, Any]:
+    """Stage 4 on several nodes: runs ``zonda train`` as a Kubeflow TrainJob / PyTorchJob and waits.
+
+    The job's pods mount the data PVC, so the inputs are staged under
+    ``runtime.output_root`` (which must lie on that PVC, e.g. ``/data/zonda``),
+    the job trains into it, and the result is copied to ``out_dir``. A failed
+    job raises with its pods' logs (``zonda.k8s.JobFailed``).
+    """
+    from zonda.k8s import distributed_job_manifest, job_name_for, launch
+    from zonda.params import RESOLVED_PARAMS_FILENAME, write_resolved
+
+    unique = mlflow_run_id or uuid.uuid4().hex
+    shared = Path(params.runtime.output_root) / "train-jobs" / job_name_for(f"{params.name}-train", unique)
+    staged = {}
+    for name, src in (("snapshot", snapshot_dir), ("statistics", statistics_dir), ("graph", graph_dir)):
+        staged[name] = shared / name
+        if not staged[name].exists():
+            shutil.copytree(src, staged[name])
+    write_resolved(params, shared)
+    command = [
+        "zonda", "train", "--params", str(shared / RESOLVED_PARAMS_FILENAME),
+        "--snapshot", str(staged["snapshot"]), "--statistics", str(staged["statistics"]),
+        "--graph", str(staged["graph"]), "--out", str(shared / "model"), "-q",
+    ] + (["--mlflow-run-id", mlflow_run_id] if mlflow_run_id else [])
+    manifest = distributed_job_manifest(params, job_name=job_name_for(f"{params.name}-train", unique), command=command)
+    (launcher or launch)(manifest, timeout_s=params.runtime.distributed.timeout_minutes * 60)
+    out_dir = Path(out_dir)
+    with _atomic_dir(out_dir) as tmp:
+        shutil.copytree(shared / "model", tmp, dirs_exist_ok=True)
+    from zonda.provenance import read_manifest
+
+    result = read_manifest(out_dir)
+    if result is None:
+        raise RuntimeError(f"{shared / 'model'}: the training job finished but wrote no manifest.json")
+    return result
+
+
+def register_stage(
+    params: Params,
+    model_dir: PathLike,
+    statistics_dir: PathLike,
+    graph_dir: PathLike,
+    evaluation_dir: PathLike,
+    out_dir: PathLike,
+    *,
+    snapshot_dir: PathLike,
+    mlflow_run_id: str | None = None,
+    track: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Stage 6: registers the model as ``registry.model_name`` and runs the promotion gate.
+
+    A rejected challenger is a normal outcome: ``manifest.json`` in ``out_dir``
+    records the decision and its reason. Registering writes to MLflow, so
+    ``track=False`` is refused.
+    """
+    from zonda.params import write_resolved
+    from zonda.provenance import write_manifest
+    from zonda.registry.register import register_model, registration_manifest
+
+    if not track:
+        raise ValueError("the register stage writes to the MLflow Model Registry; it cannot run without MLflow (--no-mlflow)")
+    result = register_model(
+        params, model_dir, statistics_dir, graph_dir, evaluation_dir, snapshot_dir=snapshot_dir, mlflow_run_id=mlflow_run_id
+    )
+    manifest = registration_manifest(result)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _atomic_dir(out_dir) as tmp:
+        write_resolved(params, tmp)
+        write_manifest(tmp, manifest)
+    _record(
+        params, "register", manifest, out_dir, mlflow_run_id=result["mlflow_run_id"],
+        tags={"zonda.model_version": str(manifest["version"]), "zonda.promotion.decision": manifest["decision"]},
+    )
+    return manifest

@@ -124,7 +124,7 @@ def write_forecasts(
         block = layout.unstack(
             out.float().cpu().numpy(), latitudes, longitudes, {"time": times[batch], "prediction_timedelta": leads}
         )
-        block.drop_vars(["latitude", "longitude", "level"], errors="ignore").to_zarr(
+        block.drop_vars(["latitude", "longitude", "level", "prediction_timedelta"], errors="ignore").to_zarr(
             store, region={"time": slice(a, a + len(batch))}, zarr_format=3, consolidated=False
         )
         bar.update(len(batch))

@@ -92,12 +92,16 @@ def check_lineage(
 
     found = {
         "snapshot_id": ((read_manifest(snapshot_dir) or {}).get("snapshot_id"), Path(snapshot_dir) / "manifest.json"),
-        "statistics_hash": ((read_manifest(statistics_dir) or {}).get("statistics_hash"), Path(statistics_dir) / "manifest.json"),
+        "statistics_hash": (
+            (read_manifest(statistics_dir) or {}).get("statistics_hash"), Path(statistics_dir) / "manifest.json"
+        ),
         "graph_hash": (_graph_hash(graph_dir, read_graph_manifest), Path(graph_dir) / "graph.json"),
     }
     for key, (value, source) in found.items():
         if not same_id(value, card.get(key)):
-            raise RegistryError(f"{source}: {key} {value} is not the model's ({card.get(key)}); these outputs are from different pipeline runs")
+            raise RegistryError(
+                f"{source}: {key} {value} is not the model's ({card.get(key)}); these outputs come from different pipeline runs"
+            )
     evaluated = (read_manifest(evaluation_dir) or {}).get("model_lineage")
     if evaluated is not None:
         for key in LINEAGE_KEYS:
@@ -135,8 +139,11 @@ def write_static(snapshot_dir: PathLike, names: list[str], card: dict[str, Any],
         missing = [n for n in names if n not in ds.data_vars]
         if missing:
             raise RegistryError(f"{snapshot_dir}: static field(s) {missing} of the model are not in the snapshot")
-        if not (np.allclose(ds["latitude"].values, lat) and np.allclose(ds["longitude"].values, lon)):
-            raise RegistryError(f"{snapshot_dir}: the snapshot's grid is not the model card's")
+        if not (_same_axis(ds["latitude"].values, lat) and _same_axis(ds["longitude"].values, lon)):
+            raise RegistryError(
+                f"{snapshot_dir}: the snapshot's {ds.sizes['latitude']}x{ds.sizes['longitude']} grid is not the "
+                f"model card's {lat.size}x{lon.size} grid"
+            )
         static = ds[names].load() if names else xr.Dataset(coords={"latitude": lat, "longitude": lon})
     finally:
         ds.close()
@@ -144,6 +151,10 @@ def write_static(snapshot_dir: PathLike, names: list[str], card: dict[str, Any],
     static.attrs = {"title": "zonda static fields", "snapshot_id": str(card.get("snapshot_id"))}
     static.to_netcdf(path, engine="h5netcdf")
     return path
+
+
+def _same_axis(a: np.ndarray, b: np.ndarray) -> bool:
+    return np.shape(a) == np.shape(b) and bool(np.allclose(a, b, atol=1e-6))
 
 
 def stage_bundle(

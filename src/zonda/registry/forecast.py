@@ -82,13 +82,20 @@ def write_atomic(ds: xr.Dataset, out_path: PathLike) -> Path:
     return out_path
 
 
-def forecast(model_uri: str, init_path: PathLike, lead: str, out_path: PathLike) -> Path:
-    """Forecasts ``lead`` (``10d``, ``36h``, ``6h``) from ``init_path`` with ``model_uri``; returns ``out_path``."""
-    parse_lead(lead)  # fail on a bad lead before loading anything
+def forecast(model_uri: str, init_path: PathLike, lead: str | None, out_path: PathLike) -> Path:
+    """Forecasts ``lead`` (``10d``, ``36h``, ``6h``) from ``init_path`` with ``model_uri``; returns ``out_path``.
+
+    ``model_uri`` is any MLflow model URI, typically ``models:/NAME@champion``
+    (an alias is resolved to its version first, recorded in the output's
+    ``model_version`` attribute). ``lead=None`` uses the model's default, the
+    ``evaluation.lead_days`` it was evaluated with.
+    """
+    if lead is not None:
+        parse_lead(lead)  # fail on a bad lead before loading anything
     resolved, version = resolve_model_uri(model_uri)
     model = load_forecast_model(resolved)
     with open_initial_state(init_path) as initial_state:
-        result = model.predict(initial_state, params={LEAD_PARAM: lead})
+        result = model.predict(initial_state, params={LEAD_PARAM: lead} if lead is not None else None)
     result.attrs["model_uri"] = model_uri
     if version is not None:
         result.attrs["model_version"] = version

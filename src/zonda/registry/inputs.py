@@ -80,7 +80,7 @@ def open_initial_state(path: str | os.PathLike[str]) -> xr.Dataset:
     if not path.exists():
         raise FileNotFoundError(f"{path}: initial state not found")
     if path.is_dir():
-        return xr.open_zarr(path, chunks=None, consolidated=None)
+        return xr.open_zarr(path, chunks=None, consolidated=False)
     if path.suffix.lower() in NETCDF_SUFFIXES:
         return xr.open_dataset(path, engine="h5netcdf")
     raise InitialStateError(f"{path}: not a zarr store (directory) or a netCDF file ({', '.join(NETCDF_SUFFIXES)})")
@@ -164,7 +164,9 @@ def _select_levels(ds: xr.Dataset, layout: ChannelLayout) -> xr.Dataset:
     have = [int(v) for v in np.asarray(ds["level"].values)]
     missing = [lv for lv in layout.levels if lv not in have]
     if missing:
-        raise InitialStateError(f"the initial state lacks pressure level(s) {missing} hPa (has {have}; the model needs {list(layout.levels)})")
+        raise InitialStateError(
+            f"the initial state lacks pressure level(s) {missing} hPa (has {have}; the model needs {list(layout.levels)})"
+        )
     return ds.sel(level=list(layout.levels))
 
 

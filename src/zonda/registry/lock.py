@@ -169,7 +169,9 @@ class PromotionLock:
             return
         self.acquired = False
         if not self.still_held():
-            log.warning("the promotion lock of %s was broken while held (held longer than %.0f s)", self.model_name, self.stale_after)
+            log.warning(
+                "the promotion lock of %s was broken while held (held longer than %.0f s)", self.model_name, self.stale_after
+            )
             return
         try:
             self.client.delete_registered_model(self.name)

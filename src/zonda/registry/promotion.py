@@ -218,7 +218,9 @@ def _set_champion(client: Any, lock: PromotionLock, name: str, version: str) -> 
 # ---------------------------------------------------------------------- gate
 
 
-def decide(name: str, version: str, scores: Mapping[str, float], champion: Any | None, promotion: PromotionParams) -> dict[str, Any]:
+def decide(
+    name: str, version: str, scores: Mapping[str, float], champion: Any | None, promotion: PromotionParams
+) -> dict[str, Any]:
     """The gate's decision for ``version`` (no registry writes); ``champion`` is the current one or None."""
     previous = None if champion is None else str(champion.version)
     base = {"name": name, "version": version, "previous_champion": previous,

@@ -16,6 +16,9 @@ The forecast is a Dataset in the WeatherBench2 forecast layout: dims ``time``
 (6 h, 12 h, ..., lead), ``level``, ``latitude``, ``longitude``; physical units
 in each variable's ``units`` attribute; the model's lineage in ``attrs``.
 
+The output is a Dataset, not JSON: serve the model in Python (``load_model``,
+``zonda forecast``), not through ``mlflow models serve``'s REST scoring server.
+
 Nothing is pickled: MLflow loads this class through the models-from-code
 entry file ``_pyfunc_entry.py`` and :meth:`ZondaForecastModel.load_context`
 rebuilds the Forecaster from the bundled artifacts (safetensors weights,

@@ -123,6 +123,27 @@ def _description(params: Params, card: dict[str, Any], scores: dict[str, float])
     )
 
 
+MANIFEST_KEYS = (
+    "name", "version", "aliases", "decision", "promoted", "reason", "champion", "previous_champion",
+    "model_uri", "logged_model_uri", "mlflow_run_id", "scores", "metrics",
+)
+
+
+def registration_manifest(result: dict[str, Any]) -> dict[str, Any]:
+    """The register stage's ``manifest.json`` payload from :func:`register_model`'s result."""
+    from datetime import datetime, timezone
+
+    from zonda.provenance import code_version
+
+    return {
+        "kind": "zonda.registration",
+        **{key: result.get(key) for key in MANIFEST_KEYS},
+        "lineage": {key: result["tags"].get(f"zonda.{key}") for key in ("snapshot_id", "statistics_hash", "graph_hash")},
+        "code_version": code_version(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
 def register_model(
     params: Params,
     model_dir: PathLike,
@@ -151,8 +172,6 @@ def register_model(
     """
     import mlflow
 
-    from zonda import tracking
-
     card = read_card(model_dir)
     scores = read_model_scores(evaluation_dir)
     check_promotion_metrics(scores, params.registry.promotion.metrics, evaluation_dir)
@@ -161,11 +180,7 @@ def register_model(
     with tempfile.TemporaryDirectory(prefix="zonda-register-") as tmp:
         artifacts = stage_bundle(params, card, model_dir, statistics_dir, graph_dir, snapshot_dir, tmp)
         _verify_bundle(artifacts)
-        with tracking.stage_run(params, mlflow_run_id, "register") as run:
-            run_id = run.info.run_id
-            info = log_pyfunc(params, card, artifacts)
-            tags = version_tags(params, card, scores, run_id)
-            version = str(mlflow.register_model(info.model_uri, name, tags=tags).version)
+        run_id, logged_uri, tags, version = _log_and_register(params, card, scores, artifacts, mlflow_run_id)
     client = mlflow.MlflowClient()
     client.update_model_version(name, version, description=_description(params, card, scores))
     client.set_registered_model_alias(name, CHALLENGER, version)
@@ -177,8 +192,24 @@ def register_model(
         **decision,
         "aliases": sorted(client.get_model_version(name, version).aliases),
         "model_uri": f"models:/{name}/{version}",
-        "logged_model_uri": info.model_uri,
+        "logged_model_uri": logged_uri,
         "mlflow_run_id": run_id,
         "scores": scores,
         "tags": tags,
     }
+
+
+def _log_and_register(
+    params: Params, card: dict[str, Any], scores: dict[str, float], artifacts: dict[str, str], mlflow_run_id: str | None
+) -> tuple[str, str, dict[str, str], str]:
+    """Logs the pyfunc into the stage's MLflow run and registers it; (run id, logged model URI, tags, version)."""
+    import mlflow
+
+    from zonda import tracking
+
+    with tracking.stage_run(params, mlflow_run_id, "register") as run:
+        run_id = run.info.run_id
+        info = log_pyfunc(params, card, artifacts)
+        tags = version_tags(params, card, scores, run_id)
+        version = str(mlflow.register_model(info.model_uri, params.registry.model_name, tags=tags).version)
+    return run_id, info.model_uri, tags, version

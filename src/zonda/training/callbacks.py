@@ -127,7 +127,11 @@ def log_lineage(run_id: str, lineage: Mapping[str, str], snapshot_uri: str, name
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.data.dataset_source_registry import resolve_dataset_source
 
-    source = resolve_dataset_source(snapshot_uri)
+    import warnings
+
+    with warnings.catch_warnings():  # a local path matches several equivalent local source classes
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(snapshot_uri)
     digest = str(lineage["snapshot_id"]).removeprefix("sha256:")[:16]
     dataset = MetaDataset(source=source, name=name, digest=digest)
     with active_mlflow_run(run_id):

@@ -16,8 +16,9 @@ A sample's whole window (first input to last target) lies inside its split
 and is contiguous in 6-hourly time.
 
 Each sample is one contiguous time slice per zarr array, read when the sample
-is asked for (nothing else is loaded); the store is opened once per process
-(DataLoader worker). Forcings are broadcast to the grid: ``(time,)`` fields to
+is asked for (nothing else is loaded), all arrays of a sample fetched
+concurrently; the store and its arrays are opened once per process (DataLoader
+worker). Forcings are broadcast to the grid: ``(time,)`` fields to
 every point, ``(time, longitude)`` fields along latitude.
 
 Data order: :class:`ShardedEpochSampler` draws one permutation per epoch from

@@ -67,7 +67,8 @@ class ForecastModule(L.LightningModule):
         non-persistent buffer: data, not weights).
       metadata: JSON-able facts stored in every checkpoint under ``zonda``
         (channels, model params, lineage hashes, MLflow run id); a checkpoint
-        whose ``channels`` or ``model`` differ is refused on load.
+        whose ``channels``, ``forcings`` or ``static`` differ, or whose tensors
+        do not fit the model, is refused on load.
       planned_steps: optimisation steps of the run (for schedules taking
         ``total_steps``); None asks the DataModule or the Trainer.
     """
@@ -189,7 +190,7 @@ class ForecastModule(L.LightningModule):
             raise CheckpointError(f"{source}: not a zonda training checkpoint (no 'zonda' entry)")
         if meta.get("channels") != self.layout.names:
             raise CheckpointError(f"{source}: channels {meta.get('channels')} differ from this run's {self.layout.names}")
-        for key in ("model", "forcings", "static"):
+        for key in ("forcings", "static"):  # what the input channels mean; shapes are checked below
             if key in self.metadata and key in meta and meta[key] != self.metadata[key]:
                 raise CheckpointError(f"{source}: '{key}' of the checkpoint ({meta[key]}) differs from this run's ({self.metadata[key]})")
         check_state_dict(checkpoint["state_dict"], self.state_dict(), source)

@@ -140,6 +140,7 @@ def _mlflow_logger(params: Params, run_id: str | None, run_name: str, tags: dict
         artifact_location=local_artifacts if uri == local_uri else None,
         run_id=run_id,
         log_model=False,
+        synchronous=False,  # per-step metrics are queued, not a store round trip per step
     )
 
 
@@ -420,7 +421,10 @@ def _best_weights(
 
 def _log_outputs(logger: Any, out_dir: Path, manifest: dict[str, Any], best_checkpoint: str | None) -> None:
     """Final metrics, throughput and the artifact files into the run (rank 0)."""
+    import mlflow
+
     client, run_id = logger.experiment, logger.run_id
+    mlflow.flush_async_logging()  # every queued per-step metric is in the store before the run ends
     throughput = manifest.get("throughput", {})
     if throughput.get("samples_per_second"):
         client.log_metric(run_id, "train/samples_per_second", float(throughput["samples_per_second"]))

@@ -1,0 +1,30 @@
+"""Component: stage 4, training (on the GPU node pool; a TrainJob/PyTorchJob when num_nodes > 1)."""
+
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+
+def train(
+    params_json: str,
+    mlflow_run_id: str,
+    snapshot: Input[Dataset],
+    statistics: Input[Artifact],
+    graph: Input[Artifact],
+    model: Output[Model],
+) -> str:
+    """Trains the forecaster; returns the model ID (sha256 of the weights).
+
+    With ``training.num_nodes > 1`` this task launches a Kubeflow Trainer
+    TrainJob (or a PyTorchJob) running ``zonda train`` on every node, waits for
+    it and fails with its logs if it fails; otherwise it trains in this pod.
+    """
+    from zonda.params import params_from_json
+    from zonda.stages import distributed_train_stage, train_stage
+
+    params = params_from_json(params_json)
+    run = mlflow_run_id or None
+    if params.training.num_nodes > 1:
+        manifest = distributed_train_stage(params, snapshot.path, statistics.path, graph.path, model.path, mlflow_run_id=run)
+    else:
+        manifest = train_stage(params, snapshot.path, statistics.path, graph.path, model.path, mlflow_run_id=run)
+    model.metadata.update({k: manifest.get(k) for k in ("model_id", "snapshot_id", "statistics_hash", "graph_hash")})
+    return str(manifest["model_id"])
