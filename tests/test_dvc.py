@@ -43,15 +43,21 @@ def dvc_repo(tmp_path: Path, shared_output_root: Path) -> tuple[Path, dict]:
     return repo, env
 
 
-def test_dvc_repro_reproduces_snapshot_and_statistics(dvc_repo) -> None:
+def test_dvc_repro_reproduces_every_stage(dvc_repo) -> None:
     repo, env = dvc_repo
     dvc = str(BIN / "dvc")
     out = _run([dvc, "repro"], repo, env)
-    assert "Running stage 'snapshot'" in out and "Running stage 'statistics'" in out
+    stages = ("snapshot", "statistics", "graph", "train", "evaluate", "register")
+    for stage in stages:
+        assert f"Running stage '{stage}'" in out
     assert (repo / "data" / "snapshot" / "data.zarr" / "zarr.json").is_file()
     assert (repo / "data" / "statistics" / "statistics.nc").is_file()
+    assert (repo / "data" / "graph" / "graph.safetensors").is_file()
+    assert (repo / "data" / "model" / "weights.safetensors").is_file()
+    assert (repo / "data" / "evaluation" / "summary.md").is_file()
+    assert (repo / "data" / "registration" / "manifest.json").is_file()
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    assert set(lock["stages"]) >= {"snapshot", "statistics"}
+    assert set(lock["stages"]) == set(stages)
     assert "data" in lock["stages"]["snapshot"]["params"]["params/local.yaml"]
 
     again = _run([dvc, "repro"], repo, env)
@@ -62,7 +68,9 @@ def test_dvc_repro_reproduces_snapshot_and_statistics(dvc_repo) -> None:
     assert remote.is_dir() and any(p.is_file() for p in remote.rglob("*"))
 
     params = yaml.safe_load((repo / "params" / "local.yaml").read_text())
-    params["statistics"]["area_weighted"] = False
+    params["evaluation"]["init_every_hours"] = 48
     (repo / "params" / "local.yaml").write_text(yaml.safe_dump(params))
     changed = _run([dvc, "repro"], repo, env)
-    assert "Running stage 'statistics'" in changed and "Running stage 'snapshot'" not in changed
+    assert "Running stage 'evaluate'" in changed and "Running stage 'register'" in changed
+    for upstream in ("snapshot", "statistics", "graph", "train"):
+        assert f"Running stage '{upstream}'" not in changed  # only what depends on the change re-runs

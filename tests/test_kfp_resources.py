@@ -164,8 +164,8 @@ def real_ir(tmp_path: Path, *overrides: str) -> tuple[dict, dict]:
     return params, (spec, executors)
 
 
-def test_aifs_pipeline_carries_each_stages_resources(tmp_path: Path) -> None:
-    params, (spec, executors) = real_ir(tmp_path)
+def test_multi_node_aifs_pipeline_carries_each_stages_resources(tmp_path: Path) -> None:
+    params, (spec, executors) = real_ir(tmp_path, "training.num_nodes=2")
     found = []
     for stage in ("snapshot", "statistics", "graph", "train", "evaluate", "register", "mlflow-run"):
         ir = task_ir(spec, executors, stage)
@@ -175,7 +175,7 @@ def test_aifs_pipeline_carries_each_stages_resources(tmp_path: Path) -> None:
         assert_ir_matches(ir, task_resources(params, stage), f"aifs/{stage}")
     assert {"snapshot", "statistics", "graph", "train"} <= set(found), found
 
-    # aifs trains on 2 nodes: the KFP train task launches the TrainJob and holds no GPU node itself ...
+    # scaled out to 2 nodes, the KFP train task launches the TrainJob and holds no GPU node itself ...
     train = task_ir(spec, executors, "train")
     assert "accelerator" not in train["container"].get("resources", {})
     assert "nodeSelector" not in train["platform"] and "tolerations" not in train["platform"]
@@ -193,8 +193,8 @@ def test_aifs_pipeline_carries_each_stages_resources(tmp_path: Path) -> None:
 
 
 def test_single_node_aifs_trains_on_the_gpu_pool(tmp_path: Path) -> None:
-    """With one node, training runs in the KFP train pod: 4 H100s, the GPU pool's selector and taint."""
-    _, (spec, executors) = real_ir(tmp_path, "training.num_nodes=1")
+    """aifs.yaml as shipped (one node): training runs in the KFP train pod, 4 H100s, the GPU pool's selector and taint."""
+    _, (spec, executors) = real_ir(tmp_path)
     train = task_ir(spec, executors, "train")
     accel = train["container"]["resources"]["accelerator"]
     assert (accel["resourceType"], accel["resourceCount"]) == ("nvidia.com/gpu", "4")
