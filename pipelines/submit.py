@@ -355,6 +355,8 @@ def summary_markdown(result: dict[str, Any]) -> str:
         f"| experiment | `{result.get('experiment_name')}` |",
         f"| git commit | `{result.get('git_commit') or 'unknown'}` |",
     ]
+    if result.get("report"):
+        lines += ["", result["report"].rstrip()]
     if result.get("error"):
         lines += ["", "### Error", "", "```", str(result["error"]).strip(), "```"]
     tasks = result.get("tasks") or []
@@ -467,6 +469,10 @@ def submit(
         try:
             _follow(client, host, result, timeout_s, DEFAULT_POLL_S if poll_s is None else poll_s)
         finally:
+            if result.get("state") == "SUCCEEDED":
+                from zonda.tracking import pipeline_report
+
+                result["report"] = pipeline_report(params, run_name)
             if summary_path is not None:
                 write_summary(summary_path, result)
         if result["state"] != "SUCCEEDED":

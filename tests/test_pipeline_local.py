@@ -10,6 +10,7 @@ import pytest
 
 from pipelines.run import resolved_for_run, run_local
 from zonda.params import load_params
+from zonda.tracking import pipeline_report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,6 +70,11 @@ def test_local_pipeline_runs_every_stage_and_logs_to_mlflow(ci_params) -> None:
     version = client.get_model_version_by_alias("zonda-ci", "challenger")
     assert str(version.version) == str(registration["version"])
     assert version.tags["zonda.snapshot_id"].removeprefix("sha256:") == manifest["snapshot_id"].removeprefix("sha256:")
+
+    # what a CI retraining job posts to its summary once the (remote) run has succeeded
+    report = pipeline_report(ci_params, result["run_name"])
+    assert "### Scorecard" in report and "| geopotential/500 [m**2 s**-2] | 1d |" in report
+    assert f"version {registration['version']}: **{registration['decision']}**" in report
 
 
 def run_metric(client, run_id: str, key: str) -> float:

@@ -128,13 +128,15 @@ def _loader(datamodule, **kwargs) -> ResumableDataLoader:
     return ResumableDataLoader(dataset, sampler, **kwargs)
 
 
-def test_loader_state_resumes_mid_epoch_with_the_next_batch(datamodule):
+@pytest.mark.parametrize("workers", [0, 1], ids=["inline", "worker"])
+def test_loader_state_resumes_mid_epoch_with_the_next_batch(datamodule, workers):
     reference = [b["time"].tolist() for b in _loader(datamodule)]
-    loader = _loader(datamodule)
+    loader = _loader(datamodule, num_workers=workers)
     iterator = iter(loader)
     consumed = [next(iterator)["time"].tolist() for _ in range(3)]
-    state = loader.state_dict()
+    state = loader.state_dict()  # batches handed over, not the ones read ahead
     assert consumed == reference[:3] and state["batches"] == 3
+    iterator.close()
 
     resumed = _loader(datamodule)
     resumed.load_state_dict(state)
@@ -171,3 +173,30 @@ def test_fake_loader_serves_the_identical_first_batch_every_step(datamodule):
         assert len(batches) == len(real)
         assert all(b is batches[0] for b in batches)  # the same tensors, from memory
         torch.testing.assert_close(batches[0]["states"], first["states"], rtol=0, atol=0)
+
+
+def test_reader_is_exact_across_chunk_boundaries_whatever_the_cache_holds(datamodule):
+    from zonda.training.data import SnapshotReader
+
+    ds = open_snapshot(support.artifacts()["snapshot"]).load()
+    r = datamodule.reader
+    tiny = SnapshotReader(r.path, r.layout, r.forcing_names, r.static_names, [500, 850], (support.N_LAT, support.N_LON),
+                          cache_bytes=1)  # keeps one chunk: every read evicts
+    for start, stop in ((0, 3), (2, 7), (3, 5), (7, 13), (25, 32), (0, 32)):  # chunks of 4 steps
+        expected = datamodule.layout.stack(ds.isel(time=slice(start, stop)))
+        for reader in (r, tiny):
+            states, forcings = reader.window(start, stop)
+            np.testing.assert_array_equal(states, expected)
+            assert forcings.shape == (stop - start, support.N_LAT * support.N_LON, 4)
+    assert len(tiny._cache) == 1
+
+
+def test_chunk_cache_is_bounded_and_least_recently_used_goes_first():
+    from zonda.training.data import ChunkCache
+
+    cache = ChunkCache(max_bytes=3 * 80)
+    for k in range(3):
+        cache.put(k, np.zeros(10))  # 80 bytes each
+    cache.get(0)  # 0 is now the most recent
+    cache.put(3, np.zeros(10))
+    assert 1 not in cache and all(k in cache for k in (0, 2, 3)) and cache.nbytes == 240

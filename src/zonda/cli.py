@@ -224,8 +224,12 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
     from zonda.graph import GraphCoverageError
     from zonda.params import ParamsError
     from zonda.registry.errors import RegistryError
+    from zonda.training.errors import TrainingInputError
 
-    return (ParamsError, SnapshotValidationError, SourceError, FileNotFoundError, GraphCoverageError, RegistryError)
+    return (
+        ParamsError, SnapshotValidationError, SourceError, FileNotFoundError, GraphCoverageError, RegistryError,
+        TrainingInputError,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

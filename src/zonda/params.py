@@ -464,7 +464,7 @@ class TrainingParams(_Strict):
     loss: TargetSpec = Field(default_factory=_default_loss)
     loss_weights: LossWeightParams = Field(default_factory=LossWeightParams)
     rollout: RolloutParams = Field(default_factory=RolloutParams)
-    batch_size: int = Field(4, ge=1)
+    batch_size: int = Field(4, ge=1, description="Samples per process; the global batch is batch_size x devices x num_nodes.")
     num_workers: int = Field(0, ge=0)
     prefetch_factor: int = Field(2, ge=1)
     persistent_workers: bool = True

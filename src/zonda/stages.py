@@ -169,6 +169,41 @@ def train_stage(
     )
 
 
+def train_command_stage(
+    params: Params,
+    snapshot_dir: PathLike,
+    statistics_dir: PathLike,
+    graph_dir: PathLike,
+    out_dir: PathLike,
+    *,
+    mlflow_run_id: str | None = None,
+) -> dict[str, Any]:
+    """Stage 4 as a ``zonda train`` child process (what the KFP train task runs on one node).
+
+    Lightning's DDP starts its extra processes by re-running the current
+    command, which must therefore be ``zonda train`` itself, not the KFP executor.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    from zonda.params import RESOLVED_PARAMS_FILENAME, write_resolved
+    from zonda.provenance import read_manifest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_resolved(params, tmp)
+        command = [
+            sys.executable, "-m", "zonda.cli", "train", "--params", str(Path(tmp) / RESOLVED_PARAMS_FILENAME),
+            "--snapshot", str(snapshot_dir), "--statistics", str(statistics_dir), "--graph", str(graph_dir),
+            "--out", str(out_dir),
+        ] + (["--mlflow-run-id", mlflow_run_id] if mlflow_run_id else [])
+        subprocess.run(command, check=True)
+    manifest = read_manifest(out_dir)
+    if manifest is None:
+        raise RuntimeError(f"{out_dir}: zonda train finished but wrote no manifest.json")
+    return manifest
+
+
 def evaluate_stage(
     params: Params,
     snapshot_dir: PathLike,

@@ -135,3 +135,43 @@ def log_manifest(stage: str, manifest: dict[str, Any], directory: str | os.PathL
         resolved = Path(directory) / RESOLVED_PARAMS_FILENAME
         if resolved.is_file():
             mlflow.log_artifact(str(resolved), artifact_path=stage)
+
+
+def pipeline_report(params: Params, run_name: str) -> str | None:
+    """Markdown scorecard and promotion decision of the pipeline run named ``run_name``, from MLflow.
+
+    None when the run is not found (or MLflow is unreachable): the caller reports what it has.
+    """
+    import mlflow
+
+    try:
+        configure(params)
+        exp = mlflow.get_experiment_by_name(params.runtime.mlflow_experiment)
+        if exp is None:
+            return None
+        runs = mlflow.search_runs(
+            [exp.experiment_id], filter_string=f"attributes.run_name = '{run_name}'", output_format="list", max_results=1
+        )
+        if not runs:
+            return None
+        run = runs[0]
+        client = mlflow.MlflowClient()
+        lines = [f"MLflow run `{run.info.run_id}` ({tracking_uri(params)})", ""]
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = client.download_artifacts(run.info.run_id, "evaluate/summary.md", tmp)
+                lines += [Path(path).read_text().replace("# Evaluation summary", "### Scorecard"), ""]
+        except Exception:  # noqa: BLE001 - no evaluation (failed earlier): report the rest
+            lines.append("(no evaluation summary in the run)")
+        tags = run.data.tags
+        if "zonda.promotion.decision" in tags:
+            lines += [
+                "### Promotion",
+                "",
+                f"- model `{params.registry.model_name}` version "
+                f"{tags.get('zonda.model_version')}: **{tags['zonda.promotion.decision']}**",
+            ]
+        return "\n".join(lines) + "\n"
+    except Exception as exc:  # noqa: BLE001 - a report must never fail the submission
+        log.warning("could not read the MLflow report of %s: %s", run_name, exc)
+        return None

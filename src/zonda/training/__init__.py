@@ -6,7 +6,7 @@ Public API::
           progress=True, track=True, callbacks=()) -> dict          # zonda.training.train
     load_forecaster(model_dir, graph_dir, statistics_dir) -> Forecaster  # zonda.training.artifacts
     SnapshotDataModule, ForecastModule, AdEMAMix, CosineWithWarmup, WeightedMSELoss,
-    channel_weights, rollout_loss, CheckpointError, load_training_checkpoint, load_weights
+    channel_weights, rollout_loss, TrainingInputError, CheckpointError, load_training_checkpoint, load_weights
 
 Heavy imports (Lightning, the models) happen on first use of a name.
 """
@@ -28,6 +28,7 @@ _EXPORTS = {
     "channel_weights": "zonda.training.losses",
     "rollout_loss": "zonda.training.losses",
     "CheckpointError": "zonda.training.checkpoints",
+    "TrainingInputError": "zonda.training.errors",
     "load_training_checkpoint": "zonda.training.checkpoints",
     "load_weights": "zonda.training.checkpoints",
 }

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from zonda.params import ParamsError, load_params
+    from zonda.training.errors import TrainingInputError
     from zonda.training.train import train
 
     try:
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             params, args.snapshot, args.statistics, args.graph, args.out,
             mlflow_run_id=args.mlflow_run_id, progress=not args.no_progress, track=not args.no_track,
         )
-    except (ValueError, FileNotFoundError) as exc:  # bad inputs, checkpoints, params combinations: named in the message
+    except (TrainingInputError, FileNotFoundError) as exc:  # bad inputs or checkpoints: the message names them
         print(f"zonda train: {exc}", file=sys.stderr)
         return 2
     if "rank" not in manifest:

@@ -21,6 +21,7 @@ import torch
 
 from zonda.channels import ChannelLayout
 from zonda.training.checkpoints import CheckpointError, file_sha256, load_weights
+from zonda.training.errors import TrainingInputError
 
 MODEL_CARD = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -83,9 +84,9 @@ def read_model_card(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         card = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON: {exc}") from None
+        raise TrainingInputError(f"{path}: not valid JSON: {exc}") from None
     if card.get("format") != MODEL_FORMAT or card.get("schema_version") != MODEL_SCHEMA_VERSION:
-        raise ValueError(f"{path}: format/schema_version {card.get('format')!r}/{card.get('schema_version')!r} not readable")
+        raise TrainingInputError(f"{path}: format/schema_version {card.get('format')!r}/{card.get('schema_version')!r} not readable")
     return card
 
 
@@ -113,10 +114,10 @@ def load_forecaster(
     card = read_model_card(model_dir)
     graph_hash = "sha256:" + str(read_graph_manifest(Path(graph_dir))["graph_hash"]).removeprefix("sha256:")
     if graph_hash != card.get("graph_hash"):
-        raise ValueError(f"{Path(graph_dir) / 'graph.json'}: graph_hash {graph_hash} is not the model's ({card.get('graph_hash')})")
+        raise TrainingInputError(f"{Path(graph_dir) / 'graph.json'}: graph_hash {graph_hash} is not the model's ({card.get('graph_hash')})")
     stats_manifest = read_manifest(statistics_dir) or {}
     if stats_manifest.get("statistics_hash") != card.get("statistics_hash"):
-        raise ValueError(
+        raise TrainingInputError(
             f"{Path(statistics_dir) / 'manifest.json'}: statistics_hash {stats_manifest.get('statistics_hash')} "
             f"is not the model's ({card.get('statistics_hash')})"
         )

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from zonda.training.errors import TrainingInputError
+
 CHECKPOINT_FORMAT = "zonda.training-checkpoint"
 CHECKPOINT_VERSION = 1
 WEIGHTS_FORMAT = "zonda.weights"
@@ -38,7 +40,7 @@ DIGEST_SUFFIX = ".sha256"
 _REQUIRED_KEYS = ("state_dict", "epoch", "global_step", "loops", "optimizer_states", "lr_schedulers", "zonda")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(TrainingInputError):
     """A checkpoint or weights file is missing, corrupt, tampered with or does not fit the model."""
 
 

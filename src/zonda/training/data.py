@@ -16,9 +16,11 @@ A sample's whole window (first input to last target) lies inside its split
 and is contiguous in 6-hourly time.
 
 Each sample is one contiguous time slice per zarr array, read when the sample
-is asked for (nothing else is loaded), all arrays of a sample fetched
-concurrently; the store and its arrays are opened once per process (DataLoader
-worker). Forcings are broadcast to the grid: ``(time,)`` fields to
+is asked for; the store and its arrays are opened once per process (DataLoader
+worker), and the decoded time chunks a sample touches stay in a bounded LRU
+cache (:data:`DEFAULT_CACHE_BYTES` per process), so each chunk is decoded once
+rather than once per sample (a chunk of 8 steps serves ~8 samples). Nothing is
+loaded ahead of use. Forcings are broadcast to the grid: ``(time,)`` fields to
 every point, ``(time, longitude)`` fields along latitude.
 
 Data order: :class:`ShardedEpochSampler` draws one permutation per epoch from
@@ -40,6 +42,7 @@ import logging
 import math
 import os
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -52,6 +55,7 @@ from zonda.channels import ChannelLayout
 from zonda.params import Params, RolloutParams, TimeWindow
 from zonda.provenance import read_manifest
 from zonda.snapshot import DATA_DIRNAME, open_snapshot
+from zonda.training.errors import TrainingInputError
 from zonda.variables import TIME_STEP_HOURS, variable
 
 log = logging.getLogger(__name__)
@@ -86,6 +90,39 @@ def window_anchors(times: np.ndarray, window: TimeWindow, input_steps: int, roll
     return idx[keep].astype(np.int64)
 
 
+class ChunkCache:
+    """A byte-bounded LRU of decoded arrays (the reader's time chunks)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = int(max_bytes)
+        self.nbytes = 0
+        self._items: OrderedDict[Any, np.ndarray] = OrderedDict()
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Any) -> np.ndarray:
+        self._items.move_to_end(key)
+        return self._items[key]
+
+    def put(self, key: Any, value: np.ndarray) -> None:
+        if key in self._items:
+            self.nbytes -= self._items.pop(key).nbytes
+        self._items[key] = value
+        self.nbytes += value.nbytes
+        while self.nbytes > self.max_bytes and len(self._items) > 1:
+            _, dropped = self._items.popitem(last=False)
+            self.nbytes -= dropped.nbytes
+
+
+#: Decoded time chunks kept per process by :class:`SnapshotReader` (the whole
+#: local preset's training split fits; larger snapshots stream through it).
+DEFAULT_CACHE_BYTES = 512 * 2**20
+
+
 class SnapshotReader:
     """Reads stacked time slices of a snapshot's ``data.zarr`` with zarr, opened lazily once per process.
 
@@ -96,6 +133,7 @@ class SnapshotReader:
       static_names: static fields, in the order of the ``S`` axis.
       levels: the snapshot's ``level`` coordinate (hPa), to pick the layout's levels.
       grid: ``(n_lat, n_lon)``.
+      cache_bytes: budget of the decoded-chunk cache of each process.
     """
 
     def __init__(
@@ -106,6 +144,7 @@ class SnapshotReader:
         static_names: Sequence[str],
         levels: Sequence[int],
         grid: tuple[int, int],
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         self.path = Path(zarr_path)
         self.layout = layout
@@ -115,8 +154,10 @@ class SnapshotReader:
         snapshot_levels = [int(lv) for lv in levels]
         missing = [lv for lv in layout.levels if lv not in snapshot_levels]
         if missing and any(variable(v).has_levels for v in layout.variables):
-            raise ValueError(f"{self.path}: snapshot has levels {snapshot_levels}, data.levels asks for {missing} too")
+            raise TrainingInputError(f"{self.path}: snapshot has levels {snapshot_levels}, data.levels asks for {missing} too")
         self.level_index = [snapshot_levels.index(lv) for lv in layout.levels if lv in snapshot_levels]
+        self.cache_bytes = int(cache_bytes)
+        self._cache = ChunkCache(self.cache_bytes)
         self._group: Any = None
         self._arrays: dict[str, Any] = {}
         self._dim_names: dict[str, tuple[str, ...]] = {}
@@ -126,6 +167,7 @@ class SnapshotReader:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_group"], state["_pid"], state["_arrays"] = None, None, {}  # reopened in the worker process
+        state["_cache"] = ChunkCache(self.cache_bytes)
         return state
 
     @property
@@ -136,9 +178,10 @@ class SnapshotReader:
             try:
                 self._group = zarr.open_group(str(self.path), mode="r")
             except Exception as exc:  # noqa: BLE001 - any store error: name the store
-                raise ValueError(f"{self.path}: cannot open the snapshot's zarr store: {exc}") from exc
+                raise TrainingInputError(f"{self.path}: cannot open the snapshot's zarr store: {exc}") from exc
             self._pid = os.getpid()
             self._arrays = {}
+            self._cache = ChunkCache(self.cache_bytes)
             if not self._checked:
                 self._check()
                 self._checked = True
@@ -150,7 +193,7 @@ class SnapshotReader:
             try:
                 self._arrays[name] = group[name]
             except KeyError:
-                raise ValueError(f"{self.path}: no variable {name!r} in the snapshot") from None
+                raise TrainingInputError(f"{self.path}: no variable {name!r} in the snapshot") from None
         return self._arrays[name]
 
     def _dims(self, name: str) -> tuple[str, ...]:
@@ -172,28 +215,54 @@ class SnapshotReader:
         for name, allowed in expected.items():
             dims = self._dims(name)
             if dims not in allowed:
-                raise ValueError(f"{self.path}: variable {name!r} has dims {dims}, expected one of {allowed}")
+                raise TrainingInputError(f"{self.path}: variable {name!r} has dims {dims}, expected one of {allowed}")
 
     def _read(self, names: Sequence[str], start: int, stop: int) -> list[np.ndarray]:
-        """Time slices ``start:stop`` of several arrays, fetched concurrently on zarr's event loop.
+        """Time slices ``start:stop`` of several arrays, through the decoded-chunk cache.
 
-        One round trip instead of one per array (about 3x faster for a
-        sample's ~10 arrays); falls back to sequential reads if this zarr has
-        no async array API.
+        zarr decodes whole chunks anyway; keeping the decoded time chunks
+        (LRU, ``cache_bytes`` per process) means each chunk is decoded once
+        instead of once per sample that touches it. Missing chunks of all
+        arrays are fetched concurrently on zarr's event loop.
         """
-        arrays = [self._array(name) for name in names]
+        spans = []
+        blocks: dict[tuple[str, int], np.ndarray] = {}
+        missing: dict[tuple[str, int], slice] = {}
+        for name in names:
+            arr = self._array(name)
+            step = int(arr.chunks[0])
+            first, last = start // step, (stop - 1) // step
+            spans.append((name, step, first, last))
+            for k in range(first, last + 1):
+                if (name, k) in self._cache:
+                    blocks[(name, k)] = self._cache.get((name, k))
+                else:
+                    missing[(name, k)] = slice(k * step, min((k + 1) * step, arr.shape[0]))
+        if missing:
+            for key, block in zip(missing, self._fetch([(self._array(n), sl) for (n, _), sl in missing.items()])):
+                blocks[key] = np.asarray(block, dtype=np.float32)
+                self._cache.put(key, blocks[key])
+        out = []
+        for name, step, first, last in spans:
+            parts = [blocks[(name, k)] for k in range(first, last + 1)]
+            joined = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+            out.append(joined[start - first * step : stop - first * step])
+        return out
+
+    @staticmethod
+    def _fetch(requests: list[tuple[Any, slice]]) -> list[Any]:
+        """``array[slice]`` for every request, concurrently when zarr has its async API."""
         try:
             import asyncio
 
             from zarr.core.sync import sync
 
             async def gather() -> list[Any]:
-                return await asyncio.gather(*(a._async_array.getitem(slice(start, stop)) for a in arrays))
+                return await asyncio.gather(*(a._async_array.getitem(sl) for a, sl in requests))
 
-            blocks = sync(gather())
+            return sync(gather())
         except (ImportError, AttributeError):
-            blocks = [a[start:stop] for a in arrays]
-        return [np.asarray(b, dtype=np.float32) for b in blocks]
+            return [a[sl] for a, sl in requests]
 
     def window(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """``(states (T, G, C), forcings (T, G, F))`` of time indices ``start:stop`` (``T = stop - start``)."""
@@ -395,7 +464,14 @@ class ResumableDataLoader(DataLoader):
       **kwargs: DataLoader options (num_workers, pin_memory, ...).
     """
 
-    def __init__(self, dataset: Dataset, sampler: ShardedEpochSampler, *, epoch_limit: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        sampler: ShardedEpochSampler,
+        *,
+        epoch_limit: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(dataset, batch_size=sampler.batch_size, sampler=sampler, drop_last=False, **kwargs)
         self.epoch_limit = epoch_limit
         self._served = 0
@@ -404,7 +480,7 @@ class ResumableDataLoader(DataLoader):
         sampler: ShardedEpochSampler = self.sampler  # type: ignore[assignment]
         self._served = sampler.skip_batches  # the sampler skips these when it starts
         for batch in super().__iter__():
-            self._served += 1
+            self._served += 1  # counted when handed over (workers may have read ahead)
             yield batch
 
     def state_dict(self) -> dict[str, Any]:
@@ -483,7 +559,7 @@ def read_grid(snapshot_dir: str | os.PathLike[str]) -> dict[str, Any]:
     snapshot_dir = Path(snapshot_dir)
     manifest = read_manifest(snapshot_dir)
     if manifest is None or "snapshot_id" not in manifest:
-        raise ValueError(f"{snapshot_dir / 'manifest.json'}: missing or without snapshot_id (not a zonda snapshot)")
+        raise TrainingInputError(f"{snapshot_dir / 'manifest.json'}: missing or without snapshot_id (not a zonda snapshot)")
     ds = open_snapshot(snapshot_dir)
     try:
         info = {
@@ -497,7 +573,7 @@ def read_grid(snapshot_dir: str | os.PathLike[str]) -> dict[str, Any]:
     finally:
         ds.close()
     if info["times"].size > 1 and (np.diff(info["times"]) <= np.timedelta64(0, "ns")).any():
-        raise ValueError(f"{snapshot_dir / DATA_DIRNAME}: time coordinate is not strictly increasing")
+        raise TrainingInputError(f"{snapshot_dir / DATA_DIRNAME}: time coordinate is not strictly increasing")
     return info
 
 
@@ -533,7 +609,7 @@ class SnapshotDataModule(L.LightningDataModule):
         self.static_names = list(data.static)
         missing = [n for n in [*self.layout.variables, *self.forcing_names, *self.static_names] if n not in info["variables"]]
         if missing:
-            raise ValueError(f"{self.snapshot_dir / DATA_DIRNAME}: missing variables {missing} asked for by data params")
+            raise TrainingInputError(f"{self.snapshot_dir / DATA_DIRNAME}: missing variables {missing} asked for by data params")
         self.reader = SnapshotReader(
             self.snapshot_dir / DATA_DIRNAME, self.layout, self.forcing_names, self.static_names,
             info["levels"], (self.latitudes.size, self.longitudes.size),
@@ -552,7 +628,7 @@ class SnapshotDataModule(L.LightningDataModule):
         anchors = window_anchors(self.times, window, self.input_steps, rollout)
         if anchors.size == 0:
             need_h = (self.input_steps + rollout - 1) * TIME_STEP_HOURS
-            raise ValueError(
+            raise TrainingInputError(
                 f"data.splits.{split} ({window.as_str()}) holds no complete window of {self.input_steps} input "
                 f"and {rollout} target steps ({need_h} h) in the snapshot {self.snapshot_dir}"
             )
@@ -607,7 +683,7 @@ class SnapshotDataModule(L.LightningDataModule):
             epoch=epoch,
         )
         if sampler.num_batches() == 0:
-            raise ValueError(
+            raise TrainingInputError(
                 f"data.splits.train has {len(dataset)} samples for rollout {rollout}, fewer than one global batch "
                 f"(training.batch_size {t.batch_size} x {world} processes)"
             )

@@ -41,6 +41,7 @@ from torch import nn
 
 from zonda.channels import ChannelLayout
 from zonda.params import LossWeightParams
+from zonda.training.errors import TrainingInputError
 
 
 def level_weights(levels: list[int] | tuple[int, ...], mode: str) -> np.ndarray:
@@ -48,11 +49,11 @@ def level_weights(levels: list[int] | tuple[int, ...], mode: str) -> np.ndarray:
     p = np.asarray(levels, dtype=np.float64)
     if mode == "pressure":
         if p.size == 0 or (p <= 0).any():
-            raise ValueError(f"training.loss_weights.levels='pressure' needs positive levels, got {list(levels)}")
+            raise TrainingInputError(f"training.loss_weights.levels='pressure' needs positive levels, got {list(levels)}")
         return p / p.mean()
     if mode == "uniform":
         return np.ones_like(p)
-    raise ValueError(f"training.loss_weights.levels must be 'pressure' or 'uniform', got {mode!r}")
+    raise TrainingInputError(f"training.loss_weights.levels must be 'pressure' or 'uniform', got {mode!r}")
 
 
 def channel_weights(layout: ChannelLayout, loss_weights: LossWeightParams) -> np.ndarray:
@@ -63,7 +64,7 @@ def channel_weights(layout: ChannelLayout, loss_weights: LossWeightParams) -> np
     """
     unknown = sorted(set(loss_weights.variables) - set(layout.variables))
     if unknown:
-        raise ValueError(
+        raise TrainingInputError(
             f"training.loss_weights.variables names {unknown}, which are not trained channels ({list(layout.variables)})"
         )
     per_level = dict(zip(layout.levels, level_weights(list(layout.levels), loss_weights.levels)))
@@ -73,7 +74,7 @@ def channel_weights(layout: ChannelLayout, loss_weights: LossWeightParams) -> np
         out.append(w * (1.0 if level is None else per_level[level]))
     weights = np.asarray(out, dtype=np.float64)
     if weights.sum() <= 0:
-        raise ValueError("training.loss_weights gives every channel weight 0")
+        raise TrainingInputError("training.loss_weights gives every channel weight 0")
     return weights
 
 
@@ -102,11 +103,11 @@ class WeightedMSELoss(nn.Module):
         area_weights = torch.as_tensor(area_weights, dtype=torch.float32)
         channel_weights = torch.as_tensor(channel_weights, dtype=torch.float32)
         if area_weights.ndim != 1 or channel_weights.ndim != 1:
-            raise ValueError("area_weights and channel_weights must be 1-D")
+            raise TrainingInputError("area_weights and channel_weights must be 1-D")
         if (area_weights < 0).any() or (channel_weights < 0).any():
-            raise ValueError("loss weights must be non-negative")
+            raise TrainingInputError("loss weights must be non-negative")
         if area_weights.sum() <= 0 or channel_weights.sum() <= 0:
-            raise ValueError("loss weights must not all be zero")
+            raise TrainingInputError("loss weights must not all be zero")
         self.register_buffer("area_weights", area_weights / area_weights.sum(), persistent=False)
         self.register_buffer("channel_weights", channel_weights / channel_weights.sum(), persistent=False)
 

@@ -127,6 +127,11 @@ class ForecastModule(L.LightningModule):
         }
 
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        if batch["targets"].shape[1] < max(VALIDATION_LEADS.values()):
+            raise ValueError(
+                f"validation batches hold {batch['targets'].shape[1]} target steps; the scored leads need "
+                f"{max(VALIDATION_LEADS.values())} (the DataModule serves {VALIDATION_STEPS})"
+            )
         result = self._rollout(batch)
         size = batch["states"].shape[0]
         sums = self._val_sums

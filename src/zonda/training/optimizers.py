@@ -32,6 +32,8 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch.optim import Optimizer
 
+from zonda.training.errors import TrainingInputError
+
 
 def alpha_at(step: int, alpha: float, warmup: int | None) -> float:
     """The paper's ``f_alpha``: ``min(step * alpha / warmup, alpha)``; ``alpha`` without warm-up."""
@@ -86,17 +88,17 @@ class AdEMAMix(Optimizer):
     ) -> None:
         betas = tuple(float(b) for b in betas)
         if len(betas) != 3:
-            raise ValueError(f"AdEMAMix betas must be (beta1, beta2, beta3), got {betas}")
+            raise TrainingInputError(f"training.optimizer.betas of AdEMAMix must be (beta1, beta2, beta3), got {betas}")
         for i, b in enumerate(betas):
             if not 0.0 <= b < 1.0:
-                raise ValueError(f"AdEMAMix betas[{i}] must lie in [0, 1), got {b}")
+                raise TrainingInputError(f"training.optimizer.betas[{i}] of AdEMAMix must lie in [0, 1), got {b}")
         if lr < 0 or eps < 0 or weight_decay < 0 or alpha < 0:
-            raise ValueError(
+            raise TrainingInputError(
                 f"AdEMAMix lr ({lr}), eps ({eps}), weight_decay ({weight_decay}) and alpha ({alpha}) must be >= 0"
             )
         for name, value in (("alpha_warmup", alpha_warmup), ("beta3_warmup", beta3_warmup)):
             if value is not None and int(value) < 1:
-                raise ValueError(f"AdEMAMix {name} must be >= 1 or None, got {value}")
+                raise TrainingInputError(f"training.optimizer.{name} of AdEMAMix must be >= 1 or None, got {value}")
         defaults = dict(
             lr=lr, betas=betas, alpha=float(alpha), alpha_warmup=alpha_warmup, beta3_warmup=beta3_warmup,
             eps=float(eps), weight_decay=float(weight_decay),

@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from zonda.training.errors import TrainingInputError
+
 
 class CosineWithWarmup(torch.optim.lr_scheduler.LRScheduler):
     """Linear warm-up then cosine decay to ``min_lr`` (timm ``CosineLRScheduler`` semantics).
@@ -32,9 +34,9 @@ class CosineWithWarmup(torch.optim.lr_scheduler.LRScheduler):
         last_epoch: int = -1,
     ) -> None:
         if total_steps is None:
-            raise ValueError("CosineWithWarmup needs total_steps (the training stage injects it)")
+            raise TrainingInputError("training.scheduler CosineWithWarmup needs total_steps (the training stage injects it)")
         if warmup_steps < 0 or total_steps <= 0:
-            raise ValueError(f"warmup_steps={warmup_steps} and total_steps={total_steps} must be >= 0 and > 0")
+            raise TrainingInputError(f"training.scheduler warmup_steps={warmup_steps} and total_steps={total_steps} must be >= 0 and > 0")
         self.warmup_steps = int(warmup_steps)
         self.total_steps = int(total_steps)
         self.min_lr = float(min_lr)
@@ -71,7 +73,7 @@ def build_scheduler(spec, optimizer: torch.optim.Optimizer, total_steps: int) ->
         takes_total = False
     if takes_total and "total_steps" not in spec.kwargs:
         if total_steps is None or total_steps <= 0 or math.isinf(total_steps):
-            raise ValueError(
+            raise TrainingInputError(
                 f"training.scheduler {spec.target} needs total_steps, and the run's length is unknown "
                 f"({total_steps}); set training.max_steps or training.scheduler.total_steps"
             )
@@ -79,4 +81,4 @@ def build_scheduler(spec, optimizer: torch.optim.Optimizer, total_steps: int) ->
     try:
         return spec.instantiate(optimizer, **injected)
     except TypeError as exc:
-        raise ValueError(f"training.scheduler {spec.target}: {exc}") from None
+        raise TrainingInputError(f"training.scheduler {spec.target}: {exc}") from None

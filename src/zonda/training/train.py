@@ -6,12 +6,16 @@
 
     weights.safetensors     best Forecaster weights (by training.checkpoint.monitor)
     model.json              how to rebuild the model (+ lineage hashes, weights sha256)
-    checkpoints/            top-k by the monitored metric + last.ckpt (each with .sha256)
+    checkpoints/            best-*.ckpt (top-k by the monitored metric) + last.ckpt, each with .sha256;
+                            last.ckpt: every training.checkpoint.every_n_train_steps steps (else
+                            every epoch), at max_steps, and on SIGTERM (preemption)
     history.json            per-step loss / lr / step time, every validation's metrics
     params.resolved.yaml    the fully resolved params
     manifest.json           written last: the run's summary (its presence marks a complete run)
 
-Every file is written to a temporary name and renamed. Starting points
+Every file is written to a temporary name and renamed; a run first removes a
+previous ``manifest.json`` and, unless it resumes from a checkpoint inside
+``out_dir/checkpoints``, the checkpoints there. Starting points
 (``training.*``): ``resume_from`` continues a checkpoint exactly (model,
 optimizer, scheduler, epoch/step, RNG, data order; same MLflow run as the
 checkpoint unless ``mlflow_run_id`` is given), ``fork_from`` does the same in a
@@ -45,6 +49,7 @@ from zonda.training.checkpoints import (
     save_weights,
 )
 from zonda.training.data import SnapshotDataModule
+from zonda.training.errors import TrainingInputError
 from zonda.training.module import ForecastModule, forecaster_weights_from_checkpoint
 
 log = logging.getLogger(__name__)
@@ -64,12 +69,12 @@ def read_lineage(snapshot_dir: PathLike, statistics_dir: PathLike, graph_dir: Pa
 
     snapshot = read_manifest(snapshot_dir)
     if snapshot is None or "snapshot_id" not in snapshot:
-        raise ValueError(f"{Path(snapshot_dir) / 'manifest.json'}: missing or without snapshot_id (not a zonda snapshot)")
+        raise TrainingInputError(f"{Path(snapshot_dir) / 'manifest.json'}: missing or without snapshot_id (not a zonda snapshot)")
     stats = read_manifest(statistics_dir)
     if stats is None or "statistics_hash" not in stats:
-        raise ValueError(f"{Path(statistics_dir) / 'manifest.json'}: missing or without statistics_hash")
+        raise TrainingInputError(f"{Path(statistics_dir) / 'manifest.json'}: missing or without statistics_hash")
     if stats.get("snapshot_id") != snapshot["snapshot_id"]:
-        raise ValueError(
+        raise TrainingInputError(
             f"{Path(statistics_dir) / 'manifest.json'}: statistics of snapshot {stats.get('snapshot_id')}, "
             f"but {Path(snapshot_dir) / 'manifest.json'} is snapshot {snapshot['snapshot_id']}"
         )
@@ -94,7 +99,7 @@ def _check_graph_grid(graph_meta: dict[str, Any], source: str, latitudes: np.nda
     if lat.shape != latitudes.shape or lon.shape != longitudes.shape or not (
         np.allclose(lat, latitudes, atol=1e-6) and np.allclose(lon, longitudes, atol=1e-6)
     ):
-        raise ValueError(
+        raise TrainingInputError(
             f"{source}: graph built for a {lat.size}x{lon.size} grid, the snapshot is "
             f"{latitudes.size}x{longitudes.size} (or its coordinates differ); rebuild the graph"
         )
