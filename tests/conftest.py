@@ -7,6 +7,7 @@ The Held-Suarez record of the ci preset is generated once per test session
 from __future__ import annotations
 
 import os
+import sqlite3  # noqa: F401 - before any test loads ecCodes, whose eckit bundles an older SQLite (see zonda/__init__.py)
 from pathlib import Path
 from typing import Callable
 

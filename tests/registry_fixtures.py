@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import xarray as xr
-
 from conftest import REPO, synthetic_dataset, write_zarr
 
 N_LAT, N_LON, LEVELS, N_TIME = 8, 16, (500, 850), 32
@@ -109,11 +108,12 @@ def model_dir(seed: int = 0) -> Path:
 @functools.lru_cache(maxsize=None)
 def _model_dir(seed: int) -> Path:
     from zonda.channels import ChannelLayout
+    from zonda.files import write_json_atomic
     from zonda.graph import load_graph
     from zonda.models import Forecaster
     from zonda.snapshot import open_snapshot
     from zonda.statistics import load_statistics
-    from zonda.training.artifacts import MODEL_CARD, WEIGHTS_FILE, model_card, write_json_atomic
+    from zonda.training.artifacts import MODEL_CARD, WEIGHTS_FILE, model_card
     from zonda.training.checkpoints import save_weights
     from zonda.training.train import read_lineage
 

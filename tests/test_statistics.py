@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import xarray as xr
 
 from zonda.grid import cell_area_weights
 from zonda.snapshot import build_snapshot, open_snapshot

@@ -6,14 +6,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+import test_training_support as support
 import torch
 from safetensors.torch import save_file
 
-import test_training_support as support
+from zonda.files import file_sha256
 from zonda.training.checkpoints import (
     CheckpointError,
     digest_path,
-    file_sha256,
     load_training_checkpoint,
     load_weights,
     save_training_checkpoint,

@@ -9,15 +9,16 @@ import lightning as L
 import mlflow
 import numpy as np
 import pytest
+import test_training_support as support
 import torch
 import yaml
 
-import test_training_support as support
 from zonda import tracking
+from zonda.files import file_sha256
 from zonda.grid import grid_area_weights
 from zonda.provenance import read_manifest
 from zonda.training.artifacts import load_forecaster
-from zonda.training.checkpoints import digest_path, file_sha256
+from zonda.training.checkpoints import digest_path
 from zonda.training.data import SnapshotDataModule
 
 

@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from zonda.files import write_text_atomic
 from zonda.variables import VARIABLES, TIME_STEP_HOURS
 
 RESOLVED_PARAMS_FILENAME = "params.resolved.yaml"
@@ -789,10 +790,4 @@ def params_from_json(text: str) -> Params:
 
 def write_resolved(params: Params, directory: str | os.PathLike[str]) -> Path:
     """Writes the fully resolved params next to a stage's outputs; returns the file path."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / RESOLVED_PARAMS_FILENAME
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(params.to_yaml())
-    tmp.replace(target)
-    return target
+    return write_text_atomic(Path(directory) / RESOLVED_PARAMS_FILENAME, params.to_yaml())

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import zonda
+from zonda.files import write_json_atomic
 
 MANIFEST_FILENAME = "manifest.json"
 
@@ -47,12 +48,7 @@ def canonical_json_hash(payload: Any) -> str:
 
 def write_manifest(directory: str | os.PathLike[str], manifest: dict[str, Any]) -> Path:
     """Writes ``manifest.json`` atomically into ``directory``."""
-    directory = Path(directory)
-    target = directory / MANIFEST_FILENAME
-    tmp = directory / (MANIFEST_FILENAME + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n")
-    tmp.replace(target)
-    return target
+    return write_json_atomic(Path(directory) / MANIFEST_FILENAME, manifest)
 
 
 def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any] | None:

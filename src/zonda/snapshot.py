@@ -26,8 +26,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,8 +39,14 @@ from tqdm.auto import tqdm
 from zonda.data.forcings import forcing_dataset
 from zonda.data.sources import SourceError, normalise_grid, open_source
 from zonda.data.validation import check_structure, check_values
+from zonda.files import atomic_dir
 from zonda.params import Params, write_resolved
-from zonda.provenance import canonical_json_hash, code_version, read_manifest, write_manifest
+from zonda.provenance import (
+    canonical_json_hash,
+    code_version,
+    read_manifest,
+    write_manifest,
+)
 from zonda.variables import variable
 
 log = logging.getLogger(__name__)
@@ -209,19 +213,11 @@ def build_snapshot(params: Params, out_dir: str | os.PathLike[str], *, progress:
         "zonda_version": code_version()["zonda"] or "",
     }
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
+    with atomic_dir(out_dir) as tmp:
         content_hash = _write_zarr(snapshot, tmp / DATA_DIRNAME, data.chunk_time, data.variables, progress)
         manifest = _manifest(params, snapshot, key, content_hash)
         write_resolved(params, tmp)
         write_manifest(tmp, manifest)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     log.info("snapshot %s written to %s", manifest["snapshot_id"], out_dir)
     return SnapshotResult(out_dir, manifest, reused=False)
 

@@ -10,14 +10,14 @@ run of its own otherwise, or not at all with ``track=False``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from zonda.files import atomic_dir
 from zonda.params import Params
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def graph_stage(
     data = build_graph(params.graph, ds["latitude"].values, ds["longitude"].values)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with _atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir) as tmp:
         graph_manifest = save_graph(data, tmp)
         manifest = {
             "kind": "zonda.graph",
@@ -128,21 +128,6 @@ def graph_stage(
             artifacts=[out_dir / "mesh.png", out_dir / "edge_lengths.png", out_dir / "graph.json"],
         )
     return manifest
-
-
-@contextlib.contextmanager
-def _atomic_dir(target: Path) -> Iterator[Path]:
-    """Yields a fresh temporary directory beside ``target`` that replaces it on success."""
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def train_stage(
@@ -221,7 +206,7 @@ def evaluate_stage(
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with _atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir) as tmp:
         manifest = run_evaluation(params, snapshot_dir, statistics_dir, graph_dir, model_dir, tmp, progress=progress)
     if track:
         plots = sorted(out_dir.glob("*.png"))
@@ -270,7 +255,7 @@ def distributed_train_stage(
     manifest = distributed_job_manifest(params, job_name=job_name_for(f"{params.name}-train", unique), command=command)
     (launcher or launch)(manifest, timeout_s=params.runtime.distributed.timeout_minutes * 60)
     out_dir = Path(out_dir)
-    with _atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir) as tmp:
         shutil.copytree(shared / "model", tmp, dirs_exist_ok=True)
     from zonda.provenance import read_manifest
 
@@ -311,7 +296,7 @@ def register_stage(
     manifest = registration_manifest(result)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with _atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir) as tmp:
         write_resolved(params, tmp)
         write_manifest(tmp, manifest)
     _record(

@@ -27,8 +27,6 @@ import functools
 import hashlib
 import logging
 import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +36,7 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
+from zonda.files import atomic_dir
 from zonda.grid import cell_area_weights
 from zonda.params import Params, write_resolved
 from zonda.provenance import code_version, read_manifest, write_manifest
@@ -292,10 +291,7 @@ def build_statistics(
     digest = statistics_hash(stats)
     stats.attrs["statistics_hash"] = digest
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with atomic_dir(out_dir) as tmp:
         stats.to_netcdf(tmp / STATISTICS_FILENAME, engine="h5netcdf")
         manifest = {
             "kind": "zonda.statistics",
@@ -310,10 +306,4 @@ def build_statistics(
         }
         write_resolved(params, tmp)
         write_manifest(tmp, manifest)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return manifest

@@ -27,6 +27,9 @@ class Variable:
       valid_range: physically plausible (min, max), used by validation to catch
         unit mix-ups (e.g. geopotential height in m instead of m**2 s**-2).
       standard_name: CF standard name where one exists.
+      grib_name: the name cfgrib gives the variable when it reads ECMWF GRIB
+        (the ecCodes ``cfVarName``: ``t``, ``z``, ``t2m``, ...), or None where a
+        GRIB field does not map one to one (accumulations, surface geopotential).
     """
 
     name: str
@@ -35,6 +38,7 @@ class Variable:
     long_name: str
     valid_range: tuple[float, float]
     standard_name: str | None = None
+    grib_name: str | None = None
 
     @property
     def has_levels(self) -> bool:
@@ -46,19 +50,19 @@ class Variable:
 
 
 _CATALOGUE = [
-    Variable("temperature", "K", "atmospheric", "Temperature", (150.0, 350.0), "air_temperature"),
-    Variable("geopotential", "m**2 s**-2", "atmospheric", "Geopotential", (-5.0e3, 3.5e5), "geopotential"),
-    Variable("u_component_of_wind", "m s**-1", "atmospheric", "U component of wind", (-250.0, 250.0), "eastward_wind"),
-    Variable("v_component_of_wind", "m s**-1", "atmospheric", "V component of wind", (-250.0, 250.0), "northward_wind"),
-    Variable("specific_humidity", "kg kg**-1", "atmospheric", "Specific humidity", (0.0, 0.1), "specific_humidity"),
+    Variable("temperature", "K", "atmospheric", "Temperature", (150.0, 350.0), "air_temperature", "t"),
+    Variable("geopotential", "m**2 s**-2", "atmospheric", "Geopotential", (-5.0e3, 3.5e5), "geopotential", "z"),
+    Variable("u_component_of_wind", "m s**-1", "atmospheric", "U component of wind", (-250.0, 250.0), "eastward_wind", "u"),
+    Variable("v_component_of_wind", "m s**-1", "atmospheric", "V component of wind", (-250.0, 250.0), "northward_wind", "v"),
+    Variable("specific_humidity", "kg kg**-1", "atmospheric", "Specific humidity", (0.0, 0.1), "specific_humidity", "q"),
     Variable(
-        "vertical_velocity", "Pa s**-1", "atmospheric", "Vertical velocity", (-50.0, 50.0), "lagrangian_tendency_of_air_pressure"
+        "vertical_velocity", "Pa s**-1", "atmospheric", "Vertical velocity", (-50.0, 50.0), "lagrangian_tendency_of_air_pressure", "w"
     ),
-    Variable("surface_pressure", "Pa", "surface", "Surface pressure", (3.0e4, 1.2e5), "surface_air_pressure"),
-    Variable("mean_sea_level_pressure", "Pa", "surface", "Mean sea level pressure", (8.0e4, 1.2e5), "air_pressure_at_mean_sea_level"),
-    Variable("2m_temperature", "K", "surface", "2 metre temperature", (150.0, 350.0), "air_temperature"),
-    Variable("10m_u_component_of_wind", "m s**-1", "surface", "10 metre U wind component", (-150.0, 150.0), "eastward_wind"),
-    Variable("10m_v_component_of_wind", "m s**-1", "surface", "10 metre V wind component", (-150.0, 150.0), "northward_wind"),
+    Variable("surface_pressure", "Pa", "surface", "Surface pressure", (3.0e4, 1.2e5), "surface_air_pressure", "sp"),
+    Variable("mean_sea_level_pressure", "Pa", "surface", "Mean sea level pressure", (8.0e4, 1.2e5), "air_pressure_at_mean_sea_level", "msl"),
+    Variable("2m_temperature", "K", "surface", "2 metre temperature", (150.0, 350.0), "air_temperature", "t2m"),
+    Variable("10m_u_component_of_wind", "m s**-1", "surface", "10 metre U wind component", (-150.0, 150.0), "eastward_wind", "u10"),
+    Variable("10m_v_component_of_wind", "m s**-1", "surface", "10 metre V wind component", (-150.0, 150.0), "northward_wind", "v10"),
     Variable("total_precipitation_6hr", "m", "surface", "Total precipitation over 6 hours", (0.0, 1.0), "precipitation_amount"),
     Variable("geopotential_at_surface", "m**2 s**-2", "static", "Geopotential at surface (orography)", (-5.0e3, 1.0e5), "surface_geopotential"),
     Variable("land_sea_mask", "1", "static", "Land-sea mask", (0.0, 1.0), "land_binary_mask"),
@@ -92,6 +96,11 @@ def variable(name: str) -> Variable:
     except KeyError:
         known = ", ".join(sorted(VARIABLES))
         raise KeyError(f"unknown variable {name!r}; known variables: {known}") from None
+
+
+def grib_renames() -> dict[str, str]:
+    """cfgrib variable name -> catalogue name, for every variable with a GRIB counterpart."""
+    return {v.grib_name: v.name for v in _CATALOGUE if v.grib_name}
 
 
 def names_of_kind(kind: Kind) -> list[str]:

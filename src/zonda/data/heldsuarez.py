@@ -41,8 +41,6 @@ the restart state, so their weather diverges while their climate is the same.
 from __future__ import annotations
 
 import math
-import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,6 +55,7 @@ from tqdm.auto import tqdm
 from zonda.data import hs_dycore
 from zonda.data.hs_dycore import Dycore
 from zonda.data.hs_restart import read_restart, write_restart
+from zonda.files import atomic_path
 from zonda.params import HeldSuarezParams, Params
 from zonda.variables import TIME_STEP_HOURS, variable
 
@@ -468,17 +467,11 @@ def write_dataset(ds: xr.Dataset, out: Path, *, chunk_time: int = 8) -> Path:
     """
     out = Path(out)
     suffix = _output_format(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    _remove(tmp)
-    try:
+    with atomic_path(out) as tmp:
         if suffix == ".nc":
             ds.to_netcdf(tmp, engine="h5netcdf")
         else:
             ds.to_zarr(tmp, mode="w", encoding=_zarr_encoding(ds, chunk_time), zarr_format=2, consolidated=True)
-        _replace(tmp, out)
-    finally:
-        _remove(tmp)
     return out
 
 
@@ -488,21 +481,3 @@ def _zarr_encoding(ds: xr.Dataset, chunk_time: int) -> dict[str, dict[str, tuple
         chunks = tuple(min(chunk_time, n) if dim == "time" else n for dim, n in zip(da.dims, da.shape))
         encoding[name] = {"chunks": chunks}
     return encoding
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    """Moves ``tmp`` onto ``out``; an existing directory is swapped out first, then deleted."""
-    if out.is_dir() and not out.is_symlink():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, out)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)

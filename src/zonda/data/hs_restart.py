@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from zonda.data.hs_dycore import REFERENCE_TEMPERATURE_K, STATE_FIELDS
+from zonda.files import atomic_path
 
 RESTART_FORMAT = "zonda-heldsuarez-restart/1"
 REQUIRED_METADATA = ("format", "truncation", "layers", "dt_minutes", "spinup_days", "seed", "dinosaur_version")
@@ -48,16 +49,11 @@ def write_restart(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], m
     missing = [name for name in STATE_FIELDS if name not in arrays]
     if missing:
         raise ValueError(f"restart {path}: state arrays {missing} are missing")
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {name: np.asarray(arrays[name], np.float32) for name in STATE_FIELDS}
     payload["metadata"] = np.array(json.dumps({"format": RESTART_FORMAT, **metadata}, sort_keys=True))
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, **payload)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

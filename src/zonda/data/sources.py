@@ -12,12 +12,14 @@ import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import xarray as xr
 
 from zonda.params import DataParams
 from zonda.provenance import canonical_json_hash
+from zonda.variables import grib_renames
 
 # Names other archives use for WB2 dims.
 DIM_ALIASES = {
@@ -79,9 +81,24 @@ def open_netcdf_source(path: str) -> xr.Dataset:
         raise SourceError(f"data.source.path {path!r}: cannot open as netCDF: {type(exc).__name__}: {exc}") from None
 
 
-def open_grib_source(path: str) -> xr.Dataset:
+# cfgrib coordinates that describe a GRIB message rather than the data (dropped after reading).
+_GRIB_MESSAGE_COORDS = ("number", "step", "surface", "valid_time", "heightAboveGround", "meanSea")
+
+
+def open_grib_source(path: str, user_renames: Iterable[str] = ()) -> xr.Dataset:
+    """Opens GRIB files (a path or glob) with cfgrib, as one Dataset with catalogue names.
+
+    A GRIB file usually mixes level types (pressure-level ``t``, ``z``, ... and
+    surface ``sp``, ``msl``, ...), which cfgrib reads as one hypercube each;
+    they are merged here, per file, and the files concatenated along time.
+    ``time`` becomes the valid time (analysis time + step); cfgrib's names
+    (``t``, ``t2m``) become the catalogue's (``temperature``,
+    ``2m_temperature``) unless ``data.source.rename`` maps them itself
+    (``user_renames``). cfgrib's index files are not written (the source may
+    be read-only).
+    """
     try:
-        import cfgrib  # noqa: F401
+        import cfgrib
     except ImportError:
         raise SourceError(
             f"data.source.path {path!r}: GRIB sources need cfgrib and ecCodes (pip install 'zonda[grib]')"
@@ -89,10 +106,42 @@ def open_grib_source(path: str) -> xr.Dataset:
     files = sorted(glob.glob(path))
     if not files:
         raise SourceError(f"data.source.path {path!r}: no GRIB file matches")
+    renames = {k: v for k, v in grib_renames().items() if k not in set(user_renames)}
+    parts = []
+    for file in files:
+        try:
+            cubes = cfgrib.open_datasets(file, backend_kwargs={"indexpath": ""})
+        except Exception as exc:  # noqa: BLE001 - cfgrib/ecCodes raise many kinds
+            raise SourceError(f"data.source.path {path!r}: cannot read {file} as GRIB: {type(exc).__name__}: {exc}") from None
+        if not cubes:
+            raise SourceError(f"data.source.path {path!r}: {file} holds no GRIB messages")
+        try:
+            cubes = [_grib_cube_on_valid_time(c, renames) for c in cubes]
+        except ValueError as exc:
+            raise SourceError(f"data.source.path {path!r}: {file}: {exc}") from None
+        try:
+            parts.append(xr.merge(cubes, compat="no_conflicts", join="outer"))
+        except (ValueError, xr.MergeError) as exc:
+            raise SourceError(f"data.source.path {path!r}: the GRIB fields of {file} do not fit one grid: {exc}") from None
     try:
-        return xr.open_mfdataset(files, engine="cfgrib", combine="by_coords", chunks={})
-    except Exception as exc:  # noqa: BLE001
-        raise SourceError(f"data.source.path {path!r}: cannot open as GRIB: {type(exc).__name__}: {exc}") from None
+        return xr.combine_by_coords(parts, combine_attrs="drop_conflicts") if len(parts) > 1 else parts[0]
+    except ValueError as exc:
+        raise SourceError(f"data.source.path {path!r}: the GRIB files do not combine along time: {exc}") from None
+
+
+def _grib_cube_on_valid_time(ds: xr.Dataset, renames: dict[str, str]) -> xr.Dataset:
+    """One cfgrib hypercube with ``time`` = valid time, message coordinates dropped, variables renamed."""
+    if "valid_time" in ds.coords:
+        valid = ds["valid_time"]
+        if valid.ndim == 0:  # a file with one time: cfgrib makes time a scalar
+            ds = ds.drop_vars(["time", "valid_time"], errors="ignore").expand_dims(time=[valid.values])
+        elif valid.dims == ("time",):
+            ds = ds.assign_coords(time=valid.values)
+        else:
+            raise ValueError(f"fields with several forecast steps (valid_time dims {valid.dims}); "
+                             "snapshots take analyses, one step per time")
+    ds = ds.drop_vars([c for c in _GRIB_MESSAGE_COORDS if c in ds.coords])
+    return ds.rename({k: v for k, v in renames.items() if k in ds.data_vars})
 
 
 def heldsuarez_cache_key(data: DataParams) -> str:
@@ -137,7 +186,7 @@ def open_source(data: DataParams, cache_dir: Path, progress: bool = True) -> xr.
     elif kind == "netcdf":
         ds = open_netcdf_source(str(data.source.path))
     elif kind == "grib":
-        ds = open_grib_source(str(data.source.path))
+        ds = open_grib_source(str(data.source.path), data.source.rename)
     else:  # pragma: no cover - the schema forbids it
         raise SourceError(f"data.source.kind {kind!r} is not supported")
     return standardise_names(ds, data.source.rename)
@@ -186,6 +235,6 @@ def preflight(data: DataParams) -> None:
     ds = {
         "zarr": lambda: open_zarr_source(str(data.source.path), data.source.storage_options),
         "netcdf": lambda: open_netcdf_source(str(data.source.path)),
-        "grib": lambda: open_grib_source(str(data.source.path)),
+        "grib": lambda: open_grib_source(str(data.source.path), data.source.rename),
     }[kind]()
     ds.close()

@@ -22,9 +22,22 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from zonda.evaluation import metrics as metric_fns
-from zonda.evaluation.alignment import INIT_DIM, LEAD_DIM, as_datetimes, forecast_axes, truth_for_lead
-from zonda.evaluation.atomic import atomic_path
-from zonda.evaluation.headline import find_lead, headline_series, lead_days_of, lead_label, lead_position, parse_headline
+from zonda.evaluation.alignment import (
+    INIT_DIM,
+    LEAD_DIM,
+    as_datetimes,
+    forecast_axes,
+    truth_for_lead,
+)
+from zonda.evaluation.headline import (
+    find_lead,
+    headline_series,
+    lead_days_of,
+    lead_label,
+    lead_position,
+    parse_headline,
+)
+from zonda.files import atomic_path
 
 DPI = 110
 METRIC_LABELS = {"rmse": "RMSE", "mse": "MSE", "bias": "Bias", "acc": "ACC"}

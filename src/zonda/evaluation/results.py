@@ -22,9 +22,9 @@ from tqdm.auto import tqdm
 
 from zonda.evaluation import metrics
 from zonda.evaluation.alignment import INIT_DIM, LEAD_DIM, forecast_axes, truth_for_lead
-from zonda.evaluation.atomic import atomic_path
 from zonda.evaluation.baselines import climatology_forecast, persistence_forecast
 from zonda.evaluation.climatology import climatology_at
+from zonda.files import atomic_path
 from zonda.variables import VARIABLES
 
 METRICS = ("rmse", "mse", "bias", "acc")

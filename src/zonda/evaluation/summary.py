@@ -15,8 +15,14 @@ from typing import Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from zonda.evaluation.atomic import write_text_atomic
-from zonda.evaluation.headline import headline_series, headline_value, lead_days_of, lead_label, parse_headline
+from zonda.evaluation.headline import (
+    headline_series,
+    headline_value,
+    lead_days_of,
+    lead_label,
+    parse_headline,
+)
+from zonda.files import write_text_atomic
 
 HIGHER_IS_BETTER = ("acc",)
 
@@ -126,4 +132,4 @@ def markdown_summary(
 
 def write_summary(text: str, path: str | os.PathLike) -> Path:
     """Writes the Markdown ``text`` to ``path`` atomically."""
-    return write_text_atomic(text, path)
+    return write_text_atomic(path, text)

@@ -15,7 +15,6 @@ Tensor names in graph.safetensors: ``grid.x``, ``grid.latlon``, ``mesh.x``,
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -27,6 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch_geometric.data import HeteroData
 
+from zonda.files import file_sha256, read_json_file
 from zonda.graph.build import EDGE_SET_NAMES, EDGE_TYPES, NODE_TYPES, check_schema
 from zonda.graph.hashing import SCHEMA_VERSION, graph_hash
 from zonda.graph.plot import plot_edge_lengths, plot_mesh
@@ -50,14 +50,6 @@ def _umask() -> int:
     except OSError:
         pass
     return 0o022
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _tensors(data: HeteroData) -> dict[str, torch.Tensor]:
@@ -109,7 +101,7 @@ def save_graph(data: HeteroData, out_dir: Path) -> dict[str, Any]:
                   metadata={"format": FORMAT, "schema_version": str(SCHEMA_VERSION), "graph_hash": meta["graph_hash"]})
         plot_mesh(data, tmp / MESH_PNG)
         plot_edge_lengths(data, tmp / EDGE_LENGTHS_PNG)
-        manifest["files"] = {name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
+        manifest["files"] = {name: {"sha256": file_sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
                              for name in (TENSORS_FILE, MESH_PNG, EDGE_LENGTHS_PNG)}
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=False) + "\n")
         mode = 0o666 & ~_umask()
@@ -126,12 +118,7 @@ def save_graph(data: HeteroData, out_dir: Path) -> dict[str, Any]:
 def read_manifest(directory: Path) -> dict[str, Any]:
     """The parsed graph.json of a graph directory (ValueError naming the file if absent/bad)."""
     path = Path(directory) / MANIFEST_FILE
-    if not path.is_file():
-        raise ValueError(f"{path}: not found (not a graph directory, or save_graph did not finish)")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON: {exc}") from None
+    manifest = read_json_file(path, "not a graph directory, or save_graph did not finish")
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{path}: format is {manifest.get('format')!r}, expected {FORMAT!r}")
     if manifest.get("schema_version") != SCHEMA_VERSION:
@@ -153,7 +140,7 @@ def load_graph(directory: Path) -> HeteroData:
     if not path.is_file():
         raise ValueError(f"{path}: not found")
     expected = manifest.get("files", {}).get(TENSORS_FILE, {}).get("sha256")
-    if _sha256(path) != expected:
+    if file_sha256(path) != expected:
         raise ValueError(f"{path}: sha256 does not match graph.json files.{TENSORS_FILE}.sha256 "
                          "(corrupt or mixed files)")
     tensors = load_file(str(path))

@@ -15,7 +15,6 @@ manifests, and the evaluation's recorded lineage) before anything is logged.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from zonda.files import read_json_file
 from zonda.params import Params
 from zonda.registry.errors import RegistryError
 from zonda.registry.pyfunc_model import (
@@ -55,12 +55,7 @@ def read_card(model_dir: PathLike) -> dict[str, Any]:
 def read_model_scores(evaluation_dir: PathLike) -> dict[str, float]:
     """The model's headline scores from an evaluation's ``headline.json`` (``{"model": {key: value}}``)."""
     path = Path(evaluation_dir) / HEADLINE_FILE
-    if not path.is_file():
-        raise RegistryError(f"{path}: not found (not an evaluation output directory)")
-    try:
-        headline = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise RegistryError(f"{path}: not valid JSON: {exc}") from None
+    headline = read_json_file(path, "not an evaluation output directory", RegistryError)
     model = headline.get("model") if isinstance(headline, dict) else None
     if not isinstance(model, dict) or not model:
         raise RegistryError(f"{path}: has no 'model' scores (keys: {sorted(headline) if isinstance(headline, dict) else []})")

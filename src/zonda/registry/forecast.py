@@ -16,13 +16,12 @@ initialisation time), ``prediction_timedelta``, ``level``, ``latitude``,
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import xarray as xr
 
+from zonda.files import atomic_path
 from zonda.registry.errors import RegistryError
 from zonda.registry.inputs import open_initial_state, parse_lead
 from zonda.registry.pyfunc_model import LEAD_PARAM
@@ -64,21 +63,11 @@ def resolve_model_uri(model_uri: str) -> tuple[str, str | None]:
 def write_atomic(ds: xr.Dataset, out_path: PathLike) -> Path:
     """Writes ``ds`` to a temporary sibling of ``out_path`` and moves it into place (zarr v3, or netCDF for ``.nc``)."""
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    with atomic_path(out_path) as tmp:
         if out_path.suffix.lower() == ".nc":
             ds.to_netcdf(tmp, engine="h5netcdf")
         else:
             ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False)
-        if out_path.is_dir():
-            shutil.rmtree(out_path)
-        os.replace(tmp, out_path)
-    finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
     return out_path
 
 

@@ -10,9 +10,7 @@ checks their hashes against ``model.json``.
 
 from __future__ import annotations
 
-import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -20,24 +18,14 @@ import numpy as np
 import torch
 
 from zonda.channels import ChannelLayout
-from zonda.training.checkpoints import CheckpointError, file_sha256, load_weights
+from zonda.files import file_sha256, read_json_file
+from zonda.training.checkpoints import CheckpointError, load_weights
 from zonda.training.errors import TrainingInputError
 
 MODEL_CARD = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 MODEL_FORMAT = "zonda.model"
 MODEL_SCHEMA_VERSION = 1
-
-
-def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> Path:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def model_card(
@@ -81,10 +69,7 @@ def read_model_card(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(model_dir) / MODEL_CARD
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found (not a zonda training output)")
-    try:
-        card = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise TrainingInputError(f"{path}: not valid JSON: {exc}") from None
+    card = read_json_file(path, "not a zonda training output", TrainingInputError)
     if card.get("format") != MODEL_FORMAT or card.get("schema_version") != MODEL_SCHEMA_VERSION:
         raise TrainingInputError(f"{path}: format/schema_version {card.get('format')!r}/{card.get('schema_version')!r} not readable")
     return card

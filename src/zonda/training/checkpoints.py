@@ -19,11 +19,9 @@ Two kinds of files:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import random
-import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -31,6 +29,7 @@ import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from zonda.files import atomic_path, file_sha256, write_bytes_atomic
 from zonda.training.errors import TrainingInputError
 
 CHECKPOINT_FORMAT = "zonda.training-checkpoint"
@@ -44,48 +43,23 @@ class CheckpointError(TrainingInputError):
     """A checkpoint or weights file is missing, corrupt, tampered with or does not fit the model."""
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def digest_path(path: str | os.PathLike[str]) -> Path:
     """The sidecar ``<file>.sha256`` of a checkpoint."""
     path = Path(path)
     return path.with_name(path.name + DIGEST_SUFFIX)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_training_checkpoint(checkpoint: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """``torch.save`` to a temporary file, rename into place, then write the sha256 sidecar."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    digest_path(path).unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             torch.save(dict(checkpoint), f)
             f.flush()
             os.fsync(f.fileno())
         digest = file_sha256(tmp)
-        digest_path(path).unlink(missing_ok=True)
-        os.replace(tmp, path)
-        _atomic_write_bytes(digest_path(path), f"{digest}  {path.name}\n".encode())
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_bytes_atomic(digest_path(path), f"{digest}  {path.name}\n".encode(), fsync=True)
     return path
 
 
@@ -192,17 +166,11 @@ def save_weights(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike
     """Writes a safetensors file atomically; returns its sha256."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": WEIGHTS_FORMAT, **{k: str(v) for k, v in (metadata or {}).items()}})
         os.chmod(tmp, 0o644)  # safetensors creates 0600; the evaluation stage may run as another user
         digest = file_sha256(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return digest
 
 

@@ -36,10 +36,16 @@ import lightning as L
 import numpy as np
 import torch
 
+from zonda.files import write_json_atomic
 from zonda.params import Params, write_resolved
 from zonda.provenance import code_version, read_manifest
-from zonda.training.artifacts import MODEL_CARD, WEIGHTS_FILE, model_card, write_json_atomic
-from zonda.training.callbacks import CheckpointOnPreemption, MlflowExtras, StopAtMaxSteps, TrainingHistory
+from zonda.training.artifacts import MODEL_CARD, WEIGHTS_FILE, model_card
+from zonda.training.callbacks import (
+    CheckpointOnPreemption,
+    MlflowExtras,
+    StopAtMaxSteps,
+    TrainingHistory,
+)
 from zonda.training.checkpoints import (
     SafeCheckpointIO,
     check_state_dict,
@@ -65,7 +71,8 @@ MANIFEST_KIND = "zonda.training"
 
 def read_lineage(snapshot_dir: PathLike, statistics_dir: PathLike, graph_dir: PathLike) -> dict[str, str]:
     """snapshot_id, statistics_hash and graph_hash of the inputs, checked to belong together."""
-    from zonda.graph.io import MANIFEST_FILE, read_manifest as read_graph_manifest
+    from zonda.graph.io import MANIFEST_FILE
+    from zonda.graph.io import read_manifest as read_graph_manifest
 
     snapshot = read_manifest(snapshot_dir)
     if snapshot is None or "snapshot_id" not in snapshot:
