@@ -53,12 +53,14 @@ def measure(params: str = "params/local.yaml") -> dict:
             raise RuntimeError(f"pipeline failed (exit {proc.returncode}):\n{log[-4000:]}")
         evaluation = sorted(Path(tmp).glob("kfp/*/evaluate/evaluation/manifest.json"))
         verdict = json.loads(evaluation[-1].read_text())["beats_persistence"] if evaluation else None
+        headline = json.loads((evaluation[-1].parent / "headline.json").read_text()) if evaluation else None
     return {
         "params": params,
         "total_seconds": round(seconds, 1),
         "goal_seconds": 600,
         "task_seconds": _task_seconds(log),
         "beats_persistence_at_every_lead": verdict,
+        "headline_scores": headline,  # model / persistence / climatology: the scorecard's numbers
     }
 
 
