@@ -11,6 +11,7 @@ import glob
 import os
 import shutil
 import uuid
+import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -62,9 +63,13 @@ def open_zarr_source(path: str, storage_options: dict) -> xr.Dataset:
     if _protocol(path) is None and not Path(path).exists():
         raise SourceError(f"data.source.path {path!r}: no such zarr store")
     try:
-        return xr.open_zarr(
-            path, storage_options=storage_options or None, chunks={}, decode_timedelta=True, consolidated=None
-        )
+        with warnings.catch_warnings():
+            # consolidated=None falls back to per-array metadata (what a small local store has) with a
+            # RuntimeWarning that asks the reader to rewrite the store: not actionable for a source
+            warnings.filterwarnings("ignore", "Failed to open Zarr store with consolidated metadata", RuntimeWarning)
+            return xr.open_zarr(
+                path, storage_options=storage_options or None, chunks={}, decode_timedelta=True, consolidated=None
+            )
     except Exception as exc:  # noqa: BLE001 - re-raised with the field named
         raise SourceError(f"data.source.path {path!r}: cannot open as zarr: {type(exc).__name__}: {exc}") from None
 
