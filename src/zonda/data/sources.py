@@ -115,7 +115,9 @@ def open_grib_source(path: str, user_renames: Iterable[str] = ()) -> xr.Dataset:
     parts = []
     for file in files:
         try:
-            cubes = cfgrib.open_datasets(file, backend_kwargs={"indexpath": ""})
+            with warnings.catch_warnings():  # cfgrib's own internal merge, about an xarray default to come
+                warnings.filterwarnings("ignore", category=FutureWarning, module="cfgrib")
+                cubes = cfgrib.open_datasets(file, backend_kwargs={"indexpath": ""})
         except Exception as exc:  # noqa: BLE001 - cfgrib/ecCodes raise many kinds
             raise SourceError(f"data.source.path {path!r}: cannot read {file} as GRIB: {type(exc).__name__}: {exc}") from None
         if not cubes:

@@ -41,6 +41,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -472,6 +473,9 @@ class ResumableDataLoader(DataLoader):
         epoch_limit: int | None = None,
         **kwargs: Any,
     ) -> None:
+        if kwargs.get("num_workers", 0) > 0 and "multiprocessing_context" not in kwargs and "jax" in sys.modules:
+            # JAX's threads (the Held-Suarez generator, run earlier in this process) make fork() deadlock-prone
+            kwargs["multiprocessing_context"] = "forkserver"
         super().__init__(dataset, batch_size=sampler.batch_size, sampler=sampler, drop_last=False, **kwargs)
         self.epoch_limit = epoch_limit
         self._served = 0
