@@ -19,13 +19,11 @@ def train(
     this pod (a child command, so Lightning's DDP can start one per GPU).
     """
     from zonda.params import params_from_json
-    from zonda.stages import distributed_train_stage, train_command_stage
+    from zonda.stages import train_task_stage
 
     params = params_from_json(params_json)
-    run = mlflow_run_id or None
-    if params.training.num_nodes > 1:
-        manifest = distributed_train_stage(params, snapshot.path, statistics.path, graph.path, model.path, mlflow_run_id=run)
-    else:
-        manifest = train_command_stage(params, snapshot.path, statistics.path, graph.path, model.path, mlflow_run_id=run)
+    manifest = train_task_stage(
+        params, snapshot.path, statistics.path, graph.path, model.path, mlflow_run_id=mlflow_run_id or None
+    )
     model.metadata.update({k: manifest.get(k) for k in ("model_id", "snapshot_id", "statistics_hash", "graph_hash")})
     return str(manifest["model_id"])

@@ -12,7 +12,6 @@ this Python environment, no network needed).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import sys
@@ -20,6 +19,7 @@ import warnings
 from pathlib import Path
 
 from zonda.params import ParamsError, Params, load_params
+from zonda.pipeline_runs import run_name_for
 
 DEFAULT_PARAMS = "params/local.yaml"
 
@@ -41,10 +41,6 @@ def compile_pipeline(params: Params, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(build_pipeline(params), package_path=str(out))
     return out
-
-
-def run_name_for(params: Params) -> str:
-    return f"{params.name}-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}"
 
 
 def run_local(params: Params) -> dict:

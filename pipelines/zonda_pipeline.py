@@ -65,7 +65,6 @@ def build_pipeline(params: Params) -> Callable:
             (registered, "register"),
         ):
             apply_params_resources(task, params, stage)
-        registered.set_caching_options(False)  # a cached run would skip registering the new version
         outputs = NamedTuple(
             "Outputs", mlflow_run_id=str, snapshot=Dataset, statistics=Artifact, graph=Artifact, model=Model,
             evaluation=Artifact, registration=Artifact,

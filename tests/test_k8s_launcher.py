@@ -281,3 +281,56 @@ def test_unknown_kind_is_refused():
     with pytest.raises(LaunchError, match="cannot launch batch/v1 Job"):
         _launcher(FakeCustom([None]), FakeCore([], {}), FakeWatch([])).run(
             {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "namespace": "n"}})
+
+
+def _command_in(manifest) -> list[str]:
+    """The ``zonda ...`` part of a job manifest's container command (after ``torchrun --no-python``)."""
+    if isinstance(manifest, list):
+        if "zonda" in manifest:
+            return manifest[manifest.index("zonda"):]
+        items = manifest
+    elif isinstance(manifest, dict):
+        items = manifest.values()
+    else:
+        return []
+    for item in items:
+        found = _command_in(item)
+        if found:
+            return found
+    return []
+
+
+def test_distributed_train_stage_stages_the_inputs_and_returns_the_jobs_model(tmp_path):
+    """The train task of a multi-node run: inputs copied onto the shared volume, `zonda train` run by the
+    job there, and the job's model directory copied to the task's output."""
+    import json
+
+    from zonda.stages import train_task_stage
+
+    params = load_params(ROOT / "params" / "graphcast.yaml", [f"runtime.output_root={tmp_path / 'pvc'}"])
+    assert params.training.num_nodes > 1
+    inputs = {}
+    for name in ("snapshot", "statistics", "graph"):
+        inputs[name] = tmp_path / name
+        inputs[name].mkdir()
+        (inputs[name] / "manifest.json").write_text(json.dumps({"kind": name}))
+    launched = []
+
+    def fake_launch(manifest, timeout_s):  # the job: writes its model where --out points
+        command = _command_in(manifest)
+        launched.append(command)
+        argument = dict(zip(command[2::2], command[3::2]))
+        for name in inputs:  # it reads the staged copies on the shared volume, not the task's inputs
+            staged = Path(argument[f"--{name}"])
+            assert staged.is_relative_to(tmp_path / "pvc") and json.loads((staged / "manifest.json").read_text()) == {"kind": name}
+        out = Path(argument["--out"])
+        out.mkdir(parents=True)
+        (out / "manifest.json").write_text(json.dumps({"model_id": "sha256:abc"}))
+        (out / "weights.safetensors").write_bytes(b"w")
+
+    manifest = train_task_stage(params, inputs["snapshot"], inputs["statistics"], inputs["graph"], tmp_path / "model",
+                                mlflow_run_id="run123", launcher=fake_launch)
+    (command,) = launched
+    assert command[:2] == ["zonda", "train"] and "--mlflow-run-id" in command and command[-1] == "-q"
+    assert manifest == {"model_id": "sha256:abc"}
+    assert (tmp_path / "model" / "weights.safetensors").read_bytes() == b"w"

@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
-from zonda.files import atomic_dir
+from zonda.files import atomic_dir, atomic_path
 from zonda.params import Params
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,6 @@ def graph_stage(
     ds = open_snapshot(snapshot_dir)
     data = build_graph(params.graph, ds["latitude"].values, ds["longitude"].values)
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     with atomic_dir(out_dir) as tmp:
         graph_manifest = save_graph(data, tmp)
         manifest = {
@@ -169,24 +169,55 @@ def train_command_stage(
     command, which must therefore be ``zonda train`` itself, not the KFP executor.
     """
     import subprocess
-    import sys
     import tempfile
 
-    from zonda.params import RESOLVED_PARAMS_FILENAME, write_resolved
-    from zonda.provenance import read_manifest
+    from zonda.params import write_resolved
 
     with tempfile.TemporaryDirectory() as tmp:
-        write_resolved(params, tmp)
-        command = [
-            sys.executable, "-m", "zonda.cli", "train", "--params", str(Path(tmp) / RESOLVED_PARAMS_FILENAME),
-            "--snapshot", str(snapshot_dir), "--statistics", str(statistics_dir), "--graph", str(graph_dir),
-            "--out", str(out_dir),
-        ] + (["--mlflow-run-id", mlflow_run_id] if mlflow_run_id else [])
+        command = [sys.executable, "-m", "zonda.cli"] + _train_arguments(
+            write_resolved(params, tmp), snapshot_dir, statistics_dir, graph_dir, out_dir, mlflow_run_id
+        )
         subprocess.run(command, check=True)
-    manifest = read_manifest(out_dir)
+    return _training_manifest(out_dir, "zonda train finished")
+
+
+def _train_arguments(
+    params_file: PathLike, snapshot: PathLike, statistics: PathLike, graph: PathLike, out: PathLike, mlflow_run_id: str | None
+) -> list[str]:
+    """The ``zonda train ...`` arguments (after the program) for these inputs."""
+    arguments = ["train", "--params", str(params_file), "--snapshot", str(snapshot), "--statistics", str(statistics),
+                 "--graph", str(graph), "--out", str(out)]
+    return arguments + (["--mlflow-run-id", mlflow_run_id] if mlflow_run_id else [])
+
+
+def _training_manifest(model_dir: PathLike, what: str) -> dict[str, Any]:
+    """The training artifact's manifest, or RuntimeError saying ``what`` happened without one."""
+    from zonda.provenance import read_manifest
+
+    manifest = read_manifest(model_dir)
     if manifest is None:
-        raise RuntimeError(f"{out_dir}: zonda train finished but wrote no manifest.json")
+        raise RuntimeError(f"{model_dir}: {what} but wrote no manifest.json")
     return manifest
+
+
+def train_task_stage(
+    params: Params,
+    snapshot_dir: PathLike,
+    statistics_dir: PathLike,
+    graph_dir: PathLike,
+    out_dir: PathLike,
+    *,
+    mlflow_run_id: str | None = None,
+    launcher: Any = None,
+) -> dict[str, Any]:
+    """Stage 4 as the pipeline's train task runs it: a TrainJob/PyTorchJob when
+    ``training.num_nodes > 1`` (``launcher``: see :func:`distributed_train_stage`),
+    otherwise a ``zonda train`` child process in this pod."""
+    if params.training.num_nodes > 1:
+        return distributed_train_stage(
+            params, snapshot_dir, statistics_dir, graph_dir, out_dir, mlflow_run_id=mlflow_run_id, launcher=launcher
+        )
+    return train_command_stage(params, snapshot_dir, statistics_dir, graph_dir, out_dir, mlflow_run_id=mlflow_run_id)
 
 
 def evaluate_stage(
@@ -205,7 +236,6 @@ def evaluate_stage(
     from zonda.evaluation.run import run_evaluation
 
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     with atomic_dir(out_dir) as tmp:
         manifest = run_evaluation(params, snapshot_dir, statistics_dir, graph_dir, model_dir, tmp, progress=progress)
     if track:
@@ -237,32 +267,26 @@ def distributed_train_stage(
     job raises with its pods' logs (``zonda.k8s.JobFailed``).
     """
     from zonda.k8s import distributed_job_manifest, job_name_for, launch
-    from zonda.params import RESOLVED_PARAMS_FILENAME, write_resolved
+    from zonda.params import write_resolved
 
-    unique = mlflow_run_id or uuid.uuid4().hex
-    shared = Path(params.runtime.output_root) / "train-jobs" / job_name_for(f"{params.name}-train", unique)
+    job_name = job_name_for(f"{params.name}-train", mlflow_run_id or uuid.uuid4().hex)
+    shared = Path(params.runtime.output_root) / "train-jobs" / job_name
     staged = {}
     for name, src in (("snapshot", snapshot_dir), ("statistics", statistics_dir), ("graph", graph_dir)):
         staged[name] = shared / name
-        if not staged[name].exists():
-            shutil.copytree(src, staged[name])
-    write_resolved(params, shared)
-    command = [
-        "zonda", "train", "--params", str(shared / RESOLVED_PARAMS_FILENAME),
-        "--snapshot", str(staged["snapshot"]), "--statistics", str(staged["statistics"]),
-        "--graph", str(staged["graph"]), "--out", str(shared / "model"), "-q",
-    ] + (["--mlflow-run-id", mlflow_run_id] if mlflow_run_id else [])
-    manifest = distributed_job_manifest(params, job_name=job_name_for(f"{params.name}-train", unique), command=command)
+        if not staged[name].exists():  # a retried task reuses what an earlier attempt staged completely
+            with atomic_path(staged[name]) as tmp:
+                shutil.copytree(src, tmp)
+    command = ["zonda"] + _train_arguments(
+        write_resolved(params, shared), staged["snapshot"], staged["statistics"], staged["graph"], shared / "model",
+        mlflow_run_id,
+    ) + ["-q"]
+    manifest = distributed_job_manifest(params, job_name=job_name, command=command)
     (launcher or launch)(manifest, timeout_s=params.runtime.distributed.timeout_minutes * 60)
-    out_dir = Path(out_dir)
+    _training_manifest(shared / "model", "the training job finished")
     with atomic_dir(out_dir) as tmp:
         shutil.copytree(shared / "model", tmp, dirs_exist_ok=True)
-    from zonda.provenance import read_manifest
-
-    result = read_manifest(out_dir)
-    if result is None:
-        raise RuntimeError(f"{shared / 'model'}: the training job finished but wrote no manifest.json")
-    return result
+    return _training_manifest(out_dir, "copying the trained model")
 
 
 def register_stage(
@@ -295,7 +319,6 @@ def register_stage(
     )
     manifest = registration_manifest(result)
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     with atomic_dir(out_dir) as tmp:
         write_resolved(params, tmp)
         write_manifest(tmp, manifest)
