@@ -18,6 +18,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from zonda.evaluation.run import read_headline
+from zonda.provenance import read_manifest
+
 REPO = Path(__file__).resolve().parents[1]
 _TASK = re.compile(r"^(\d\d:\d\d:\d\d\.\d+) - INFO - (Executing task|Task) .*?'([\w-]+)'")
 
@@ -52,8 +55,8 @@ def measure(params: str = "params/local.yaml") -> dict:
         if proc.returncode != 0:
             raise RuntimeError(f"pipeline failed (exit {proc.returncode}):\n{log[-4000:]}")
         evaluation = sorted(Path(tmp).glob("kfp/*/evaluate/evaluation/manifest.json"))
-        verdict = json.loads(evaluation[-1].read_text())["beats_persistence"] if evaluation else None
-        headline = json.loads((evaluation[-1].parent / "headline.json").read_text()) if evaluation else None
+        verdict = read_manifest(evaluation[-1].parent)["beats_persistence"] if evaluation else None
+        headline = read_headline(evaluation[-1].parent) if evaluation else None
     return {
         "params": params,
         "total_seconds": round(seconds, 1),

@@ -123,6 +123,10 @@ def test_validation_sampler_keeps_every_sample_once_across_ranks():
 
 
 def _loader(datamodule, **kwargs) -> ResumableDataLoader:
+    from zonda.training.data import worker_start_method
+
+    if kwargs.get("num_workers"):  # as the DataModule starts its workers
+        kwargs.setdefault("multiprocessing_context", worker_start_method())
     dataset = datamodule.dataset("train", 1)
     sampler = ShardedEpochSampler(len(dataset), 2, seed=3, epoch=kwargs.pop("epoch", 0))
     return ResumableDataLoader(dataset, sampler, **kwargs)

@@ -29,10 +29,10 @@ def test_ddp_with_global_batch_b_equals_one_process_with_batch_b():
     ddp_out = support.new_dir("ddp")
     a = support.artifacts()
     cmd = [
-        sys.executable, "-m", "zonda.training",
+        sys.executable, "-m", "zonda.cli", "train",
         "--params", str(REPO / "params" / "debug.yaml"),
         "--snapshot", str(a["snapshot"]), "--statistics", str(a["statistics"]), "--graph", str(a["graph"]),
-        "--out", str(ddp_out), "--no-track", "--no-progress",
+        "--out", str(ddp_out), "--no-mlflow", "--quiet",
         *support.base_overrides(), *SETTINGS,
         "training.batch_size=2", "training.devices=2", "training.strategy=ddp",
     ]

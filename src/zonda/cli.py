@@ -93,7 +93,7 @@ def cmd_register(args: argparse.Namespace) -> None:
 
     manifest = register_stage(
         _load(args), args.model, args.statistics, args.graph, args.evaluation, args.out,
-        snapshot_dir=args.snapshot, **_track(args),
+        snapshot_dir=args.snapshot, mlflow_run_id=args.mlflow_run_id, progress=not args.quiet,
     )
     print(f"{manifest['name']} version {manifest['version']}: {manifest['decision']} ({manifest['reason']})")
 
@@ -190,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("register", help="stage 6: register the model in MLflow and run the promotion gate")
-    _common(p)
+    _common(p, tracked=False)  # registering writes to MLflow: no --no-mlflow here
+    p.add_argument("--mlflow-run-id", default=None, help="log into this MLflow run (the pipeline's)")
     _inputs(p, "snapshot", "statistics", "graph", "model", "evaluation")
     p.add_argument("--out", type=Path, required=True, help="registration directory (manifest.json)")
     p.set_defaults(func=cmd_register)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import zonda
-from zonda.files import write_json_atomic
+from zonda.files import read_json_file, write_json_atomic
 
 MANIFEST_FILENAME = "manifest.json"
 
@@ -52,7 +52,8 @@ def write_manifest(directory: str | os.PathLike[str], manifest: dict[str, Any]) 
 
 
 def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The parsed ``manifest.json`` of a stage's output directory; None when it has none."""
     path = Path(directory) / MANIFEST_FILENAME
     if not path.is_file():
         return None
-    return json.loads(path.read_text())
+    return read_json_file(path, "a zonda stage manifest")

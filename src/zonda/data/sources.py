@@ -13,7 +13,6 @@ import shutil
 import uuid
 import warnings
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import xarray as xr
@@ -90,17 +89,16 @@ def open_netcdf_source(path: str) -> xr.Dataset:
 _GRIB_MESSAGE_COORDS = ("number", "step", "surface", "valid_time", "heightAboveGround", "meanSea")
 
 
-def open_grib_source(path: str, user_renames: Iterable[str] = ()) -> xr.Dataset:
+def open_grib_source(path: str) -> xr.Dataset:
     """Opens GRIB files (a path or glob) with cfgrib, as one Dataset with catalogue names.
 
     A GRIB file usually mixes level types (pressure-level ``t``, ``z``, ... and
     surface ``sp``, ``msl``, ...), which cfgrib reads as one hypercube each;
     they are merged here, per file, and the files concatenated along time.
-    ``time`` becomes the valid time (analysis time + step); cfgrib's names
-    (``t``, ``t2m``) become the catalogue's (``temperature``,
-    ``2m_temperature``) unless ``data.source.rename`` maps them itself
-    (``user_renames``). cfgrib's index files are not written (the source may
-    be read-only).
+    ``time`` becomes the valid time (analysis time + step). cfgrib's variable
+    names (``t``, ``t2m``) are kept; :func:`standardise_names` maps them to the
+    catalogue's. cfgrib's index files are not written (the source may be
+    read-only).
     """
     try:
         import cfgrib
@@ -111,7 +109,6 @@ def open_grib_source(path: str, user_renames: Iterable[str] = ()) -> xr.Dataset:
     files = sorted(glob.glob(path))
     if not files:
         raise SourceError(f"data.source.path {path!r}: no GRIB file matches")
-    renames = {k: v for k, v in grib_renames().items() if k not in set(user_renames)}
     parts = []
     for file in files:
         try:
@@ -123,7 +120,7 @@ def open_grib_source(path: str, user_renames: Iterable[str] = ()) -> xr.Dataset:
         if not cubes:
             raise SourceError(f"data.source.path {path!r}: {file} holds no GRIB messages")
         try:
-            cubes = [_grib_cube_on_valid_time(c, renames) for c in cubes]
+            cubes = [_grib_cube_on_valid_time(c) for c in cubes]
         except ValueError as exc:
             raise SourceError(f"data.source.path {path!r}: {file}: {exc}") from None
         try:
@@ -136,8 +133,8 @@ def open_grib_source(path: str, user_renames: Iterable[str] = ()) -> xr.Dataset:
         raise SourceError(f"data.source.path {path!r}: the GRIB files do not combine along time: {exc}") from None
 
 
-def _grib_cube_on_valid_time(ds: xr.Dataset, renames: dict[str, str]) -> xr.Dataset:
-    """One cfgrib hypercube with ``time`` = valid time, message coordinates dropped, variables renamed."""
+def _grib_cube_on_valid_time(ds: xr.Dataset) -> xr.Dataset:
+    """One cfgrib hypercube with ``time`` = valid time and the message coordinates dropped."""
     if "valid_time" in ds.coords:
         valid = ds["valid_time"]
         if valid.ndim == 0:  # a file with one time: cfgrib makes time a scalar
@@ -147,8 +144,7 @@ def _grib_cube_on_valid_time(ds: xr.Dataset, renames: dict[str, str]) -> xr.Data
         else:
             raise ValueError(f"fields with several forecast steps (valid_time dims {valid.dims}); "
                              "snapshots take analyses, one step per time")
-    ds = ds.drop_vars([c for c in _GRIB_MESSAGE_COORDS if c in ds.coords])
-    return ds.rename({k: v for k, v in renames.items() if k in ds.data_vars})
+    return ds.drop_vars([c for c in _GRIB_MESSAGE_COORDS if c in ds.coords])
 
 
 def heldsuarez_cache_key(data: DataParams) -> str:
@@ -193,19 +189,22 @@ def open_source(data: DataParams, cache_dir: Path, progress: bool = True) -> xr.
     elif kind == "netcdf":
         ds = open_netcdf_source(str(data.source.path))
     elif kind == "grib":
-        ds = open_grib_source(str(data.source.path), data.source.rename)
+        ds = open_grib_source(str(data.source.path))
     else:  # pragma: no cover - the schema forbids it
         raise SourceError(f"data.source.kind {kind!r} is not supported")
-    return standardise_names(ds, data.source.rename)
+    return standardise_names(ds, data.source.rename, grib=kind == "grib")
 
 
-def standardise_names(ds: xr.Dataset, rename: dict[str, str]) -> xr.Dataset:
-    """Applies the user's renames, then the usual dim aliases (lat -> latitude, ...)."""
+def standardise_names(ds: xr.Dataset, rename: dict[str, str], *, grib: bool = False) -> xr.Dataset:
+    """Applies the user's renames, then the usual aliases: dims (lat -> latitude, ...) and, for a
+    ``grib`` source, cfgrib's variable names (t -> temperature, ...); an alias never overwrites a name."""
     missing = [k for k in rename if k not in ds.variables and k not in ds.dims]
     if missing:
         raise SourceError(f"data.source.rename names {missing}, which the source does not have")
     ds = ds.rename(rename) if rename else ds
     aliases = {k: v for k, v in DIM_ALIASES.items() if (k in ds.dims or k in ds.coords) and v not in ds.variables}
+    if grib:
+        aliases |= {k: v for k, v in grib_renames().items() if k in ds.data_vars and v not in ds.variables}
     return ds.rename(aliases) if aliases else ds
 
 
@@ -242,6 +241,6 @@ def preflight(data: DataParams) -> None:
     ds = {
         "zarr": lambda: open_zarr_source(str(data.source.path), data.source.storage_options),
         "netcdf": lambda: open_netcdf_source(str(data.source.path)),
-        "grib": lambda: open_grib_source(str(data.source.path), data.source.rename),
+        "grib": lambda: open_grib_source(str(data.source.path)),
     }[kind]()
     ds.close()

@@ -19,6 +19,9 @@ DEFAULT_HEADLINE_VARIABLES = ("geopotential/500", "temperature/850", "u_componen
 DEFAULT_LEAD_DAYS = (1.0, 3.0, 5.0, 10.0)
 _LEAD_TOLERANCE = np.timedelta64(1, "s")
 
+# Metrics for which a larger value is better (all others: smaller is better).
+HIGHER_IS_BETTER = ("acc",)
+
 
 def parse_headline(spec: str) -> tuple[str, int | None]:
     """``"geopotential/500"`` -> ``("geopotential", 500)``; ``"surface_pressure"`` -> ``(..., None)``."""

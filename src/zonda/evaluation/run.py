@@ -20,7 +20,6 @@ Output directory::
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from datetime import datetime, timezone
@@ -34,8 +33,9 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from zonda.channels import ChannelLayout
+from zonda.files import read_json_file, write_json_atomic
 from zonda.params import Params, write_resolved
-from zonda.provenance import code_version, read_manifest, write_manifest
+from zonda.provenance import code_version, write_manifest
 from zonda.snapshot import DATA_DIRNAME, open_snapshot
 from zonda.variables import TIME_STEP_HOURS
 
@@ -180,7 +180,7 @@ def run_evaluation(
 
     spec, leads = params.evaluation.headline_variables, params.evaluation.headline_lead_days
     headline = {name: ev.headline_scores(res, spec, leads, metrics=["rmse", "acc"]) for name, res in results.items()}
-    (out_dir / HEADLINE_FILE).write_text(json.dumps(headline, indent=2) + "\n")
+    write_json_atomic(out_dir / HEADLINE_FILE, headline)
     ev.plot_scorecard(results, out_dir / "scorecard.png", spec, leads)
     ev.plot_error_growth(results, out_dir / "error_growth.png", spec)
     ev.plot_maps(forecast, truth, out_dir, spec, params.evaluation.map_lead_days, init_time=times[inits[0]])
@@ -224,7 +224,8 @@ def read_summary(directory: str | os.PathLike[str]) -> str:
 
 
 def read_headline(directory: str | os.PathLike[str]) -> dict[str, dict[str, float]]:
-    return json.loads((Path(directory) / HEADLINE_FILE).read_text())
+    """``{"model" | "persistence" | "climatology": {score key: value}}`` of an evaluation output directory."""
+    return read_json_file(Path(directory) / HEADLINE_FILE, "not an evaluation output directory")
 
 
-__all__ = ["run_evaluation", "init_indices", "write_forecasts", "beats_persistence", "read_manifest"]
+__all__ = ["run_evaluation", "init_indices", "write_forecasts", "beats_persistence", "read_headline", "read_summary"]

@@ -16,6 +16,7 @@ import numpy as np
 import xarray as xr
 
 from zonda.evaluation.headline import (
+    HIGHER_IS_BETTER,
     headline_series,
     headline_value,
     lead_days_of,
@@ -23,8 +24,6 @@ from zonda.evaluation.headline import (
     parse_headline,
 )
 from zonda.files import write_text_atomic
-
-HIGHER_IS_BETTER = ("acc",)
 
 
 def _fmt(value: float) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from zonda.files import read_json_file
+from zonda.evaluation.run import HEADLINE_FILE, read_headline
 from zonda.params import Params
 from zonda.registry.errors import RegistryError
 from zonda.registry.pyfunc_model import (
@@ -37,7 +37,6 @@ from zonda.registry.pyfunc_model import (
 )
 
 PathLike = str | os.PathLike[str]
-HEADLINE_FILE = "headline.json"
 _GRAPH_FILES = ("graph.safetensors", "graph.json")
 _STATISTICS_FILES = ("statistics.nc", "manifest.json")
 
@@ -55,7 +54,10 @@ def read_card(model_dir: PathLike) -> dict[str, Any]:
 def read_model_scores(evaluation_dir: PathLike) -> dict[str, float]:
     """The model's headline scores from an evaluation's ``headline.json`` (``{"model": {key: value}}``)."""
     path = Path(evaluation_dir) / HEADLINE_FILE
-    headline = read_json_file(path, "not an evaluation output directory", RegistryError)
+    try:
+        headline = read_headline(evaluation_dir)
+    except ValueError as exc:
+        raise RegistryError(str(exc)) from None
     model = headline.get("model") if isinstance(headline, dict) else None
     if not isinstance(model, dict) or not model:
         raise RegistryError(f"{path}: has no 'model' scores (keys: {sorted(headline) if isinstance(headline, dict) else []})")

@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal, Mapping
 
+from zonda.evaluation.headline import HIGHER_IS_BETTER
 from zonda.params import PromotionParams
 from zonda.registry.errors import RegistryError
 from zonda.registry.lock import DEFAULT_STALE_AFTER_S, DEFAULT_TIMEOUT_S, PromotionLock
@@ -59,7 +60,6 @@ TAG_REASON = "zonda.promotion.reason"
 TAG_AT = "zonda.promotion.at"
 TAG_BY = "zonda.promotion.by"
 TAG_PREVIOUS = "zonda.promotion.previous_champion"
-HIGHER_IS_BETTER = ("acc",)
 _MAX_TAG_VALUE = 5000
 
 Outcome = Literal["better", "tie", "worse"]

@@ -449,6 +449,13 @@ def epoch_batches(num_batches: int, limit: int | float | None) -> int:
     return int(num_batches * float(limit))
 
 
+def worker_start_method() -> str | None:
+    """How DataLoader workers start: ``forkserver`` once JAX is loaded in this process (the
+    Held-Suarez generator ran here earlier, e.g. in a notebook: JAX's threads make ``fork``
+    deadlock-prone), else the platform default (``fork`` on Linux)."""
+    return "forkserver" if "jax" in sys.modules else None
+
+
 class ResumableDataLoader(DataLoader):
     """A DataLoader over a :class:`ShardedEpochSampler` that Lightning checkpoints mid-epoch.
 
@@ -473,9 +480,6 @@ class ResumableDataLoader(DataLoader):
         epoch_limit: int | None = None,
         **kwargs: Any,
     ) -> None:
-        if kwargs.get("num_workers", 0) > 0 and "multiprocessing_context" not in kwargs and "jax" in sys.modules:
-            # JAX's threads (the Held-Suarez generator, run earlier in this process) make fork() deadlock-prone
-            kwargs["multiprocessing_context"] = "forkserver"
         super().__init__(dataset, batch_size=sampler.batch_size, sampler=sampler, drop_last=False, **kwargs)
         self.epoch_limit = epoch_limit
         self._served = 0
@@ -670,7 +674,8 @@ class SnapshotDataModule(L.LightningDataModule):
             "generator": torch.Generator().manual_seed(t.seed),  # keeps worker seeding off the global RNG
         }
         if t.num_workers > 0:
-            options.update(prefetch_factor=t.prefetch_factor, persistent_workers=t.persistent_workers)
+            options.update(prefetch_factor=t.prefetch_factor, persistent_workers=t.persistent_workers,
+                           multiprocessing_context=worker_start_method())
         return options
 
     def _epoch(self) -> int:

@@ -37,8 +37,8 @@ import numpy as np
 import torch
 
 from zonda.files import write_json_atomic
-from zonda.params import Params, write_resolved
-from zonda.provenance import code_version, read_manifest
+from zonda.params import RESOLVED_PARAMS_FILENAME, Params, write_resolved
+from zonda.provenance import MANIFEST_FILENAME, code_version, read_manifest, write_manifest
 from zonda.training.artifacts import MODEL_CARD, WEIGHTS_FILE, model_card
 from zonda.training.callbacks import (
     CheckpointOnPreemption,
@@ -124,7 +124,7 @@ def _global_rank_from_env() -> int:
 def _prepare_out_dir(out_dir: Path, keep: Path | None) -> None:
     """Creates ``out_dir``; drops a previous run's manifest and (unless resuming from there) checkpoints."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "manifest.json").unlink(missing_ok=True)
+    (out_dir / MANIFEST_FILENAME).unlink(missing_ok=True)
     ckpt_dir = out_dir / CHECKPOINT_DIR
     if ckpt_dir.is_dir():
         inside = keep is not None and keep.resolve().parent == ckpt_dir.resolve()
@@ -403,7 +403,7 @@ def train(
         "code_version": code_version(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    write_json_atomic(out_dir / "manifest.json", manifest)
+    write_manifest(out_dir, manifest)
     if track and logger:
         _log_outputs(logger, out_dir, manifest, best.get("checkpoint"))
     return manifest
@@ -440,7 +440,7 @@ def _log_outputs(logger: Any, out_dir: Path, manifest: dict[str, Any], best_chec
     throughput = manifest.get("throughput", {})
     if throughput.get("samples_per_second"):
         client.log_metric(run_id, "train/samples_per_second", float(throughput["samples_per_second"]))
-    for name in (WEIGHTS_FILE, MODEL_CARD, HISTORY_FILE, "manifest.json", "params.resolved.yaml"):
+    for name in (WEIGHTS_FILE, MODEL_CARD, HISTORY_FILE, MANIFEST_FILENAME, RESOLVED_PARAMS_FILENAME):
         if (out_dir / name).is_file():
             client.log_artifact(run_id, str(out_dir / name), artifact_path="train")
     if best_checkpoint and Path(best_checkpoint).is_file():
