@@ -93,6 +93,24 @@ def write_json_atomic(path: PathLike, payload: Any, *, indent: int = 2) -> Path:
     return write_text_atomic(path, json.dumps(payload, indent=indent, default=str) + "\n")
 
 
+def default_file_mode() -> int:
+    """The mode a new file gets from ``open`` under this process's umask (``0o666 & ~umask``).
+
+    For writers that create files ``0600`` (safetensors, ``tempfile``) whose
+    output a later stage, maybe running as another user, must read. The umask
+    is read from /proc without changing it (``os.umask`` would, briefly, for
+    every thread).
+    """
+    umask = 0o022
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                umask = int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o666 & ~umask
+
+
 def file_sha256(path: PathLike) -> str:
     """The hex sha256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()

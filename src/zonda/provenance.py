@@ -40,6 +40,12 @@ def code_version() -> dict[str, str | None]:
     return {"zonda": zonda.__version__, "git_commit": git_commit()}
 
 
+def sha256_id(digest: str) -> str:
+    """``sha256:<hex>``, the form stage manifests and MLflow tags use, whether or not ``digest`` has the prefix."""
+    digest = str(digest)
+    return digest if digest.startswith("sha256:") else f"sha256:{digest}"
+
+
 def canonical_json_hash(payload: Any) -> str:
     """sha256 hex of the canonical (sorted keys, no whitespace) JSON of ``payload``."""
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)

@@ -101,7 +101,7 @@ def graph_stage(
     """Stage 3: icosahedral multi-mesh and grid<->mesh edges for the snapshot's grid."""
     from zonda.graph import build_graph, graph_summary, save_graph
     from zonda.params import write_resolved
-    from zonda.provenance import code_version, read_manifest, write_manifest
+    from zonda.provenance import code_version, read_manifest, sha256_id, write_manifest
     from zonda.snapshot import open_snapshot
 
     snapshot_manifest = read_manifest(snapshot_dir) or {}
@@ -112,7 +112,7 @@ def graph_stage(
         graph_manifest = save_graph(data, tmp)
         manifest = {
             "kind": "zonda.graph",
-            "graph_hash": f"sha256:{graph_manifest['graph_hash']}",
+            "graph_hash": sha256_id(graph_manifest["graph_hash"]),
             "snapshot_id": snapshot_manifest.get("snapshot_id"),
             "counts": graph_manifest["counts"],
             "code_version": code_version(),

@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch_geometric.data import HeteroData
 
-from zonda.files import file_sha256, read_json_file
+from zonda.files import default_file_mode, file_sha256, read_json_file
 from zonda.graph.build import EDGE_SET_NAMES, EDGE_TYPES, NODE_TYPES, check_schema
 from zonda.graph.hashing import SCHEMA_VERSION, graph_hash
 from zonda.graph.plot import plot_edge_lengths, plot_mesh
@@ -39,17 +39,6 @@ EDGE_LENGTHS_PNG = "edge_lengths.png"
 GRAPH_FILES = (TENSORS_FILE, MANIFEST_FILE, MESH_PNG, EDGE_LENGTHS_PNG)
 FORMAT = "zonda.graph"
 _META_KEYS = ("schema_version", "graph_hash", "params", "grid", "mesh", "encoder", "decoder", "edge_length_scale")
-
-
-def _umask() -> int:
-    """The process umask, read without changing it (os.umask would, briefly, for every thread)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    return 0o022
 
 
 def _tensors(data: HeteroData) -> dict[str, torch.Tensor]:
@@ -104,7 +93,7 @@ def save_graph(data: HeteroData, out_dir: Path) -> dict[str, Any]:
         manifest["files"] = {name: {"sha256": file_sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
                              for name in (TENSORS_FILE, MESH_PNG, EDGE_LENGTHS_PNG)}
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=False) + "\n")
-        mode = 0o666 & ~_umask()
+        mode = default_file_mode()
         for name in GRAPH_FILES:
             os.chmod(tmp / name, mode)
         (out_dir / MANIFEST_FILE).unlink(missing_ok=True)

@@ -25,6 +25,7 @@ import numpy as np
 
 from zonda.evaluation.run import HEADLINE_FILE, read_headline
 from zonda.params import Params
+from zonda.provenance import sha256_id
 from zonda.registry.errors import RegistryError
 from zonda.registry.pyfunc_model import (
     ARTIFACT_GRAPH,
@@ -113,7 +114,7 @@ def same_id(a: Any, b: Any) -> bool:
     """Whether two content IDs are equal, written with or without the ``sha256:`` prefix."""
     if a is None or b is None:
         return False
-    return str(a).removeprefix("sha256:") == str(b).removeprefix("sha256:")
+    return sha256_id(a) == sha256_id(b)
 
 
 def _graph_hash(graph_dir: PathLike, reader: Any) -> str | None:

@@ -92,12 +92,12 @@ def load_forecaster(
     from zonda.graph.io import read_manifest as read_graph_manifest
     from zonda.models import Forecaster
     from zonda.params import ModelParams
-    from zonda.provenance import read_manifest
+    from zonda.provenance import read_manifest, sha256_id
     from zonda.statistics import load_statistics
 
     model_dir = Path(model_dir)
     card = read_model_card(model_dir)
-    graph_hash = "sha256:" + str(read_graph_manifest(Path(graph_dir))["graph_hash"]).removeprefix("sha256:")
+    graph_hash = sha256_id(read_graph_manifest(Path(graph_dir))["graph_hash"])
     if graph_hash != card.get("graph_hash"):
         raise TrainingInputError(f"{Path(graph_dir) / 'graph.json'}: graph_hash {graph_hash} is not the model's ({card.get('graph_hash')})")
     stats_manifest = read_manifest(statistics_dir) or {}

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from zonda.files import atomic_path, file_sha256, write_bytes_atomic
+from zonda.files import atomic_path, default_file_mode, file_sha256, write_bytes_atomic
 from zonda.training.errors import TrainingInputError
 
 CHECKPOINT_FORMAT = "zonda.training-checkpoint"
@@ -169,7 +169,7 @@ def save_weights(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": WEIGHTS_FORMAT, **{k: str(v) for k, v in (metadata or {}).items()}})
-        os.chmod(tmp, 0o644)  # safetensors creates 0600; the evaluation stage may run as another user
+        os.chmod(tmp, default_file_mode())  # safetensors creates 0600; the evaluation stage may run as another user
         digest = file_sha256(tmp)
     return digest
 

@@ -38,6 +38,7 @@ rebuild it every ``increase_every_epochs`` epochs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -253,17 +254,13 @@ class SnapshotReader:
     @staticmethod
     def _fetch(requests: list[tuple[Any, slice]]) -> list[Any]:
         """``array[slice]`` for every request, concurrently when zarr has its async API."""
-        try:
-            import asyncio
-
-            from zarr.core.sync import sync
-
-            async def gather() -> list[Any]:
-                return await asyncio.gather(*(a._async_array.getitem(sl) for a, sl in requests))
-
-            return sync(gather())
-        except (ImportError, AttributeError):
+        if _zarr_sync is None or not all(hasattr(a, "_async_array") for a, _ in requests):
             return [a[sl] for a, sl in requests]
+
+        async def gather() -> list[Any]:
+            return await asyncio.gather(*(a._async_array.getitem(sl) for a, sl in requests))
+
+        return _zarr_sync(gather())
 
     def window(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """``(states (T, G, C), forcings (T, G, F))`` of time indices ``start:stop`` (``T = stop - start``)."""
@@ -447,6 +444,12 @@ def epoch_batches(num_batches: int, limit: int | float | None) -> int:
     if isinstance(limit, int) or (isinstance(limit, float) and limit > 1.0 and limit.is_integer()):
         return min(num_batches, int(limit))
     return int(num_batches * float(limit))
+
+
+try:  # zarr 3: run many chunk reads concurrently on its event loop
+    from zarr.core.sync import sync as _zarr_sync
+except ImportError:  # pragma: no cover - zarr 2
+    _zarr_sync = None
 
 
 def worker_start_method() -> str | None:

@@ -38,7 +38,7 @@ import torch
 
 from zonda.files import write_json_atomic
 from zonda.params import RESOLVED_PARAMS_FILENAME, Params, write_resolved
-from zonda.provenance import MANIFEST_FILENAME, code_version, read_manifest, write_manifest
+from zonda.provenance import MANIFEST_FILENAME, code_version, read_manifest, sha256_id, write_manifest
 from zonda.training.artifacts import MODEL_CARD, WEIGHTS_FILE, model_card
 from zonda.training.callbacks import (
     CheckpointOnPreemption,
@@ -92,12 +92,6 @@ def read_lineage(snapshot_dir: PathLike, statistics_dir: PathLike, graph_dir: Pa
         "graph_hash": sha256_id(graph["graph_hash"]),
         "_graph_manifest": str(Path(graph_dir) / MANIFEST_FILE),
     }
-
-
-def sha256_id(digest: str) -> str:
-    """``sha256:<hex>``, the form the stage manifests and MLflow tags use."""
-    digest = str(digest)
-    return digest if digest.startswith("sha256:") else f"sha256:{digest}"
 
 
 def _check_graph_grid(graph_meta: dict[str, Any], source: str, latitudes: np.ndarray, longitudes: np.ndarray) -> None:
