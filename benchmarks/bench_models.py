@@ -9,10 +9,12 @@ What is measured, per processor and width:
   the output), median over ``repeats`` after ``warmup`` runs, batch 1;
 * peak resident memory of the process (each configuration runs in a fresh
   subprocess, so peaks do not mix);
-* matmul FLOPs, counted from the shapes of every matmul the forward pass
-  runs (``2*m*n*k``; forward + backward = 3x forward), and the fp32 GEMM rate
-  of this machine measured in the same process between repeats (a large
-  ``torch.mm``); roofline fraction = FLOPs / (time * GEMM rate);
+* matmul FLOPs, counted by ``torch.utils.flop_counter.FlopCounterMode``
+  from the shapes of every matmul one forward + backward step runs
+  (``2*m*n*k`` each, in-place ``addmm_`` and oneDNN linears included), and
+  the fp32 GEMM rate of this machine measured in the same process between
+  repeats (a large ``torch.mm``); roofline fraction = FLOPs / (time * GEMM
+  rate);
 * the same for the peer, anemoi-models 0.13.0 (``AnemoiModelEncProcDec`` with
   GNN or GraphTransformer encoder/processor/decoder, built from the same
   graph) in ``.venv-bench`` when that venv exists and imports, with
@@ -22,7 +24,7 @@ What is measured, per processor and width:
 Model shapes follow the peer's measurement setup: 16 layers, 20 variables,
 2 input steps, a refinement-5 icosahedral multi-mesh and the 5.625 degree grid
 (32 x 64). The zonda GNN uses 2 hidden layers per MLP, like anemoi's MLPs;
-both use GELU and 16 heads.
+both use the same activation (SiLU unless ``--activation``) and 16 heads.
 
 Process settings, identical for both models:
 
@@ -133,12 +135,20 @@ def gemm_rate(n: int = 2048, reps: int = 3) -> float:
 
 
 def matmul_flops(fn) -> int:
-    """FLOPs of the matmuls ``fn()`` runs (``2*m*n*k`` each, in-place ``addmm_`` included)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode, addmm_flop
+    """FLOPs of the matmuls ``fn()`` runs, forward and backward (``2*m*n*k`` each).
 
-    aten = torch.ops.aten
-    with FlopCounterMode(display=False, custom_mapping={aten.addmm_.default: addmm_flop}) as counter:
+    ``FlopCounterMode`` knows ``mm``/``addmm``/``bmm``/attention; the in-place
+    ``addmm_`` is added here (its registry entry is keyed by the overload
+    packet, so ``aten.addmm_`` and not ``aten.addmm_.default``), and zonda
+    registers the formula of its oneDNN linear in ``zonda.models.dense``.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def addmm_inplace_flop(self_shape, a_shape, b_shape, *args, **kwargs) -> int:
+        return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+
+    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.addmm_: addmm_inplace_flop}) as counter:
         fn()
     return int(counter.get_total_flops())
 
@@ -257,11 +267,10 @@ def _measure_model(case: Case, forward, module) -> dict[str, Any]:
         forward().float().square().mean().backward()
 
     rss_model = current_rss_gb()
-    with torch.no_grad():
-        flops_forward = matmul_flops(forward)
+    flops = matmul_flops(step)
     result = time_steps(step, case)
     result.update(
-        flops=3 * flops_forward,
+        flops=flops,
         parameters=sum(p.numel() for p in module.parameters()),
         peak_rss_gb=peak_rss_gb(),
         model_rss_gb=rss_model,

@@ -13,6 +13,7 @@ from torch_geometric.data import HeteroData
 
 from zonda.channels import ChannelLayout
 from zonda.models import Forecaster, Normalisation, build_network, summary, summary_dict
+from zonda.models.dense import dense, onednn_linear_available
 from zonda.models.graph_transformer import edge_attention
 from zonda.models.interaction_network import InteractionNetwork
 from zonda.models.message_passing import EdgeSet, segment_softmax
@@ -195,6 +196,46 @@ def _naive_mlp_apply(mlp, x):
         if i < len(mlp.linears) - 1:
             h = F.silu(h)
     return mlp.norm(h) if mlp.norm is not None else h
+
+
+@pytest.mark.skipif(not onednn_linear_available(), reason="this PyTorch has no oneDNN linear kernel")
+@pytest.mark.parametrize("in_dim,out_dim,bias", [(24, 16, True), (4, 32, True), (16, 16, False)], ids=["narrows", "widens", "no-bias"])
+def test_onednn_dense_matches_f_linear_in_values_and_gradients(in_dim, out_dim, bias):
+    """dense() runs oneDNN on the CPU; it must agree with F.linear, gradients included,
+    for a (N, B, K) input and a weight that is a strided column block of a larger one."""
+    torch.manual_seed(0)
+    big = torch.randn(out_dim, in_dim + 5)
+    x = torch.randn(37, 2, in_dim)
+    b = torch.randn(out_dim) if bias else None
+    grad_out = torch.randn(37, 2, out_dim)
+    results = []
+    for fn in (dense, F.linear):
+        xs, bigs = x.clone().requires_grad_(), big.clone().requires_grad_()
+        bs = b.clone().requires_grad_() if bias else None
+        out = fn(xs, bigs[:, 2 : 2 + in_dim], bs)
+        out.backward(grad_out)
+        results.append((out, xs.grad, bigs.grad) + ((bs.grad,) if bias else ()))
+    for ours, reference in zip(*results):
+        torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+    assert results[0][2][:, :2].abs().max() == 0  # columns outside the block get no gradient
+
+
+def test_dense_falls_back_to_f_linear_under_autocast_and_in_float64():
+    x, w = torch.randn(5, 8), torch.randn(3, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert dense(x, w).dtype == torch.bfloat16
+    torch.testing.assert_close(dense(x.double(), w.double()), F.linear(x.double(), w.double()))
+
+
+def test_flop_counter_counts_dense_matmuls():
+    """The model benchmark's roofline divides FLOPs counted this way by time: oneDNN linears must count."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x, w = torch.randn(10, 3, 8, requires_grad=True), torch.randn(4, 8, requires_grad=True)
+    onednn_linear_available()  # its one-off probe must not be counted below
+    with FlopCounterMode(display=False) as counter:
+        dense(x, w).sum().backward()
+    assert counter.get_total_flops() == 3 * 2 * 30 * 8 * 4  # forward, input gradient, weight gradient
 
 
 @pytest.mark.parametrize("aggregation", ["sum", "mean"])

@@ -21,8 +21,9 @@ import torch
 from torch import nn
 
 from zonda.models.checkpointing import maybe_checkpoint
+from zonda.models.dense import linear
 from zonda.models.message_passing import EdgeSet, gather, scatter_sum, segment_softmax_parts
-from zonda.models.mlp import MLP, linear
+from zonda.models.mlp import MLP
 
 MLP_RATIO = 4  # feed-forward width / model width, as in transformers and AIFS
 EDGE_EMBED_DIM = 32  # width of the embedded mesh-edge features each layer projects to D
@@ -169,7 +170,7 @@ class GraphTransformerLayer(nn.Module):
         q, k, v = qkv.view(*qkv.shape[:-1], 3, -1).permute(2, 0, 1, 3).contiguous().unbind(0)  # contiguous rows gather fast
         eps = linear(self.edge_proj, edges)
         att = edge_attention(q, k, v, eps, graph.senders, graph.receivers, self.num_heads)
-        x = x + self.out_proj(att)
+        x = x + linear(self.out_proj, att)
         return x + self.mlp(self.norm_mlp(x))
 
 

@@ -21,9 +21,9 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from zonda.models.checkpointing import maybe_checkpoint
+from zonda.models.dense import dense
 from zonda.models.message_passing import EdgeSet, gather, scatter_sum
 from zonda.models.mlp import MLP
 
@@ -105,22 +105,15 @@ class InteractionNetwork(nn.Module):
     ) -> torch.Tensor:
         """``MLP_e([e, h_s, h_r])`` per edge, ``(E, B, D)``, from the projected node tensors.
 
-        ``p_recv`` carries the first layer's bias. The in-place updates are
+        ``p_recv`` carries the first layer's bias. The in-place additions are
         safe for autograd (a gather keeps nothing of its output for backward)
         and act on whole tensors, never on views, which autograd would undo
         with extra copies in the backward pass.
         """
-        dim = p_send.shape[-1]
-        weight = self.edge_mlp.first_layer_weight("edge")
-        if p_send.shape[1] == p_recv.shape[1] == edges.shape[1] == 1:  # 2-D rows: edge part accumulated by the GEMM
-            h = gather(p_send.view(-1, dim), send)
-            h += gather(p_recv.view(-1, dim), recv)
-            h.addmm_(edges.reshape(h.shape[0], -1).to(h.dtype), weight.t().to(h.dtype))  # in-place ops skip autocast
-            return self.edge_mlp.tail(h.view(-1, 1, dim))
         parts = sorted([(p_send, send), (p_recv, recv)], key=lambda part: -part[0].shape[1])  # batched one first
         h = gather(*parts[0])
         h += gather(*parts[1])  # (E, 1|B, D), broadcast over the batch
-        h += F.linear(edges, weight)
+        h += dense(edges, self.edge_mlp.first_layer_weight("edge"))
         return self.edge_mlp.tail(h)
 
     def _aggregate_chunked(self, p_send: torch.Tensor, p_recv: torch.Tensor, edges: torch.Tensor, graph: EdgeSet) -> torch.Tensor:

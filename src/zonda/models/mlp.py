@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from zonda.models.dense import dense, linear
+
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "silu": F.silu,
     "gelu": F.gelu,
@@ -84,7 +86,7 @@ class MLP(nn.Module):
         the contributions of all parts (the bias once) gives ``linears[0]`` of
         the concatenated input.
         """
-        return F.linear(x, self.first_layer_weight(part), self.linears[0].bias if bias else None)
+        return dense(x, self.first_layer_weight(part), self.linears[0].bias if bias else None)
 
     def first_layer_weight(self, part: str) -> torch.Tensor:
         """The ``(first width, width of part)`` column block of the first weight (a view)."""
@@ -113,23 +115,6 @@ class MLP(nn.Module):
         if self.norm is not None:
             h = self.norm(h)
         return h
-
-
-def linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    """``layer(x)``, with a faster weight gradient when the layer widens its input.
-
-    For ``in_features < out_features`` (e.g. embedding 4 edge features into
-    ``D``) autograd's weight gradient of ``F.linear``, ``grad^T @ x``, is a
-    matmul with a tiny last dimension that MKL runs an order of magnitude
-    below its peak. Multiplying by a contiguous copy of ``W^T`` makes autograd
-    compute ``x^T @ grad`` instead (same numbers, same parameters).
-    """
-    if layer.in_features >= layer.out_features or x.shape[-1] != layer.in_features:
-        return layer(x)
-    rows = x.reshape(-1, layer.in_features)
-    weight_t = layer.weight.t().contiguous()
-    out = torch.addmm(layer.bias, rows, weight_t) if layer.bias is not None else rows @ weight_t
-    return out.view(*x.shape[:-1], layer.out_features)
 
 
 def _part_slices(parts: dict[str, int], in_dim: int) -> dict[str, slice]:

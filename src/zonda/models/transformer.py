@@ -26,8 +26,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from zonda.models.checkpointing import maybe_checkpoint
+from zonda.models.dense import linear
 from zonda.models.graph_transformer import MLP_RATIO
-from zonda.models.mlp import MLP, linear
+from zonda.models.mlp import MLP
 from zonda.models.ordering import hilbert_order
 
 
@@ -97,7 +98,7 @@ class TransformerLayer(nn.Module):
             att = F.scaled_dot_product_attention(q, k, v)
         else:
             att = band_attention(q, k, v, half_width)
-        x = x + self.out_proj(att.transpose(1, 2).reshape(batch, length, dim))
+        x = x + linear(self.out_proj, att.transpose(1, 2).reshape(batch, length, dim))
         return x + self.mlp(self.norm_mlp(x))
 
 
