@@ -117,3 +117,35 @@ class ChannelLayout:
     def pressure_of_channels(self) -> np.ndarray:
         """Pressure level (hPa) per channel; NaN for surface channels."""
         return np.array([np.nan if lv is None else float(lv) for _, lv in self.entries])
+
+
+def stack_forcings(blocks: Sequence[tuple[Sequence[str], np.ndarray]], n_times: int, n_lat: int, n_lon: int) -> np.ndarray:
+    """``(T, G, F)`` float32 forcings on the grid (``G`` row-major latitude, longitude).
+
+    Args:
+        blocks: one ``(dims, values)`` per forcing, in channel order; ``dims``
+            is ``("time",)``, ``("time", "longitude")`` or ``("time",
+            "latitude", "longitude")`` and ``values`` has those dimensions
+            (a clock forcing is broadcast over the grid, a local-time one over
+            the latitudes).
+        n_times, n_lat, n_lon: ``T`` and the grid's shape.
+    """
+    out = np.empty((n_times, n_lat * n_lon, len(blocks)), dtype=np.float32)
+    for f, (dims, values) in enumerate(blocks):
+        dims = tuple(dims)
+        if dims == ("time",):
+            out[:, :, f] = values[:, None]
+        elif dims == ("time", "longitude"):
+            out[:, :, f] = np.broadcast_to(values[:, None, :], (n_times, n_lat, n_lon)).reshape(n_times, -1)
+        elif dims == ("time", "latitude", "longitude"):
+            out[:, :, f] = values.reshape(n_times, -1)
+        else:
+            raise ValueError(f"forcing {f} has dims {dims}; expected (time,), (time, longitude) or (time, latitude, longitude)")
+    return out
+
+
+def stack_static(columns: Sequence[np.ndarray], n_points: int) -> np.ndarray:
+    """``(G, S)`` float32 static fields from ``(latitude, longitude)`` arrays, in channel order."""
+    if not columns:
+        return np.zeros((n_points, 0), dtype=np.float32)
+    return np.stack([np.asarray(c, dtype=np.float32).reshape(-1) for c in columns], axis=-1)

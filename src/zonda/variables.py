@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 Kind = Literal["atmospheric", "surface", "static", "forcing"]
 
 
@@ -87,6 +89,12 @@ ERA5_LEVELS_37 = (
 
 # Time step of every snapshot: GraphCast/AIFS predict 6-hour tendencies.
 TIME_STEP_HOURS = 6
+TIME_STEP = np.timedelta64(TIME_STEP_HOURS, "h")
+
+
+def lead_timedeltas(steps: int) -> np.ndarray:
+    """``(steps,)`` ``timedelta64[ns]`` leads 6 h, 12 h, ..., the ``prediction_timedelta`` coordinate."""
+    return (np.arange(1, int(steps) + 1) * TIME_STEP).astype("timedelta64[ns]")
 
 
 def variable(name: str) -> Variable:

@@ -34,14 +34,14 @@ from tqdm.auto import tqdm
 
 from zonda.channels import ChannelLayout
 from zonda.files import read_json_file, write_json_atomic
+from zonda.models.forecaster import inference_device
 from zonda.params import Params, write_resolved
 from zonda.provenance import code_version, write_manifest
 from zonda.snapshot import DATA_DIRNAME, open_snapshot
-from zonda.variables import TIME_STEP_HOURS
+from zonda.variables import TIME_STEP_HOURS, lead_timedeltas
 
 log = logging.getLogger(__name__)
 
-STEP = np.timedelta64(TIME_STEP_HOURS, "h")
 FORECAST_STORE = "forecast.zarr"
 RESULTS_FILE = "results.nc"
 HEADLINE_FILE = "headline.json"
@@ -76,14 +76,10 @@ def init_indices(times: np.ndarray, params: Params, input_steps: int) -> np.ndar
     return chosen
 
 
-def _device() -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
 def _forecast_template(
     layout: ChannelLayout, latitudes: np.ndarray, longitudes: np.ndarray, init_times: np.ndarray, steps: int
 ) -> xr.Dataset:
-    leads = (np.arange(1, steps + 1) * STEP).astype("timedelta64[ns]")
+    leads = lead_timedeltas(steps)
     empty = np.zeros((len(init_times), steps, len(latitudes) * len(longitudes), len(layout)), dtype=np.float32)
     ds = layout.unstack(empty, latitudes, longitudes, {"time": init_times, "prediction_timedelta": leads})
     return ds.chunk({"time": 1, "prediction_timedelta": -1})
@@ -104,14 +100,14 @@ def write_forecasts(
     progress: bool = True,
 ) -> xr.Dataset:
     """Runs batched autoregressive forecasts and writes them into a zarr store; returns it opened lazily."""
-    device = _device()
+    device = inference_device()
     forecaster = forecaster.to(device).eval()
     t_in = forecaster.input_steps
     _forecast_template(layout, latitudes, longitudes, times[inits], steps).to_zarr(
         store, mode="w", compute=False, zarr_format=3, consolidated=False
     )
     static = torch.from_numpy(reader.static()).to(device)
-    leads = (np.arange(1, steps + 1) * STEP).astype("timedelta64[ns]")
+    leads = lead_timedeltas(steps)
     bar = tqdm(total=len(inits), desc="forecasts", unit="init", disable=not progress)
     for a in range(0, len(inits), batch_size):
         batch = inits[a : a + batch_size]

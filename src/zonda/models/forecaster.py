@@ -29,6 +29,16 @@ from zonda.models.normalisation import Normalisation
 from zonda.params import ModelParams, Params
 
 
+def input_channels(input_steps: int, state_channels: int, forcings: int, static: int) -> int:
+    """Width of the network input: ``T_in * C`` states, ``(T_in + 1) * F`` forcings, ``S`` static fields."""
+    return input_steps * state_channels + (input_steps + 1) * forcings + static
+
+
+def inference_device() -> torch.device:
+    """Where forecasts run: the GPU when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 class Forecaster(nn.Module):
     """Wraps a network ``(B, G, in_channels) -> (B, G, C)`` into a residual 6-hour forecaster.
 
@@ -44,7 +54,7 @@ class Forecaster(nn.Module):
         self.input_steps = int(input_steps)
         for f in fields(Normalisation):
             self.register_buffer(f"norm_{f.name}", getattr(normalisation, f.name).float().clone())
-        expected = self.input_steps * self.num_channels + (self.input_steps + 1) * self.num_forcings + self.num_static
+        expected = input_channels(self.input_steps, self.num_channels, self.num_forcings, self.num_static)
         in_channels = getattr(network, "in_channels", expected)
         if in_channels != expected:
             raise ValueError(f"network takes {in_channels} input channels, the forecaster feeds {expected}")
@@ -63,7 +73,7 @@ class Forecaster(nn.Module):
         model_params = params.model if isinstance(params, Params) else params
         norm = Normalisation.from_statistics(statistics, layout, list(forcing_names), list(static_names))
         steps = model_params.input_steps
-        in_channels = steps * len(layout) + (steps + 1) * len(forcing_names) + len(static_names)
+        in_channels = input_channels(steps, len(layout), len(forcing_names), len(static_names))
         network = build_network(model_params, graph, in_channels, len(layout))
         return cls(network, norm, steps)
 

@@ -60,11 +60,12 @@ def params_summary_dict(params: "Params") -> dict[str, int]:
     """
     from zonda.channels import ChannelLayout
     from zonda.models.encode_process_decode import build_network
+    from zonda.models.forecaster import input_channels
     from zonda.models.toy_graph import toy_graph
 
     layout = ChannelLayout.of(params.data.variables, params.data.levels)
     steps = params.model.input_steps
-    in_channels = steps * len(layout) + (steps + 1) * len(params.data.forcings) + len(params.data.static)
+    in_channels = input_channels(steps, len(layout), len(params.data.forcings), len(params.data.static))
     graph = toy_graph(np.array([-45.0, 45.0]), np.array([0.0, 120.0, 240.0]), num_mesh=12)
     return summary_dict(build_network(params.model, graph, in_channels, len(layout)))
 

@@ -23,11 +23,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from zonda.channels import ChannelLayout
+from zonda.channels import ChannelLayout, stack_forcings, stack_static
 from zonda.registry.errors import InitialStateError, LeadError, RegistryError
-from zonda.variables import TIME_STEP_HOURS, variable
-
-STEP = np.timedelta64(TIME_STEP_HOURS, "h")
+from zonda.variables import TIME_STEP, TIME_STEP_HOURS, variable
 _LEAD = re.compile(r"^\s*(\d+)\s*([dDhH])\s*$")
 _GRID_ATOL_DEGREES = 1e-4
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".h5")
@@ -64,11 +62,6 @@ def format_lead(steps: int) -> str:
     """Inverse of :func:`parse_lead`: 40 -> ``"10d"``, 6 -> ``"36h"``."""
     hours = int(steps) * TIME_STEP_HOURS
     return f"{hours // 24}d" if hours % 24 == 0 else f"{hours}h"
-
-
-def lead_timedeltas(steps: int) -> np.ndarray:
-    """``(steps,)`` ``timedelta64[ns]`` leads 6 h, 12 h, ..., the ``prediction_timedelta`` coordinate."""
-    return (np.arange(1, int(steps) + 1) * STEP).astype("timedelta64[ns]")
 
 
 # ------------------------------------------------------------------ reading files
@@ -147,7 +140,7 @@ def _input_times(ds: xr.Dataset, input_steps: int) -> np.ndarray:
         )
     last = times[-input_steps:].astype("datetime64[ns]")
     gaps = np.diff(last)
-    if (gaps != STEP.astype("timedelta64[ns]")).any():
+    if (gaps != TIME_STEP.astype("timedelta64[ns]")).any():
         shown = ", ".join(str(t) for t in last)
         raise InitialStateError(
             f"the last {input_steps} times of the initial state ({shown}) are not consecutive "
@@ -212,22 +205,13 @@ def forcing_array(names: list[str], times: np.ndarray, latitudes: np.ndarray, lo
     """``(T, G, F)`` float32 forcings derived from the clock, broadcast to the grid (G row-major lat, lon)."""
     from zonda.data.forcings import forcing_dataset
 
-    n_lat, n_lon = len(latitudes), len(longitudes)
-    out = np.empty((len(times), n_lat * n_lon, len(names)), dtype=np.float32)
-    if not names:
-        return out
-    ds = forcing_dataset(list(names), np.asarray(times, dtype="datetime64[ns]"), latitudes, longitudes)
-    t = len(times)
-    for f, name in enumerate(names):
-        da = ds[name]
-        block = np.asarray(da.transpose("time", *[d for d in ("latitude", "longitude") if d in da.dims]).values)
-        if da.ndim == 1:  # (time,)
-            out[:, :, f] = block[:, None]
-        elif "longitude" in da.dims and "latitude" not in da.dims:  # (time, longitude)
-            out[:, :, f] = np.broadcast_to(block[:, None, :], (t, n_lat, n_lon)).reshape(t, -1)
-        else:  # (time, latitude, longitude)
-            out[:, :, f] = block.reshape(t, -1)
-    return out
+    blocks = []
+    if names:
+        ds = forcing_dataset(list(names), np.asarray(times, dtype="datetime64[ns]"), latitudes, longitudes)
+        for name in names:
+            da = ds[name].transpose("time", *[d for d in ("latitude", "longitude") if d in ds[name].dims])
+            blocks.append((da.dims, np.asarray(da.values)))
+    return stack_forcings(blocks, len(times), len(latitudes), len(longitudes))
 
 
 def static_array(static: xr.Dataset, names: list[str], latitudes: np.ndarray, longitudes: np.ndarray) -> np.ndarray:
@@ -237,7 +221,5 @@ def static_array(static: xr.Dataset, names: list[str], latitudes: np.ndarray, lo
         raise RegistryError(f"static fields {missing} are missing from the model's static.nc")
     if names:
         static = _on_model_grid(static, latitudes, longitudes, what="the model's static.nc")
-    cols = [np.asarray(static[name].transpose("latitude", "longitude").values, dtype=np.float32).reshape(-1) for name in names]
-    if not cols:
-        return np.zeros((len(latitudes) * len(longitudes), 0), dtype=np.float32)
-    return np.stack(cols, axis=-1)
+    columns = [static[name].transpose("latitude", "longitude").values for name in names]
+    return stack_static(columns, len(latitudes) * len(longitudes))

@@ -40,12 +40,12 @@ from mlflow.pyfunc import PythonModel
 from zonda.registry.inputs import (
     format_lead,
     forcing_array,
-    lead_timedeltas,
     open_initial_state,
     parse_lead,
     prepare_initial_state,
     static_array,
 )
+from zonda.variables import lead_timedeltas
 
 #: Artifact keys of the bundle (``context.artifacts``) and the files/dirs they point to.
 ARTIFACT_MODEL = "model"  # weights.safetensors + model.json
@@ -61,12 +61,6 @@ LINEAGE_KEYS = ("snapshot_id", "statistics_hash", "graph_hash")
 def default_lead(lead_days: float) -> str:
     """The ``lead`` parameter's default for ``evaluation.lead_days`` (e.g. ``"10d"``)."""
     return format_lead(parse_lead(f"{int(round(float(lead_days) * 24))}h"))
-
-
-def _device() -> Any:
-    import torch
-
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class ZondaForecastModel(PythonModel):
@@ -100,9 +94,10 @@ class ZondaForecastModel(PythonModel):
         import torch
 
         from zonda.channels import ChannelLayout
+        from zonda.models.forecaster import inference_device
         from zonda.training.artifacts import load_forecaster, read_model_card
 
-        self.device = _device()
+        self.device = inference_device()
         self.card = read_model_card(model_dir)
         self.forecaster = load_forecaster(model_dir, graph_dir, statistics_dir, map_location=self.device)
         self.layout = ChannelLayout(tuple(self.card["layout"]["variables"]), tuple(self.card["layout"]["levels"]))

@@ -53,16 +53,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from zonda.channels import ChannelLayout
+from zonda.channels import ChannelLayout, stack_forcings, stack_static
 from zonda.params import Params, RolloutParams, TimeWindow
 from zonda.provenance import read_manifest
 from zonda.snapshot import DATA_DIRNAME, open_snapshot
 from zonda.training.errors import TrainingInputError
-from zonda.variables import TIME_STEP_HOURS, variable
+from zonda.variables import TIME_STEP, TIME_STEP_HOURS, variable
 
 log = logging.getLogger(__name__)
 
-STEP = np.timedelta64(TIME_STEP_HOURS, "h")
 
 #: Rollout steps of the validation set: 6 h and 24 h leads are scored.
 VALIDATION_STEPS = 4
@@ -86,7 +85,7 @@ def window_anchors(times: np.ndarray, window: TimeWindow, input_steps: int, roll
     ok = (first >= 0) & (last < n)
     idx = np.flatnonzero(ok)
     start, end = np.datetime64(window.start, "ns"), np.datetime64(window.end, "ns")
-    span = (input_steps - 1 + rollout) * STEP
+    span = (input_steps - 1 + rollout) * TIME_STEP
     t0, t1 = times[first[idx]], times[last[idx]]
     keep = (t0 >= start) & (t1 <= end) & (t1 - t0 == span)
     return idx[keep].astype(np.int64)
@@ -289,23 +288,12 @@ class SnapshotReader:
         return np.ascontiguousarray(np.concatenate(parts, axis=-1))
 
     def _stack_forcings(self, blocks: list[np.ndarray], t: int) -> np.ndarray:
-        out = np.empty((t, self.n_lat * self.n_lon, len(self.forcing_names)), dtype=np.float32)
-        for f, (name, block) in enumerate(zip(self.forcing_names, blocks)):
-            dims = self._dims(name)
-            if dims == ("time",):
-                out[:, :, f] = block[:, None]
-            elif dims == ("time", "longitude"):
-                out[:, :, f] = np.broadcast_to(block[:, None, :], (t, self.n_lat, self.n_lon)).reshape(t, -1)
-            else:
-                out[:, :, f] = block.reshape(t, -1)
-        return out
+        dims = [self._dims(name) for name in self.forcing_names]
+        return stack_forcings(list(zip(dims, blocks)), t, self.n_lat, self.n_lon)
 
     def static(self) -> np.ndarray:
         """``(G, S)`` float32 static fields."""
-        cols = [np.asarray(self._array(name)[...], dtype=np.float32).reshape(-1) for name in self.static_names]
-        if not cols:
-            return np.zeros((self.n_lat * self.n_lon, 0), dtype=np.float32)
-        return np.stack(cols, axis=-1)
+        return stack_static([self._array(name)[...] for name in self.static_names], self.n_lat * self.n_lon)
 
 
 class ForecastWindows(Dataset):
