@@ -18,18 +18,8 @@ Call it inside the ``@dsl.pipeline`` body, on each task, through
     snap = snapshot_op(...)
     apply_params_resources(snap, params, "snapshot")
 
-Two tasks do not map one-to-one onto ``runtime.resources``:
-
-* ``train`` with ``training.num_nodes > 1``: the KFP task only *launches* a
-  TrainJob/PyTorchJob (``zonda.k8s.launcher``) whose pods get
-  ``runtime.resources.train`` (GPUs, node selector, tolerations) per node. The
-  launcher pod itself gets no GPUs and no GPU-pool scheduling — holding a GPU
-  node idle for the whole training, and on a pool of exactly ``num_nodes`` GPU
-  nodes keeping the job from ever scheduling — but keeps the PVC mounts,
-  Secrets, retries (a retried launcher adopts its job) and caching. With one
-  node, training runs in the KFP pod, which gets everything.
-* ``mlflow-run`` (opens the pipeline's MLflow run) gets the Secrets that carry
-  MLflow credentials and no caching (every pipeline run opens its own MLflow run).
+Which settings each task gets (the train launcher's share, no caching for
+``register`` and ``mlflow-run``) is decided by :func:`zonda.k8s.task_resources.task_resources`.
 """
 
 from __future__ import annotations
@@ -37,15 +27,8 @@ from __future__ import annotations
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
+from zonda.k8s.task_resources import task_resources
 from zonda.params import Params, StageResources
-
-STAGES = ("snapshot", "statistics", "graph", "train", "evaluate", "register")
-MLFLOW_RUN_TASK = "mlflow-run"
-
-#: Requests of the pod that launches and watches a multi-node training job (it only talks to the API server).
-LAUNCHER_CPU_REQUEST = "500m"
-LAUNCHER_MEMORY_REQUEST = "1Gi"
-LAUNCHER_MEMORY_LIMIT = "2Gi"
 
 
 class ResourceSpecError(ValueError):
@@ -99,58 +82,13 @@ def apply_stage_resources(
         )
     for mount in resources.pvc_mounts:
         kubernetes.mount_pvc(task, pvc_name=mount.pvc_name, mount_path=mount.mount_path)
-    for secret in resources.secrets_as_env:
-        if not secret.keys:
-            raise ResourceSpecError(f"{where}.secrets_as_env: Secret {secret.secret_name!r} maps no keys to env vars")
+    for secret in resources.secrets_as_env:  # the params schema requires at least one key per Secret
         kubernetes.use_secret_as_env(task, secret_name=secret.secret_name, secret_key_to_env=dict(secret.keys))
 
     if resources.retries > 0:
         task.set_retry(num_retries=resources.retries)
     task.set_caching_options(enable_caching=resources.caching)
     return task
-
-
-def train_task_resources(params: Params) -> StageResources:
-    """What the KFP train task gets: all of ``runtime.resources.train`` with one node, else a launcher's share."""
-    res = params.runtime.resources.train
-    if params.training.num_nodes <= 1:
-        return res
-    return StageResources(
-        cpu_request=LAUNCHER_CPU_REQUEST,
-        memory_request=LAUNCHER_MEMORY_REQUEST,
-        memory_limit=LAUNCHER_MEMORY_LIMIT,
-        pvc_mounts=res.pvc_mounts,
-        secrets_as_env=res.secrets_as_env,
-        retries=res.retries,
-        caching=res.caching,
-    )
-
-
-def mlflow_task_resources(params: Params) -> StageResources:
-    """What the task opening the MLflow run gets: every stage's Secrets that set MLFLOW_* variables, no caching."""
-    secrets, seen = [], set()
-    for stage in STAGES:
-        for secret in params.runtime.resources.for_stage(stage).secrets_as_env:
-            if not any(env.startswith("MLFLOW_") for env in secret.keys.values()):
-                continue
-            key = (secret.secret_name, tuple(sorted(secret.keys.items())))
-            if key not in seen:
-                seen.add(key)
-                secrets.append(secret)
-    return StageResources(secrets_as_env=secrets, caching=False)
-
-
-def task_resources(params: Params, task: str) -> StageResources:
-    """Resources of a pipeline task: a stage of ``runtime.resources``, or ``mlflow-run``."""
-    if task == MLFLOW_RUN_TASK:
-        return mlflow_task_resources(params)
-    if task == "train":
-        return train_task_resources(params)
-    if task == "register":  # never cached: a cached run would skip registering the new version
-        return params.runtime.resources.for_stage("register").model_copy(update={"caching": False})
-    if task not in STAGES:
-        raise ValueError(f"unknown pipeline task {task!r}; expected one of {', '.join((*STAGES, MLFLOW_RUN_TASK))}")
-    return params.runtime.resources.for_stage(task)
 
 
 def apply_params_resources(task: PipelineTask, params: Params, stage: str, *, image: str | None = None) -> PipelineTask:

@@ -113,6 +113,7 @@ def test_bad_value_names_the_field(tmp_path: Path) -> None:
         ("evaluation.map_lead_days=[1.1]", "evaluation", "not multiples of 6 h"),
         ("runtime.resources.train.accelerator_count=2", "runtime.resources.train", "needs accelerator_type"),
         ("runtime.resources.train.memory_request=lots", "runtime.resources.train.memory_request", "pattern"),
+        ("runtime.resources.evaluate.secrets_as_env=[{secret_name: s3, keys: {}}]", "runtime.resources.evaluate.secrets_as_env.0.keys", "at least 1 item"),
         ("training.resume_from=a.ckpt", "", ""),
     ],
 )

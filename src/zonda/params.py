@@ -566,7 +566,7 @@ class PvcMount(_Strict):
 
 class SecretEnv(_Strict):
     secret_name: str
-    keys: dict[str, str] = Field(description="Secret key -> environment variable name.")
+    keys: dict[str, str] = Field(min_length=1, description="Secret key -> environment variable name (at least one).")
 
 
 # What KFP's set_cpu_*/set_memory_* accept (Kubernetes quantities, the forms KFP validates).

@@ -3,7 +3,8 @@
 * :mod:`zonda.k8s.trainjob` — pure functions ``Params -> dict`` for a Kubeflow Trainer ``TrainJob`` or a
   training-operator ``PyTorchJob``;
 * :mod:`zonda.k8s.launcher` — submit a job, watch its conditions, raise with the pods' logs on failure;
-* :mod:`zonda.k8s.validate` — strict offline validation against the vendored CRDs and Kubernetes schemas.
+* :mod:`zonda.k8s.validate` — strict offline validation against the vendored CRDs and Kubernetes schemas;
+* :mod:`zonda.k8s.task_resources` — which ``runtime.resources`` settings each pipeline task gets.
 
 ``python -m zonda.k8s render --params params/aifs.yaml --job-name NAME -- zonda train ...`` prints
 the manifest the launcher would submit.
