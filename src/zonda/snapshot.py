@@ -41,12 +41,7 @@ from zonda.data.sources import SourceError, normalise_grid, open_source
 from zonda.data.validation import check_structure, check_values
 from zonda.files import atomic_dir
 from zonda.params import Params, write_resolved
-from zonda.provenance import (
-    canonical_json_hash,
-    code_version,
-    read_manifest,
-    write_manifest,
-)
+from zonda.provenance import canonical_json_hash, code_version, read_manifest, write_manifest
 from zonda.variables import variable
 
 log = logging.getLogger(__name__)

@@ -233,7 +233,7 @@ def evaluate_stage(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Stage 5: 10-day forecasts on the test split, WB2 metrics against persistence and climatology."""
-    from zonda.evaluation.run import run_evaluation
+    from zonda.evaluation.run import HEADLINE_FILE, RESULTS_FILE, SUMMARY_FILE, run_evaluation
 
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
@@ -244,7 +244,7 @@ def evaluate_stage(
             params, "evaluate", manifest, out_dir, mlflow_run_id=mlflow_run_id,
             metrics={f"test.{k}": float(v) for k, v in manifest["headline"].items()},
             tags={f"zonda.beats_persistence.{k}": str(v) for k, v in manifest["beats_persistence"].items()},
-            artifacts=[out_dir / "results.nc", out_dir / "summary.md", out_dir / "headline.json", *plots],
+            artifacts=[out_dir / RESULTS_FILE, out_dir / SUMMARY_FILE, out_dir / HEADLINE_FILE, *plots],
         )
     return manifest
 
@@ -283,10 +283,10 @@ def distributed_train_stage(
     ) + ["-q"]
     manifest = distributed_job_manifest(params, job_name=job_name, command=command)
     (launcher or launch)(manifest, timeout_s=params.runtime.distributed.timeout_minutes * 60)
-    _training_manifest(shared / "model", "the training job finished")
+    trained = _training_manifest(shared / "model", "the training job finished")
     with atomic_dir(out_dir) as tmp:
         shutil.copytree(shared / "model", tmp, dirs_exist_ok=True)
-    return _training_manifest(out_dir, "copying the trained model")
+    return trained
 
 
 def register_stage(
@@ -322,8 +322,5 @@ def register_stage(
     with atomic_dir(out_dir) as tmp:
         write_resolved(params, tmp)
         write_manifest(tmp, manifest)
-    _record(
-        params, "register", manifest, out_dir, mlflow_run_id=result["mlflow_run_id"],
-        tags={"zonda.model_version": str(manifest["version"]), "zonda.promotion.decision": manifest["decision"]},
-    )
+    _record(params, "register", manifest, out_dir, mlflow_run_id=result["mlflow_run_id"])  # register_model set the tags
     return manifest

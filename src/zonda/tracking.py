@@ -177,6 +177,10 @@ def _environment_defaults(defaults: dict[str, str]) -> Iterator[None]:
 
 def _pipeline_report(params: Params, run_name: str, mlflow: Any) -> str | None:
     """The report itself (see :func:`pipeline_report`); raises when MLflow cannot answer."""
+    from zonda.evaluation.run import SUMMARY_FILE
+    from zonda.evaluation.summary import SUMMARY_TITLE
+    from zonda.registry.promotion import TAG_DECISION, TAG_MODEL_VERSION
+
     configure(params)
     exp = mlflow.get_experiment_by_name(params.runtime.mlflow_experiment)
     if exp is None:
@@ -191,16 +195,16 @@ def _pipeline_report(params: Params, run_name: str, mlflow: Any) -> str | None:
     lines = [f"MLflow run `{run.info.run_id}` ({tracking_uri(params)})", ""]
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            path = client.download_artifacts(run.info.run_id, "evaluate/summary.md", tmp)
-            lines += [Path(path).read_text().replace("# Evaluation summary", "### Scorecard"), ""]
+            path = client.download_artifacts(run.info.run_id, f"evaluate/{SUMMARY_FILE}", tmp)
+            lines += [Path(path).read_text().replace(f"# {SUMMARY_TITLE}", "### Scorecard"), ""]
     except Exception:  # noqa: BLE001 - no evaluation (failed earlier): report the rest
         lines.append("(no evaluation summary in the run)")
     tags = run.data.tags
-    if "zonda.promotion.decision" in tags:
+    if TAG_DECISION in tags:
         lines += [
             "### Promotion",
             "",
             f"- model `{params.registry.model_name}` version "
-            f"{tags.get('zonda.model_version')}: **{tags['zonda.promotion.decision']}**",
+            f"{tags.get(TAG_MODEL_VERSION)}: **{tags[TAG_DECISION]}**",
         ]
     return "\n".join(lines) + "\n"

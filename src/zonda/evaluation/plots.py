@@ -22,21 +22,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from zonda.evaluation import metrics as metric_fns
-from zonda.evaluation.alignment import (
-    INIT_DIM,
-    LEAD_DIM,
-    as_datetimes,
-    forecast_axes,
-    truth_for_lead,
-)
-from zonda.evaluation.headline import (
-    find_lead,
-    headline_series,
-    lead_days_of,
-    lead_label,
-    lead_position,
-    parse_headline,
-)
+from zonda.evaluation.alignment import INIT_DIM, LEAD_DIM, as_datetimes, forecast_axes, truth_for_lead
+from zonda.evaluation.headline import find_lead, headline_series, lead_days_of, lead_label, lead_position, parse_headline
 from zonda.files import atomic_path
 
 DPI = 110

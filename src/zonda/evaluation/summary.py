@@ -15,15 +15,11 @@ from typing import Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from zonda.evaluation.headline import (
-    HIGHER_IS_BETTER,
-    headline_series,
-    headline_value,
-    lead_days_of,
-    lead_label,
-    parse_headline,
-)
+from zonda.evaluation.headline import HIGHER_IS_BETTER, headline_series, headline_value, lead_days_of, lead_label, parse_headline
 from zonda.files import write_text_atomic
+
+#: The summary's top-level heading (``# Evaluation summary``); reports that embed it replace it.
+SUMMARY_TITLE = "Evaluation summary"
 
 
 def _fmt(value: float) -> str:
@@ -104,7 +100,7 @@ def markdown_summary(
     res = results[model]
     all_days = lead_days_of(res["lead_time"].values)
     lines = [
-        "# Evaluation summary",
+        f"# {SUMMARY_TITLE}",
         "",
         f"- Initial conditions: **{res.attrs.get('n_init_times', '?')}** init times, "
         f"{res.attrs.get('first_init_time', '?')} to {res.attrs.get('last_init_time', '?')}",

@@ -32,7 +32,7 @@ from typing import Any
 from zonda.params import Params
 from zonda.registry.bundle import check_lineage, check_promotion_metrics, read_card, read_model_scores, stage_bundle
 from zonda.registry.errors import RegistryError
-from zonda.registry.promotion import CHALLENGER, gate, score_tags
+from zonda.registry.promotion import CHALLENGER, TAG_DECISION, TAG_MODEL_VERSION, TAG_REGISTERED_MODEL, gate, score_tags
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +185,7 @@ def register_model(
     client.update_model_version(name, version, description=_description(params, card, scores))
     client.set_registered_model_alias(name, CHALLENGER, version)
     decision = gate(name, version, params.registry.promotion, client=client)
-    for key, value in {"zonda.registered_model": name, "zonda.model_version": version,
-                       "zonda.promotion.decision": decision["decision"]}.items():
+    for key, value in {TAG_REGISTERED_MODEL: name, TAG_MODEL_VERSION: version, TAG_DECISION: decision["decision"]}.items():
         client.set_tag(run_id, key, value)
     return {
         **decision,

@@ -40,12 +40,7 @@ from zonda.files import write_json_atomic
 from zonda.params import RESOLVED_PARAMS_FILENAME, Params, write_resolved
 from zonda.provenance import MANIFEST_FILENAME, code_version, read_manifest, sha256_id, write_manifest
 from zonda.training.artifacts import MODEL_CARD, WEIGHTS_FILE, model_card
-from zonda.training.callbacks import (
-    CheckpointOnPreemption,
-    MlflowExtras,
-    StopAtMaxSteps,
-    TrainingHistory,
-)
+from zonda.training.callbacks import CheckpointOnPreemption, MlflowExtras, StopAtMaxSteps, TrainingHistory
 from zonda.training.checkpoints import (
     SafeCheckpointIO,
     check_state_dict,
