@@ -14,7 +14,7 @@ from torch_geometric.data import HeteroData
 from zonda.channels import ChannelLayout
 from zonda.models import Forecaster, Normalisation, build_network, summary, summary_dict
 from zonda.models.dense import dense, onednn_linear_available
-from zonda.models.graph_transformer import edge_attention
+from zonda.models.edge_attention import edge_attention
 from zonda.models.interaction_network import InteractionNetwork
 from zonda.models.message_passing import EdgeSet, segment_softmax
 from zonda.models.ordering import hilbert_index, hilbert_order
@@ -275,7 +275,7 @@ def test_graph_attention_matches_hand_written_dense_softmax():
     expected = torch.zeros(n, heads * d)
     for i in range(n):
         for h in range(heads):
-            cols = slice(h * d, (h + 1) * d)
+            cols = slice(h, None, heads)  # heads are interleaved
             incoming = [e for e in range(index.shape[1]) if index[1, e] == i]
             if not incoming:
                 continue

@@ -369,6 +369,9 @@ class GraphParams(_Strict):
 # ---------------------------------------------------------------------- model
 
 
+FusedKernels = Literal["auto", "on", "off"]
+
+
 class ModelParams(_Strict):
     processor: Literal["gnn", "graph_transformer", "transformer"] = "gnn"
     hidden_dim: int = Field(64, ge=8, le=4096)
@@ -382,6 +385,11 @@ class ModelParams(_Strict):
     input_steps: int = Field(2, ge=1, le=4, description="Input states (t-6h, t) fed to the network.")
     gradient_checkpointing: bool = False
     mapper_chunks: int = Field(1, ge=1, description="Split encoder/decoder edge computation into this many chunks.")
+    fused_kernels: FusedKernels = Field(
+        "auto",
+        description="Run the graph transformer's edge attention torch.compile-fused: 'auto' for edge sets large enough "
+        "to repay compiling (zonda.models.compiled.AUTO_MIN_ELEMENTS) when a compiler is at hand, 'on' always, 'off' never.",
+    )
 
     @model_validator(mode="after")
     def _heads_divide(self) -> "ModelParams":

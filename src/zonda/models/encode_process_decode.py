@@ -105,7 +105,8 @@ def _processor(p: ModelParams, mesh_latlon: torch.Tensor) -> nn.Module:
         return GNNProcessor(p.hidden_dim, p.processor_layers, p.mlp_hidden_layers, p.activation, p.gradient_checkpointing)
     if p.processor == "graph_transformer":
         return GraphTransformerProcessor(
-            p.hidden_dim, p.processor_layers, p.num_heads, p.mlp_hidden_layers, p.activation, p.gradient_checkpointing
+            p.hidden_dim, p.processor_layers, p.num_heads, p.mlp_hidden_layers, p.activation, p.gradient_checkpointing,
+            p.fused_kernels,
         )
     if p.processor == "transformer":
         return TransformerProcessor(
