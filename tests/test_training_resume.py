@@ -114,3 +114,21 @@ def test_resume_gives_the_uninterrupted_run(uninterrupted, stop, how):
     best_ref, best = support.weights(ref_out), support.weights(out)
     for k in best_ref:
         torch.testing.assert_close(best[k], best_ref[k], rtol=0, atol=0, msg=k)
+
+
+@pytest.mark.parametrize("ending", ["last_epoch", "max_steps"])
+def test_last_checkpoint_holds_the_final_state_when_training_ends_between_periodic_saves(uninterrupted, ending):
+    """last.ckpt every 4 steps, but the run ends at step 6 (2 epochs of 3) or at max_steps=5."""
+    from zonda.training.checkpoints import load_training_checkpoint
+
+    ref_out, _, _ = uninterrupted
+    out = support.new_dir(f"final-{ending}")
+    extra = ["training.max_steps=5"] if ending == "max_steps" else []
+    manifest = support.run_training(out, *SETTINGS, "training.checkpoint.every_n_train_steps=4", *extra)
+    final_step = 5 if ending == "max_steps" else 6
+    last = load_training_checkpoint(out / "checkpoints" / "last.ckpt")
+    assert manifest["global_step"] == last["global_step"] == final_step
+    if ending == "last_epoch":  # the very state the uninterrupted run (saving every step) ended with
+        final_ref = support.checkpoint_weights(ref_out / "checkpoints" / "last.ckpt")
+        for k, v in final_ref.items():
+            torch.testing.assert_close(last["state_dict"][k], v, rtol=0, atol=0, msg=k)

@@ -213,7 +213,7 @@ class MlflowExtras(Callback):
 
 
 class StopAtMaxSteps(Callback):
-    """Ends training after ``max_steps`` optimisation steps, saving ``last.ckpt`` at that batch.
+    """Ends training after ``max_steps`` optimisation steps (:class:`SaveFinalState` saves that state).
 
     The Trainer itself runs with ``max_steps=-1``: Lightning 2.6 resumes an
     iteration-based run (``max_steps > 0``) from an end-of-epoch checkpoint
@@ -223,21 +223,60 @@ class StopAtMaxSteps(Callback):
 
     Args:
       max_steps: the step budget (> 0).
-      path: where to save the checkpoint of the final step.
     """
 
-    def __init__(self, max_steps: int, path: Any) -> None:
+    def __init__(self, max_steps: int) -> None:
         self.max_steps = int(max_steps)
-        self.path = path
 
     def state_dict(self) -> dict[str, Any]:
         return {}
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         if trainer.global_step >= self.max_steps and not trainer.should_stop:
-            trainer.save_checkpoint(self.path, weights_only=False)
             trainer.should_stop = True
             log.info("stopping: max_steps=%d reached", self.max_steps)
+
+
+class SaveFinalState(Callback):
+    """Saves ``last.ckpt`` with the state training ends in, whatever ends it.
+
+    The periodic ``ModelCheckpoint`` writing ``last.ckpt`` every
+    ``every_n_train_steps`` steps leaves it behind the final state when the
+    run ends between two of its steps: at ``max_steps`` (a batch end, after
+    :class:`StopAtMaxSteps`), after the last epoch, or by early stopping (an
+    epoch end). This callback saves at those points unless the periodic
+    checkpoint saves the same step (Lightning runs checkpoint callbacks after
+    the others), so the state is written once. Without ``every_n_train_steps``
+    the periodic checkpoint saves every epoch end itself.
+
+    Args:
+      path: ``last.ckpt``.
+      every_n_train_steps: the periodic checkpoint's interval (None: every epoch).
+    """
+
+    def __init__(self, path: Any, every_n_train_steps: int | None) -> None:
+        self.path = path
+        self.every_n_train_steps = every_n_train_steps
+        self._saved_step: int | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if trainer.should_stop:
+            self._save(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        last_epoch = trainer.max_epochs is not None and 0 <= trainer.max_epochs <= trainer.current_epoch + 1
+        if self.every_n_train_steps is not None and (trainer.should_stop or last_epoch):
+            self._save(trainer)
+
+    def _save(self, trainer: L.Trainer) -> None:
+        step, every = trainer.global_step, self.every_n_train_steps
+        if step == self._saved_step or (every is not None and step % every == 0):
+            return
+        trainer.save_checkpoint(self.path, weights_only=False)
+        self._saved_step = step
 
 
 class CheckpointOnPreemption(Callback):

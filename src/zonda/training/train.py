@@ -8,7 +8,8 @@
     model.json              how to rebuild the model (+ lineage hashes, weights sha256)
     checkpoints/            best-*.ckpt (top-k by the monitored metric) + last.ckpt, each with .sha256;
                             last.ckpt: every training.checkpoint.every_n_train_steps steps (else
-                            every epoch), at max_steps, and on SIGTERM (preemption)
+                            every epoch), and the final state (max_steps, last epoch, early stop,
+                            SIGTERM/preemption)
     history.json            per-step loss / lr / step time, every validation's metrics
     params.resolved.yaml    the fully resolved params
     manifest.json           written last: the run's summary (its presence marks a complete run)
@@ -40,7 +41,7 @@ from zonda.files import write_json_atomic
 from zonda.params import RESOLVED_PARAMS_FILENAME, Params, write_resolved
 from zonda.provenance import MANIFEST_FILENAME, code_version, read_manifest, sha256_id, write_manifest
 from zonda.training.artifacts import MODEL_CARD, WEIGHTS_FILE, model_card
-from zonda.training.callbacks import CheckpointOnPreemption, MlflowExtras, StopAtMaxSteps, TrainingHistory
+from zonda.training.callbacks import CheckpointOnPreemption, MlflowExtras, SaveFinalState, StopAtMaxSteps, TrainingHistory
 from zonda.training.checkpoints import (
     SafeCheckpointIO,
     check_state_dict,
@@ -211,7 +212,8 @@ def _checkpoint_callbacks(t: Any, ckpt_dir: Path) -> tuple[list[L.Callback], Any
         ),
     ]
     if t.max_steps > 0:
-        callbacks.append(StopAtMaxSteps(t.max_steps, last))
+        callbacks.append(StopAtMaxSteps(t.max_steps))
+    callbacks.append(SaveFinalState(last, ck.every_n_train_steps))  # after StopAtMaxSteps: sees its stop
     best = None
     if ck.top_k > 0:
         best = ModelCheckpoint(  # saved when validation has scored the weights
