@@ -26,6 +26,12 @@ Model shapes follow the peer's measurement setup: 16 layers, 20 variables,
 (32 x 64). The zonda GNN uses 2 hidden layers per MLP, like anemoi's MLPs;
 both use the same activation (SiLU unless ``--activation``) and 16 heads.
 
+zonda runs with its default ``model.fused_kernels: auto``: at this size the
+graph transformer's edge attention runs ``torch.compile``-fused
+(``--fused-kernels off`` for the eager maths). The warm-up step absorbs the
+compile (a few seconds; Inductor caches it on disk), and the FLOP count runs
+the same maths eagerly (Dynamo steps aside under ``FlopCounterMode``).
+
 Process settings, identical for both models:
 
 * threads: 1 by default (``--threads``). The machine has 2 cores shared with
@@ -68,6 +74,7 @@ GRID_LON = np.arange(0.0, 360.0, 5.625)
 
 # anemoi-models 0.13.0 measured on this machine earlier (16 layers, 20 variables,
 # 2 input steps, batch 1, r5 mesh + 5.625 deg grid): seconds, GB.
+REFERENCE_LAYERS, REFERENCE_REFINEMENT = 16, 5
 PEER_REFERENCE = {
     ("graph_transformer", 128): (12.4, 3.0),
     ("graph_transformer", 256): (25.1, 5.0),
@@ -93,6 +100,7 @@ class Case:
     tune_malloc: bool = True
     threads: int = 0
     activation: str = "silu"
+    fused_kernels: str = "auto"  # zonda only: ModelParams.fused_kernels
     graph_file: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -233,7 +241,7 @@ def run_zonda(case: Case) -> dict[str, Any]:
     params = ModelParams(
         processor=case.processor, hidden_dim=case.width, processor_layers=case.layers, num_heads=case.heads,
         mlp_hidden_layers=2 if case.processor == "gnn" else 1, activation=case.activation,
-        input_steps=case.input_steps, gradient_checkpointing=case.checkpointing,
+        input_steps=case.input_steps, gradient_checkpointing=case.checkpointing, fused_kernels=case.fused_kernels,
     )
     torch.manual_seed(0)
     net = build_network(params, graph, case.input_steps * case.variables, case.variables)
@@ -386,6 +394,7 @@ def measure(
     tune: bool = True,
     threads: int = 1,
     activation: str = "silu",
+    fused_kernels: str = "auto",
     timeout: float = 1800.0,
 ) -> dict[str, Any]:
     """Runs every (processor, width) for zonda (and the peer) in fresh subprocesses.
@@ -402,12 +411,13 @@ def measure(
             for width in widths:
                 case = Case(processor, width, layers=layers, repeats=repeats, warmup=warmup,
                             checkpointing=checkpointing, tune_malloc=tune, threads=threads, activation=activation,
-                            graph_file=str(graph_file))
+                            fused_kernels=fused_kernels, graph_file=str(graph_file))
                 row: dict[str, Any] = {"processor": processor, "width": width, "layers": layers}
                 row["zonda"] = _spawn(sys.executable, "zonda", case, timeout)
                 comparable = processor in ("gnn", "graph_transformer")  # the peer is built for these two
                 row["anemoi"] = _spawn(str(PEER_PYTHON), "anemoi", case, timeout) if peer_ok and comparable else None
-                row["anemoi_reference"] = PEER_REFERENCE.get((processor, width))
+                same_setup = layers == REFERENCE_LAYERS and refinement == REFERENCE_REFINEMENT
+                row["anemoi_reference"] = PEER_REFERENCE.get((processor, width)) if same_setup else None
                 _ratios(row)
                 rows.append(row)
     return {"graph": graph_info, "peer": peer_note if peer_ok else f"skipped: {peer_note}", "results": rows}
@@ -463,6 +473,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-tune-malloc", action="store_true", help="leave glibc's allocator thresholds alone")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker (0: torch's default)")
     parser.add_argument("--activation", default="silu", choices=["silu", "gelu", "relu"], help="in both models")
+    parser.add_argument("--fused-kernels", default="auto", choices=["auto", "on", "off"], help="zonda's model.fused_kernels")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--worker", choices=["zonda", "anemoi"], help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
@@ -474,7 +485,7 @@ def main(argv: list[str] | None = None) -> None:
         processors=tuple(args.processors.split(",")), widths=tuple(int(w) for w in args.widths.split(",")),
         layers=args.layers, refinement=args.refinement, repeats=args.repeats, warmup=args.warmup,
         peer=not args.no_peer, checkpointing=args.checkpointing, tune=not args.no_tune_malloc,
-        threads=args.threads, activation=args.activation,
+        threads=args.threads, activation=args.activation, fused_kernels=args.fused_kernels,
     )
     print(report(result))
     if args.json:
