@@ -100,3 +100,19 @@ def test_fusion_policy_compiles_only_large_edge_sets_in_auto_mode(monkeypatch):
     assert not fusion_enabled("auto", 10**9, cpu)  # no compiler: auto stays eager
     with pytest.raises(ValueError, match="fused_kernels"):
         fusion_enabled("sometimes", 1, cpu)
+
+
+def test_compiler_is_looked_up_from_the_environment_then_path(monkeypatch):
+    from zonda.models import compiled
+
+    monkeypatch.setenv("CXX", "/nonexistent/bin/g++-99 -O2")
+    compiled.compiler_available.cache_clear()
+    try:
+        assert not compiled.compiler_available("cpu")  # $CXX names a compiler that is not there
+        monkeypatch.delenv("CXX")
+        monkeypatch.setenv("PATH", "/nonexistent")
+        compiled.compiler_available.cache_clear()
+        assert not compiled.compiler_available("cpu")
+        assert not compiled.compiler_available("tpu")
+    finally:
+        compiled.compiler_available.cache_clear()

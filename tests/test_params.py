@@ -10,6 +10,7 @@ import yaml
 
 from zonda.params import (
     RESOLVED_PARAMS_FILENAME,
+    ModelParams,
     ParamsError,
     TimeWindow,
     apply_overrides,
@@ -185,3 +186,10 @@ def test_resolved_params_round_trip(tmp_path: Path) -> None:
     assert again == p
     assert again.section_hash("data") == p.section_hash("data")
     assert again.section_hash("training") != load_params(REPO / "params" / "aifs.yaml").section_hash("training")
+
+
+@pytest.mark.parametrize("text,expected", [("on", "on"), ("off", "off"), ("auto", "auto"), ("'on'", "on")])
+def test_fused_kernels_on_off_survive_yaml_booleans(text, expected):
+    """YAML 1.1 turns a bare on/off into true/false; the schema takes them back for the words."""
+    raw = yaml.safe_load(f"fused_kernels: {text}")
+    assert ModelParams(**raw).fused_kernels == expected

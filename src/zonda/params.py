@@ -391,6 +391,12 @@ class ModelParams(_Strict):
         "to repay compiling (zonda.models.compiled.AUTO_MIN_ELEMENTS) when a compiler is at hand, 'on' always, 'off' never.",
     )
 
+    @field_validator("fused_kernels", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value: Any) -> Any:
+        """YAML 1.1 reads a bare ``on``/``off`` as true/false: take those for the words."""
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
     @model_validator(mode="after")
     def _heads_divide(self) -> "ModelParams":
         if self.processor != "gnn" and self.hidden_dim % self.num_heads:

@@ -26,6 +26,7 @@ Inductor error), a ``RuntimeWarning`` says why and the kernel stays eager.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import warnings
 from typing import Any, Callable
@@ -37,6 +38,7 @@ from zonda.params import FusedKernels
 
 AUTO_MIN_ELEMENTS = 2**21  # ~2M values per edge-sized tensor (e.g. 16k edges x 128)
 CXX_COMPILERS = ("c++", "g++", "clang++")
+C_COMPILERS = ("cc", "gcc", "clang")
 
 
 def fusion_enabled(mode: FusedKernels, elements: int, device: torch.device) -> bool:
@@ -56,16 +58,28 @@ def fusion_enabled(mode: FusedKernels, elements: int, device: torch.device) -> b
 
 @functools.cache
 def compiler_available(device_type: str) -> bool:
-    """Whether Inductor can build kernels for ``device_type`` here (checked once per type)."""
+    """Whether Inductor can build kernels for ``device_type`` here (checked once per type).
+
+    The CPU needs a C++ compiler (``$CXX`` or one on ``PATH``); CUDA needs
+    Triton and the C compiler Triton builds its kernel launchers with
+    (``$CC`` or one on ``PATH``). The zonda images have no compilers in
+    their final stage, so there ``auto`` runs the eager maths.
+    """
     if device_type == "cpu":
-        return any(shutil.which(cxx) for cxx in CXX_COMPILERS)
+        return _on_path("CXX", CXX_COMPILERS)
     if device_type == "cuda":
         try:
             import triton  # noqa: F401
         except ImportError:
             return False
-        return True
+        return _on_path("CC", C_COMPILERS)
     return False
+
+
+def _on_path(variable: str, names: tuple[str, ...]) -> bool:
+    """Whether the compiler named by the environment ``variable``, else one of ``names``, is on PATH."""
+    chosen = os.environ.get(variable)
+    return any(shutil.which(name) for name in ((chosen.split()[0],) if chosen else names))
 
 
 class FusedKernel:
