@@ -8,15 +8,15 @@ transformer's edge attention at ``r5`` (81,900 edges, width 128, 16 heads)
 that took the forward+backward from 95-100 ms to 38 ms per layer on one CPU
 core of the development machine.
 
-A :class:`FusedKernel` wraps one such function. It runs the compiled version
-when :func:`fusion_enabled` says so for the call's size and a compiler is at
-hand, and the same function eagerly otherwise: the numbers agree to float32
-rounding. ``ModelParams.fused_kernels`` chooses: ``auto`` (default) compiles
-only edge sets of at least :data:`AUTO_MIN_ELEMENTS` values, where compiling
-(seconds, once per shape, cached on disk by Inductor) pays for itself;
-``on`` always, ``off`` never.
+A :class:`FusedKernel` wraps one such function and runs it compiled. Whether
+a call takes the fused path at all is the caller's choice, made with
+:func:`fusion_enabled` from ``ModelParams.fused_kernels``: ``auto`` (default)
+only for edge sets of at least :data:`AUTO_MIN_ELEMENTS` values, where
+compiling (seconds, once per shape, cached on disk by Inductor) pays for
+itself, and only where a compiler is at hand; ``on`` always, ``off`` never.
+The eager path computes the same numbers (to float32 rounding).
 
-It runs eagerly, too, while a ``TorchDispatchMode`` is active (e.g.
+A :class:`FusedKernel` runs its function eagerly while a ``TorchDispatchMode`` is active (e.g.
 ``FlopCounterMode``: Dynamo would otherwise refuse the function for the rest
 of the process) and while an enclosing ``torch.compile`` is tracing (which
 then fuses the function itself). If compiling fails (no C++ compiler, an
@@ -83,7 +83,7 @@ def _on_path(variable: str, names: tuple[str, ...]) -> bool:
 
 
 class FusedKernel:
-    """``fn`` run through ``torch.compile`` when asked to, else as it is.
+    """``fn`` run through ``torch.compile`` (see the module docstring for when it runs eagerly).
 
     Args:
         fn: a function of tensors (and Python scalars) without side effects.
@@ -98,9 +98,9 @@ class FusedKernel:
     def compiled(self) -> Callable[..., Any]:
         return torch.compile(self.fn, fullgraph=True)
 
-    def __call__(self, *args: Any, fused: bool = True) -> Any:
-        """``fn(*args)``, compiled when ``fused`` and compiling is possible here."""
-        if not fused or self.failed or is_in_torch_dispatch_mode() or torch.compiler.is_compiling():
+    def __call__(self, *args: Any) -> Any:
+        """``fn(*args)``, compiled unless compiling failed before or cannot apply now."""
+        if self.failed or is_in_torch_dispatch_mode() or torch.compiler.is_compiling():
             return self.fn(*args)
         try:
             return self.compiled(*args)
