@@ -10,9 +10,12 @@ prediction", as used by AIFS)::
     x     = x + W_o out(LN(x))
     x     = x + MLP(LN(x))
 
-The softmax is taken over each receiver's incoming edges. ``eps`` is a
-per-layer linear projection of the embedded mesh-edge features (width
-:func:`edge_embed_dim`), the same for every sample of a batch.
+The softmax is taken over each receiver's incoming edges; heads are
+interleaved channels (head ``h`` owns ``h::H``). ``eps`` is a per-layer
+linear projection of the embedded mesh-edge features (width
+:func:`edge_embed_dim`), the same for every sample of a batch. The attention
+itself lives in :mod:`zonda.models.edge_attention` (eager, or fused by
+``torch.compile`` per ``ModelParams.fused_kernels``).
 """
 
 from __future__ import annotations
