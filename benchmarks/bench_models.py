@@ -289,8 +289,11 @@ def _measure_model(case: Case, forward, module) -> dict[str, Any]:
     return result
 
 
-def _anemoi_model(case: Case, graph):
-    """AnemoiModelEncProcDec (GNN or GraphTransformer everywhere), hydra-style config as anemoi-training builds it."""
+def _anemoi_model(case: Case, graph, attention_backend: str = "pyg"):
+    """AnemoiModelEncProcDec (GNN or GraphTransformer everywhere), hydra-style config as anemoi-training builds it.
+
+    ``attention_backend``: anemoi's graph-attention kernel, ``pyg`` (the CPU's) or ``triton`` (its GPU default).
+    """
     import torch
     from omegaconf import OmegaConf
     from torch_geometric.data import HeteroData
@@ -314,7 +317,7 @@ def _anemoi_model(case: Case, graph):
               "layer_kernels": kernels}
     if case.processor == "graph_transformer":
         gt = {"num_chunks": 1, "mlp_hidden_ratio": 4, "num_heads": case.heads, "qk_norm": False,
-              "graph_attention_backend": "pyg"}
+              "graph_attention_backend": attention_backend}
         proc = {"_target_": "anemoi.models.layers.processor.GraphTransformerProcessor", "edge_pre_mlp": False, **common, **gt}
         enc = {"_target_": "anemoi.models.layers.mapper.GraphTransformerForwardMapper", "shard_strategy": "edges", **common, **gt}
         dec = {"_target_": "anemoi.models.layers.mapper.GraphTransformerBackwardMapper", "shard_strategy": "edges",
