@@ -92,7 +92,6 @@ class FusedKernel:
     def __init__(self, fn: Callable[..., Any]) -> None:
         self.fn = fn
         self.failed: str | None = None  # why compiling failed, once it has
-        functools.update_wrapper(self, fn)
 
     @functools.cached_property
     def compiled(self) -> Callable[..., Any]:
