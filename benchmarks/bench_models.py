@@ -7,8 +7,12 @@ What is measured, per processor and width:
 
 * wall time of one training step's forward + backward (loss = mean square of
   the output), median over ``repeats`` after ``warmup`` runs, batch 1;
-* peak resident memory of the process (each configuration runs in a fresh
-  subprocess, so peaks do not mix);
+* zonda and the peer each run in their own fresh worker process, both alive
+  at once, and the driver alternates their steps (zonda, anemoi; anemoi,
+  zonda; ...), so a change in this shared machine's load hits both alike.
+  The time ratio is the ratio of the medians; the range of the per-round
+  ratios (``pairs``) shows how far it can be trusted;
+* peak resident memory of each worker process (peaks do not mix);
 * matmul FLOPs, counted by ``torch.utils.flop_counter.FlopCounterMode``
   from the shapes of every matmul one forward + backward step runs
   (``2*m*n*k`` each, in-place ``addmm_`` and oneDNN linears included), and
@@ -60,6 +64,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -161,19 +166,6 @@ def matmul_flops(fn) -> int:
     return int(counter.get_total_flops())
 
 
-def time_steps(step, case: Case) -> dict[str, Any]:
-    """Runs ``step()`` (forward + backward) warmup + repeats times; times and GEMM rates."""
-    for _ in range(case.warmup):
-        step()
-    times, rates = [], [gemm_rate()]
-    for _ in range(case.repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-        rates.append(gemm_rate())
-    return {"times_s": times, "time_s": statistics.median(times), "gemm_flops_per_s": statistics.median(rates)}
-
-
 # ----------------------------------------------------------------- the graph
 
 
@@ -230,8 +222,8 @@ def load_graph_npz(path: str):
 # ------------------------------------------------------------------ workers
 
 
-def run_zonda(case: Case) -> dict[str, Any]:
-    """Worker: zonda network forward + backward on the benchmark graph."""
+def build_zonda(case: Case):
+    """zonda network on the benchmark graph: ``(module, forward)``, ``forward()`` -> output tensor."""
     import torch
 
     from zonda.models import build_network
@@ -246,11 +238,11 @@ def run_zonda(case: Case) -> dict[str, Any]:
     torch.manual_seed(0)
     net = build_network(params, graph, case.input_steps * case.variables, case.variables)
     x = torch.randn(case.batch, graph["grid"].x.shape[0], case.input_steps * case.variables)
-    return _measure_model(case, lambda: net(x), net)
+    return net, lambda: net(x)
 
 
-def run_anemoi(case: Case) -> dict[str, Any]:
-    """Worker (in .venv-bench): anemoi-models AnemoiModelEncProcDec on the same graph."""
+def build_anemoi(case: Case):
+    """anemoi-models AnemoiModelEncProcDec on the same graph (in .venv-bench): ``(module, forward)``."""
     import logging
 
     import torch
@@ -264,29 +256,7 @@ def run_anemoi(case: Case) -> dict[str, Any]:
             module.gradient_checkpointing = case.checkpointing
     n_grid = graph["grid"].x.shape[0]
     x = {"data": torch.randn(case.batch, case.input_steps, 1, n_grid, case.variables)}
-    return _measure_model(case, lambda: model(x)["data"], model)
-
-
-def _measure_model(case: Case, forward, module) -> dict[str, Any]:
-    import torch
-
-    def step() -> None:
-        module.zero_grad(set_to_none=True)
-        forward().float().square().mean().backward()
-
-    rss_model = current_rss_gb()
-    flops = matmul_flops(step)
-    result = time_steps(step, case)
-    result.update(
-        flops=flops,
-        parameters=sum(p.numel() for p in module.parameters()),
-        peak_rss_gb=peak_rss_gb(),
-        model_rss_gb=rss_model,
-        threads=torch.get_num_threads(),
-        torch=torch.__version__,
-    )
-    result["roofline"] = result["flops"] / (result["time_s"] * result["gemm_flops_per_s"])
-    return result
+    return model, lambda: model(x)["data"]
 
 
 def _anemoi_model(case: Case, graph, attention_backend: str = "pyg"):
@@ -344,16 +314,55 @@ def _anemoi_model(case: Case, graph, attention_backend: str = "pyg"):
     return AnemoiModelEncProcDec(model_config=config, data_indices=indices, statistics={"data": {}}, graph_data=g)
 
 
+REPLY = "BENCH-REPLY "  # prefix of a worker's protocol lines on stdout (anything else there is ignored)
+
+
 def worker_main(kind: str, spec: str) -> None:
+    """Worker process: builds one model, then times one step per ``step`` line read from stdin.
+
+    Protocol, one JSON line prefixed by :data:`REPLY` per request: after the
+    build, the FLOP count and the warm-up the worker replies ``ready`` with a
+    GEMM rate; ``step`` runs one forward + backward and replies its wall time
+    and the GEMM rate measured right after it; ``finish`` replies the
+    process's totals (FLOPs, parameters, peak RSS) and exits.
+    """
     case = Case(**json.loads(spec))
     if case.tune_malloc:
         tune_malloc()
-    if case.threads:
-        import torch
+    import torch
 
+    if case.threads:
         torch.set_num_threads(case.threads)
-    result = run_zonda(case) if kind == "zonda" else run_anemoi(case)
-    print("RESULT " + json.dumps(result), flush=True)
+    module, forward = build_zonda(case) if kind == "zonda" else build_anemoi(case)
+
+    def step() -> None:
+        module.zero_grad(set_to_none=True)
+        forward().float().square().mean().backward()
+
+    model_rss = current_rss_gb()
+    flops = matmul_flops(step)
+    for _ in range(case.warmup):
+        step()
+    _reply({"ready": True, "gemm_flops_per_s": gemm_rate()})
+    for line in sys.stdin:
+        request = line.strip()
+        if request == "step":
+            t0 = time.perf_counter()
+            step()
+            elapsed = time.perf_counter() - t0
+            _reply({"time_s": elapsed, "gemm_flops_per_s": gemm_rate()})
+        elif request == "finish":
+            _reply({
+                "flops": flops, "parameters": sum(p.numel() for p in module.parameters()), "peak_rss_gb": peak_rss_gb(),
+                "model_rss_gb": model_rss, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            })
+            return
+        else:
+            raise ValueError(f"unknown benchmark request {request!r}")
+
+
+def _reply(message: dict[str, Any]) -> None:
+    print(REPLY + json.dumps(message), flush=True)
 
 
 # ------------------------------------------------------------------- driver
@@ -372,17 +381,104 @@ def peer_available() -> tuple[bool, str]:
     return True, probe.stdout.strip()
 
 
-def _spawn(python: str, kind: str, case: Case, timeout: float) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    if kind == "anemoi":
-        env["PYTHONPATH"] = ""  # the peer must not see zonda's sources
-    cmd = [python, str(Path(__file__).resolve()), "--worker", kind, "--spec", json.dumps(asdict(case))]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=str(REPO))
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-    return {"error": f"{kind} worker failed (exit {proc.returncode}): " + " | ".join(tail)}
+class WorkerError(RuntimeError):
+    """A benchmark worker died (or timed out) before it replied."""
+
+
+class _Worker:
+    """Driver side of one worker process (see :func:`worker_main`); blocks until the worker is ready."""
+
+    def __init__(self, python: str, kind: str, case: Case, timeout: float) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+        if kind == "anemoi":
+            env["PYTHONPATH"] = ""  # the peer must not see zonda's sources
+        self.kind, self.timeout = kind, timeout
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        cmd = [python, str(Path(__file__).resolve()), "--worker", kind, "--spec", json.dumps(asdict(case))]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                                      text=True, env=env, cwd=str(REPO))
+        self.ready = self._read()
+
+    def request(self, what: str) -> dict[str, Any]:
+        try:
+            self._proc.stdin.write(what + "\n")
+            self._proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # the worker is gone; _read says why
+        return self._read()
+
+    def _read(self) -> dict[str, Any]:
+        deadline = threading.Timer(self.timeout, self._proc.kill)
+        deadline.start()
+        try:
+            for line in self._proc.stdout:
+                if line.startswith(REPLY):
+                    return json.loads(line[len(REPLY):])
+        finally:
+            deadline.cancel()
+        code = self._proc.wait()
+        self._stderr.seek(0)
+        tail = self._stderr.read().strip().splitlines()[-5:]
+        raise WorkerError(f"{self.kind} worker failed (exit {code}): " + " | ".join(tail))
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._stderr.close()
+
+
+def run_interleaved(workers: dict[str, _Worker], repeats: int) -> dict[str, dict[str, Any]]:
+    """Times ``repeats`` steps of every worker, alternating the workers step by step.
+
+    Only one worker computes at a time, and the order flips every round
+    (A B, B A, A B, ...), so a change in the machine's load hits both models
+    alike. Per worker: the step times, their median, the median GEMM rate
+    measured around its steps, and its totals; a worker that fails gets
+    ``{"error": ...}`` and the others go on.
+    """
+    live = list(workers)
+    samples = {n: {"times_s": [], "rates": [workers[n].ready["gemm_flops_per_s"]]} for n in live}
+    results: dict[str, dict[str, Any]] = {}
+    for i in range(repeats):
+        for name in live[:: 1 if i % 2 == 0 else -1]:
+            try:
+                reply = workers[name].request("step")
+            except WorkerError as exc:
+                results[name] = {"error": str(exc)}
+                live.remove(name)
+                continue
+            samples[name]["times_s"].append(reply["time_s"])
+            samples[name]["rates"].append(reply["gemm_flops_per_s"])
+    for name in live:
+        try:
+            totals = workers[name].request("finish")
+        except WorkerError as exc:
+            results[name] = {"error": str(exc)}
+            continue
+        times, rate = samples[name]["times_s"], statistics.median(samples[name]["rates"])
+        time_s = statistics.median(times)
+        results[name] = {"times_s": times, "time_s": time_s, "gemm_flops_per_s": rate, **totals,
+                         "roofline": totals["flops"] / (time_s * rate)}
+    return results
+
+
+def measure_case(case: Case, peer: bool, timeout: float) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Results of zonda and (with ``peer``) anemoi-models for one case, their steps interleaved."""
+    pythons = {"zonda": sys.executable, **({"anemoi": str(PEER_PYTHON)} if peer else {})}
+    workers: dict[str, _Worker] = {}
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        for kind, python in pythons.items():
+            try:
+                workers[kind] = _Worker(python, kind, case, timeout)
+            except WorkerError as exc:
+                results[kind] = {"error": str(exc)}
+        results.update(run_interleaved(workers, case.repeats))
+    finally:
+        for worker in workers.values():
+            worker.close()
+    return results["zonda"], results.get("anemoi")
 
 
 def measure(
@@ -416,9 +512,8 @@ def measure(
                             checkpointing=checkpointing, tune_malloc=tune, threads=threads, activation=activation,
                             fused_kernels=fused_kernels, graph_file=str(graph_file))
                 row: dict[str, Any] = {"processor": processor, "width": width, "layers": layers}
-                row["zonda"] = _spawn(sys.executable, "zonda", case, timeout)
                 comparable = processor in ("gnn", "graph_transformer")  # the peer is built for these two
-                row["anemoi"] = _spawn(str(PEER_PYTHON), "anemoi", case, timeout) if peer_ok and comparable else None
+                row["zonda"], row["anemoi"] = measure_case(case, peer_ok and comparable, timeout)
                 same_setup = layers == REFERENCE_LAYERS and refinement == REFERENCE_REFINEMENT
                 row["anemoi_reference"] = PEER_REFERENCE.get((processor, width)) if same_setup else None
                 _ratios(row)
@@ -431,6 +526,8 @@ def _ratios(row: dict[str, Any]) -> None:
     if "error" in z or not a or "error" in a:
         return
     row["ratio_time"] = z["time_s"] / a["time_s"]
+    pairs = [tz / ta for tz, ta in zip(z["times_s"], a["times_s"])]  # the two steps of one round ran back to back
+    row["ratio_time_pairs"] = [min(pairs), max(pairs)]
     # the machine is shared: also compare times in units of each process's own GEMM time
     row["ratio_time_load_normalised"] = (z["time_s"] * z["gemm_flops_per_s"]) / (a["time_s"] * a["gemm_flops_per_s"])
     row["ratio_peak_rss"] = z["peak_rss_gb"] / a["peak_rss_gb"]
@@ -442,7 +539,8 @@ def report(result: dict[str, Any]) -> str:
         f"graph: {g['source']}: {g['grid_nodes']} grid, {g['mesh_nodes']} mesh nodes, edges {g['edges']}",
         f"peer: {result['peer']}",
         f"{'processor':<18}{'width':>6}  {'zonda s':>8} {'GB':>5} {'GFLOP':>7} {'GEMM GF/s':>9} {'roofline':>8}"
-        f"  {'anemoi s':>8} {'GB':>5} {'roofline':>8}  {'time ratio':>10} {'(load-norm)':>11} {'mem ratio':>9}",
+        f"  {'anemoi s':>8} {'GB':>5} {'roofline':>8}  {'time ratio':>10} {'(pairs)':>11} {'(load-norm)':>11}"
+        f" {'mem ratio':>9}",
     ]
     for row in result["results"]:
         z, a = row["zonda"], row["anemoi"]
@@ -453,7 +551,8 @@ def report(result: dict[str, Any]) -> str:
                 f"{z['flops'] / 1e9:>7.1f} {z['gemm_flops_per_s'] / 1e9:>9.1f} {z['roofline']:>8.1%}")
         if a and "error" not in a:
             text += (f"  {a['time_s']:>8.2f} {a['peak_rss_gb']:>5.2f} {a['roofline']:>8.1%}"
-                     f"  {row['ratio_time']:>10.2f} {row['ratio_time_load_normalised']:>11.2f} {row['ratio_peak_rss']:>9.2f}")
+                     f"  {row['ratio_time']:>10.2f} {'{:.2f}-{:.2f}'.format(*row['ratio_time_pairs']):>11}"
+                     f" {row['ratio_time_load_normalised']:>11.2f} {row['ratio_peak_rss']:>9.2f}")
         elif a:
             text += f"  anemoi error: {a['error']}"
         ref = row.get("anemoi_reference")

@@ -17,6 +17,7 @@ from zonda.k8s.trainjob import IMAGE_UID
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "images"
 ROLES = ("data", "train")
+FINAL_STAGE_PACKAGES = {"data": set(), "train": {"gcc", "libc6-dev"}}  # apt packages the final stages may add
 
 
 def _instructions(path: Path) -> list[tuple[str, str]]:
@@ -89,8 +90,14 @@ def test_final_stage_is_lean_non_root_and_runs_zonda(role):
     assert builder[0][1].endswith(" AS builder")
     final_text = " ".join(rest for _, rest in final)
     assert "--from=builder" in final_text
-    for tool in ("build-essential", "gcc", "g++", "make ", "apt-get install"):
+    installs = re.findall(r"apt-get install ((?:-\S+ )*)([^&]+)", final_text)
+    packages = {name for _, names in installs for name in names.split()}
+    # The train image runs torch.compile on GPUs: Triton builds its kernel launchers with a C compiler.
+    assert packages == FINAL_STAGE_PACKAGES[role], f"{role}: final stage installs {sorted(packages)}"
+    for tool in ("build-essential", "g++", "clang", "make "):
         assert tool not in final_text, f"{role}: final stage installs {tool.strip()}"
+    if role == "train":  # the build fails if the fused kernels could not compile in the image
+        assert "compiler_available('cuda')" in final_text and "gcc -shared" in final_text
     users = [rest for word, rest in final if word == "USER"]
     assert users and users[-1].split(":")[0] == str(IMAGE_UID)  # what the pod securityContexts expect
     assert [rest for word, rest in final if word == "ENTRYPOINT"] == ['["zonda"]']

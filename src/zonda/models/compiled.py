@@ -62,8 +62,7 @@ def compiler_available(device_type: str) -> bool:
 
     The CPU needs a C++ compiler (``$CXX`` or one on ``PATH``); CUDA needs
     Triton and the C compiler Triton builds its kernel launchers with
-    (``$CC`` or one on ``PATH``). The zonda images have no compilers in
-    their final stage, so there ``auto`` runs the eager maths.
+    (``$CC`` or one on ``PATH``); the zonda train image carries gcc for it.
     """
     if device_type == "cpu":
         return _on_path("CXX", CXX_COMPILERS)
