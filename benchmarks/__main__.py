@@ -1,4 +1,4 @@
-"""`make bench`: run every benchmark and print its numbers.
+"""`make bench`: run every benchmark, print its numbers (JSON), then a summary of their tables.
 
     python -m benchmarks                 # all
     python -m benchmarks spine graph     # some (spine, heldsuarez, graph, models, training, pipeline)
@@ -36,8 +36,16 @@ def main(argv: list[str]) -> int:
         print(json.dumps(results[name], indent=2, default=str))
         print(f"({time.perf_counter() - t0:.0f} s)")
     print("\n=== summary ===")
-    print(json.dumps(results, indent=2, default=str))
+    for name, result in results.items():
+        print(f"\n--- {name}")
+        print(readable(name, result))
     return 1 if failed else 0
+
+
+def readable(name: str, result: dict) -> str:
+    """The benchmark's own table (its module's ``report``) where it has one, else its JSON."""
+    report = getattr(importlib.import_module(f"benchmarks.bench_{name}"), "report", None)
+    return report(result) if report else json.dumps(result, indent=2, default=str)
 
 
 if __name__ == "__main__":

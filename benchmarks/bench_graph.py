@@ -211,7 +211,7 @@ def measure(repeats: int = 5, refinement: int = 6, peer: bool = True, large: boo
     return result
 
 
-def _report(res: dict[str, Any]) -> str:
+def report(res: dict[str, Any]) -> str:
     lines = [f"graph build benchmark (cpus={res['machine']['cpus']}, load {res['machine']['loadavg_start'][0]:.1f}"
              f" -> {res['machine']['loadavg_end'][0]:.1f}); peer: {res['peer'] or 'not installed'}"]
     for r, row in res["grid_1.5deg"].items():
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     res = measure(repeats=args.repeats, peer=not args.no_peer, large=not args.no_large, rounds=args.rounds)
-    print(_report(res))
+    print(report(res))
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))
     return 0
