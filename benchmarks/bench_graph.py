@@ -11,7 +11,7 @@ torch 2.13.0, trimesh, netCDF4) when that venv exists. Each worker builds once t
 warm up (the first build in a process pays one-off costs), then times
 ``repeats`` builds; zonda and peer workers alternate for ``rounds`` rounds and
 the median (and min) over all timed builds is reported, with CPU time beside wall time. The 0.25 deg build runs in
-a fresh process, once, so its peak RSS (ru_maxrss) is its own.
+a fresh process, once, so its peak RSS (VmHWM) is its own.
 
 Peer configuration (anemoi's usual encoder-processor-decoder graph): TriNodes(r)
 hidden nodes, LatLonNodes data nodes, CutOffEdges(cutoff_factor=0.6) encoder,
@@ -42,6 +42,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):  # run as a script (also the worker processes): the repository root onto the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.memory import peak_rss_gb  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 PEER_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
 GRIDS = {"1.5deg": (121, 240), "0.25deg": (721, 1440)}
@@ -52,12 +56,6 @@ def _grid(n_lat: int, n_lon: int):
     import numpy as np
 
     return np.linspace(-90.0, 90.0, n_lat), np.arange(n_lon) * (360.0 / n_lon)
-
-
-def _peak_rss_gb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # Linux: KiB
 
 
 def _time_builds(build, repeats: int, warmup: bool) -> dict[str, Any]:
@@ -92,7 +90,7 @@ def _worker_zonda(n_lat: int, n_lon: int, refinement: int, decoder: str, repeats
     warnings.simplefilter("ignore")
     out = _time_builds(lambda: build_graph(params, lat, lon), repeats, warmup)
     g = out.pop("result")
-    return {**out, "import_s": import_s, "peak_rss_gb": _peak_rss_gb(),
+    return {**out, "import_s": import_s, "peak_rss_gb": peak_rss_gb(),
             "edges": {"->".join((k[0], k[2])): int(g[k].edge_index.shape[1]) for k in g.edge_types},
             "encoder_mesh_coverage": g.graph_meta["encoder"]["mesh_coverage"]}
 
@@ -128,7 +126,7 @@ def _worker_anemoi(n_lat: int, n_lon: int, refinement: int, repeats: int, warmup
 
     out = _time_builds(build, repeats, warmup)
     g = out.pop("result")
-    return {**out, "import_s": import_s, "peak_rss_gb": _peak_rss_gb(),
+    return {**out, "import_s": import_s, "peak_rss_gb": peak_rss_gb(),
             "edges": {"->".join((k[0], k[2])): int(g[k].edge_index.shape[1]) for k in g.edge_types}}
 
 

@@ -59,7 +59,6 @@ import argparse
 import ctypes
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -71,6 +70,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+if __package__ in (None, ""):  # run as a script (also the worker processes): the repository root onto the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.memory import peak_rss_gb  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PEER_PYTHON = REPO / ".venv-bench" / "bin" / "python"
@@ -122,10 +125,6 @@ def tune_malloc() -> bool:
     m_trim_threshold, m_mmap_threshold = -1, -3
     big = ctypes.c_int(1 << 30)
     return bool(libc.mallopt(m_mmap_threshold, big)) and bool(libc.mallopt(m_trim_threshold, big))
-
-
-def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # ru_maxrss is in KiB on Linux
 
 
 def current_rss_gb() -> float:

@@ -56,11 +56,11 @@ import json, sys, time
 import psutil
 from zonda.params import load_params
 from zonda.statistics import compute_statistics
+from benchmarks.memory import peak_rss_gb
 p = load_params(sys.argv[1])
 base = psutil.Process().memory_info().rss / 2**20
 t = time.perf_counter(); compute_statistics(sys.argv[2], p, progress=False); dt = time.perf_counter() - t
-# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork+exec
-peak = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")][0] / 1024
+peak = peak_rss_gb() * 1e9 / 2**20
 print(json.dumps({"seconds": dt, "baseline_rss_mb": base, "peak_rss_mb": peak}))
 """
 
@@ -91,7 +91,7 @@ def measure(n_days: int = 12, budget_mb: float = 64.0) -> dict:
 
         write_resolved(params, tmp / "p")
         child = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(tmp / "p" / "params.resolved.yaml"), str(tmp / "snap")],
-                               capture_output=True, text=True, check=True)
+                               capture_output=True, text=True, check=True, cwd=REPO)  # `-c` imports from cwd
         rss = json.loads(child.stdout.strip().splitlines()[-1])
     return {
         "snapshot_mb": nbytes / 2**20,
