@@ -26,7 +26,8 @@ Two implementations of the same maths, chosen per call:
 
 The eager path is not those formulas run op by op: out of place they took
 about 2x the hand-written function's time (r5, one core), and the eager path
-is what runs where no compiler is at hand, such as the zonda images.
+is what runs where no compiler is at hand (a CPU machine without a C++
+compiler, such as the zonda data image) or with ``fused_kernels: off``.
 """
 
 from __future__ import annotations
