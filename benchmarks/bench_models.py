@@ -73,7 +73,7 @@ import numpy as np
 
 if __package__ in (None, ""):  # run as a script (also the worker processes): the repository root onto the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.memory import peak_rss_gb  # noqa: E402
+from benchmarks.memory import current_rss_gb, peak_rss_gb  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PEER_PYTHON = REPO / ".venv-bench" / "bin" / "python"
@@ -125,11 +125,6 @@ def tune_malloc() -> bool:
     m_trim_threshold, m_mmap_threshold = -1, -3
     big = ctypes.c_int(1 << 30)
     return bool(libc.mallopt(m_mmap_threshold, big)) and bool(libc.mallopt(m_trim_threshold, big))
-
-
-def current_rss_gb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
 
 
 def gemm_rate(n: int = 2048, reps: int = 3) -> float:

@@ -53,14 +53,13 @@ def _params(source: Path, out_root: Path, n_days: int, budget_mb: float):
 
 _RSS_CHILD = """
 import json, sys, time
-import psutil
 from zonda.params import load_params
 from zonda.statistics import compute_statistics
-from benchmarks.memory import peak_rss_gb
+from benchmarks.memory import current_rss_bytes, peak_rss_bytes
 p = load_params(sys.argv[1])
-base = psutil.Process().memory_info().rss / 2**20
+base = current_rss_bytes() / 2**20
 t = time.perf_counter(); compute_statistics(sys.argv[2], p, progress=False); dt = time.perf_counter() - t
-peak = peak_rss_gb() * 1e9 / 2**20
+peak = peak_rss_bytes() / 2**20
 print(json.dumps({"seconds": dt, "baseline_rss_mb": base, "peak_rss_mb": peak}))
 """
 
