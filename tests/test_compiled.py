@@ -9,6 +9,7 @@ import torch
 
 from zonda.models import build_network
 from zonda.models.compiled import AUTO_MIN_ELEMENTS, FusedKernel, compiler_available, fusion_enabled
+from zonda.models import edge_attention as edge_attention_module
 from zonda.models.edge_attention import edge_attention
 from zonda.models.toy_graph import toy_graph
 from zonda.params import ModelParams
@@ -28,7 +29,11 @@ def attention_inputs(batch: int, shared_edges: bool, seed: int = 0):
 
 @needs_compiler
 @pytest.mark.parametrize("batch,shared_edges", [(1, True), (3, False)])
-def test_fused_edge_attention_matches_the_eager_one_in_values_and_gradients(batch, shared_edges):
+@pytest.mark.parametrize("scatters_compiled", [True, False], ids=["whole", "scatters-in-aten"])
+def test_fused_edge_attention_matches_the_eager_one_in_values_and_gradients(batch, shared_edges, scatters_compiled, monkeypatch):
+    # both compositions of the fused path: compiled whole (GPU, one CPU thread) and
+    # compiled per-edge maths with ATen scatters (several CPU threads)
+    monkeypatch.setattr(edge_attention_module, "_scatters_compiled", lambda x: scatters_compiled)
     tensors, senders, receivers = attention_inputs(batch, shared_edges)
     grad_out = torch.randn(6, batch, 16, generator=torch.Generator().manual_seed(1))
     results = []

@@ -86,15 +86,18 @@ class FusedKernel:
 
     Args:
         fn: a function of tensors (and Python scalars) without side effects.
+        options: Inductor settings for this kernel (``torch.compile``'s ``options``),
+            e.g. ``{"cpp.threads": 1}``.
     """
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[..., Any], options: dict[str, Any] | None = None) -> None:
         self.fn = fn
+        self.options = dict(options or {})
         self.failed: str | None = None  # why compiling failed, once it has
 
     @functools.cached_property
     def compiled(self) -> Callable[..., Any]:
-        return torch.compile(self.fn, fullgraph=True)
+        return torch.compile(self.fn, fullgraph=True, options=self.options or None)
 
     def __call__(self, *args: Any) -> Any:
         """``fn(*args)``, compiled unless compiling failed before or cannot apply now."""
