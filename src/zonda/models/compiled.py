@@ -92,12 +92,12 @@ class FusedKernel:
 
     def __init__(self, fn: Callable[..., Any], options: dict[str, Any] | None = None) -> None:
         self.fn = fn
-        self.options = dict(options or {})
+        self.options = options
         self.failed: str | None = None  # why compiling failed, once it has
 
     @functools.cached_property
     def compiled(self) -> Callable[..., Any]:
-        return torch.compile(self.fn, fullgraph=True, options=self.options or None)
+        return torch.compile(self.fn, fullgraph=True, options=self.options)
 
     def __call__(self, *args: Any) -> Any:
         """``fn(*args)``, compiled unless compiling failed before or cannot apply now."""

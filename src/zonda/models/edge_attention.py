@@ -156,11 +156,6 @@ def _edge_gradients(q, k, v, eps3, senders, receivers, p, z, out, grad_out, head
     return grad_q_edges.view(shape), grad_keys.view(shape), grad_values.view(shape), (grad_keys + grad_values).view(shape)
 
 
-def _sum_rows(values, index, num_nodes: int):  # noqa: ANN001, ANN202
-    """Out-of-place scatter-sum of ``values`` ``(E, ...)`` onto ``(num_nodes, ...)`` (traceable by Dynamo)."""
-    return values.new_zeros((num_nodes,) + tuple(values.shape[1:])).index_add(0, index, values)
-
-
 def _fused_forward(q, k, v, eps, senders, receivers, heads: int, scores_fn=_edge_scores, values_fn=_weighted_values):  # noqa: ANN001, ANN202
     """Forward maths of the fused path: ``(out, p, z)`` with ``out`` in the accumulation dtype.
 
@@ -177,9 +172,9 @@ def _fused_forward(q, k, v, eps, senders, receivers, heads: int, scores_fn=_edge
         0, receivers.view(-1, 1, 1).expand_as(scores), scores, "amax", include_self=True
     )
     p, weighted = values_fn(v, eps3, senders, receivers, scores, group_max, heads)
-    z = _sum_rows(p, receivers, num_receivers)
+    z = scatter_sum(p, receivers, num_receivers)
     z = z + (z == 0).to(z.dtype)
-    out = _sum_rows(weighted, receivers, num_receivers).view(num_receivers, batch, dim // heads, heads)
+    out = scatter_sum(weighted, receivers, num_receivers).view(num_receivers, batch, dim // heads, heads)
     return (out / z.unsqueeze(-2)).view(num_receivers, batch, dim), p, z
 
 
@@ -187,9 +182,9 @@ def _fused_backward(q, k, v, eps, senders, receivers, p, z, out, grad_out, heads
     """Backward maths of the fused path (the eager backward's, out of place): grads of q, k, v, eps."""
     eps3 = _batched(eps).to(_accumulation_dtype(q))
     grad_q_edges, grad_keys, grad_values, grad_eps = gradients_fn(q, k, v, eps3, senders, receivers, p, z, out, grad_out, heads)
-    grad_q = _sum_rows(grad_q_edges, receivers, q.shape[0])
-    grad_k = _sum_rows(grad_keys, senders, k.shape[0])
-    grad_v = _sum_rows(grad_values, senders, v.shape[0])
+    grad_q = scatter_sum(grad_q_edges, receivers, q.shape[0])
+    grad_k = scatter_sum(grad_keys, senders, k.shape[0])
+    grad_v = scatter_sum(grad_values, senders, v.shape[0])
     grad_eps = _unbatched_like(grad_eps, eps)
     return grad_q.to(q.dtype), grad_k.to(k.dtype), grad_v.to(v.dtype), grad_eps.to(eps.dtype)
 
