@@ -5,6 +5,8 @@ Layout of a snapshot directory::
     <out>/data.zarr            zarr v3, xarray Dataset (WB2 names, dims and units)
     <out>/manifest.json        source, selection, content hash (= snapshot ID), shapes, time range, code version
     <out>/params.resolved.yaml the fully resolved params that made it
+    <out>/truth_states.nc      Held-Suarez sources only: the truth's spectral states over the
+                               test split, for the physics baseline (:mod:`zonda.data.truth_states`)
 
 ``data.zarr`` holds the prognostic variables (``temperature`` as ``(time, level,
 latitude, longitude)``, ``surface_pressure`` as ``(time, latitude, longitude)``),
@@ -38,6 +40,8 @@ from tqdm.auto import tqdm
 
 from zonda.data.forcings import forcing_dataset
 from zonda.data.sources import SourceError, normalise_grid, open_source
+from zonda.data.truth_states import MANIFEST_KEY as TRUTH_STATES_KEY
+from zonda.data.truth_states import split_states, write_truth_states
 from zonda.data.validation import check_structure, check_values
 from zonda.files import atomic_dir
 from zonda.params import Params, write_resolved
@@ -193,7 +197,7 @@ def build_snapshot(params: Params, out_dir: str | os.PathLike[str], *, progress:
 
     data = params.data
     cache_dir = Path(params.runtime.output_root) / "cache"
-    source = normalise_grid(open_source(data, cache_dir, progress=progress))
+    source, truth_states = split_states(normalise_grid(open_source(data, cache_dir, progress=progress)))
     start, end = np.datetime64(data.time.start, "ns"), np.datetime64(data.time.end, "ns")
     check_structure(source, data.variables, data.static, data.levels, start, end)
     selected = _coordinate_attrs(select(source, params))
@@ -211,6 +215,8 @@ def build_snapshot(params: Params, out_dir: str | os.PathLike[str], *, progress:
     with atomic_dir(out_dir) as tmp:
         content_hash = _write_zarr(snapshot, tmp / DATA_DIRNAME, data.chunk_time, data.variables, progress)
         manifest = _manifest(params, snapshot, key, content_hash)
+        if truth_states is not None:
+            manifest[TRUTH_STATES_KEY] = write_truth_states(truth_states, tmp)
         write_resolved(params, tmp)
         write_manifest(tmp, manifest)
     log.info("snapshot %s written to %s", manifest["snapshot_id"], out_dir)

@@ -55,6 +55,7 @@ from tqdm.auto import tqdm
 from zonda.data import hs_dycore
 from zonda.data.hs_dycore import Dycore
 from zonda.data.hs_restart import read_restart, write_restart
+from zonda.data.truth_states import STATE_PREFIX, STATE_TIME
 from zonda.files import atomic_path
 from zonda.params import HeldSuarezParams, Params
 from zonda.variables import TIME_STEP_HOURS, variable
@@ -209,7 +210,13 @@ def _times(start, count: int) -> np.ndarray:
     return t0.to_datetime64().astype("datetime64[ns]") + np.arange(count) * np.timedelta64(TIME_STEP_HOURS, "h")
 
 
-def generate(hs: HeldSuarezParams, levels: Sequence[int], *, progress: bool = True) -> xr.Dataset:
+def generate(
+    hs: HeldSuarezParams,
+    levels: Sequence[int],
+    *,
+    progress: bool = True,
+    keep_states: tuple[np.datetime64, np.datetime64] | None = None,
+) -> xr.Dataset:
     """Runs the Held-Suarez model and returns 6-hourly WB2-style fields.
 
     The model starts from ``hs.restart`` plus seeded temperature noise,
@@ -220,6 +227,10 @@ def generate(hs: HeldSuarezParams, levels: Sequence[int], *, progress: bool = Tr
       hs: generator settings (resolution, time step, seed, restart, record window).
       levels: output pressure levels in hPa (sorted ascending in the output).
       progress: show a progress bar over simulated days.
+      keep_states: ``(first, last)`` valid times (inclusive): the model's own
+        spectral states at the outputs in that window are returned too, as the
+        truth's initial conditions for the physics baseline
+        (:mod:`zonda.data.hs_baseline`); see :func:`states_dataset` for their layout.
 
     Returns:
       Dataset with coordinates ``time`` (n = floor(4 * hs.days), datetime64[ns],
@@ -230,7 +241,9 @@ def generate(hs: HeldSuarezParams, levels: Sequence[int], *, progress: bool = Tr
       ``u_component_of_wind`` and ``v_component_of_wind`` (m s**-1) with dims
       (time, level, latitude, longitude); ``surface_pressure`` (Pa) with dims
       (time, latitude, longitude); static ``geopotential_at_surface``
-      (m**2 s**-2, zeros) with dims (latitude, longitude).
+      (m**2 s**-2, zeros) with dims (latitude, longitude). With ``keep_states``
+      also the state variables of :func:`states_dataset`
+      (layout in :mod:`zonda.data.truth_states`).
 
     Raises:
       FileNotFoundError / RestartError: the restart is missing or does not fit.
@@ -243,16 +256,61 @@ def generate(hs: HeldSuarezParams, levels: Sequence[int], *, progress: bool = Tr
     diagnose = hs_dycore.get_diagnostics(dycore, level_tuple)
     times = _times(hs.start, n_out)
 
+    keep = np.zeros(n_out, bool)
+    if keep_states is not None:
+        first, last = (np.datetime64(t, "ns") for t in keep_states)
+        keep = (times >= first) & (times <= last)
+    kept: list[dict[str, np.ndarray]] = []
+
     with _progress(hs.spinup_days + n_out / CHUNKS_PER_DAY, "Held-Suarez", progress) as bar:
         state = _advance(dycore, state, spin_steps, bar)
-        raw = _record(dycore, diagnose, state, n_out, len(level_tuple), times, bar)
+        raw = _record(dycore, diagnose, state, n_out, len(level_tuple), times, bar, keep=keep, kept=kept)
 
     fields = {name: _to_wb2_layout(hs_dycore.dimensionalize(dycore, name, values)) for name, values in raw.items()}
-    return _assemble(fields, times, level_tuple, _source_attrs(hs, dycore, origin))
+    ds = _assemble(fields, times, level_tuple, _source_attrs(hs, dycore, origin))
+    if keep_states is not None:
+        ds = xr.merge([ds, states_dataset(dycore, kept, times[keep])], combine_attrs="override")
+    return ds
 
 
-def _record(dycore: Dycore, diagnose, state, n_out: int, n_levels: int, times: np.ndarray, bar: tqdm) -> dict:
-    """Integrates ``n_out`` outputs; returns nondimensional arrays (time, [level,] lon, lat)."""
+def states_dataset(dycore: Dycore, states: list[dict[str, np.ndarray]], times: np.ndarray) -> xr.Dataset:
+    """The model's modal states at ``times`` as a Dataset (nondimensional, dinosaur's layout).
+
+    Variables ``hs_state_<field>`` for the :data:`~zonda.data.hs_dycore.STATE_FIELDS`,
+    float32, dims ``(state_time, hs_layer | hs_surface, hs_m, hs_l)``: shape
+    ``(n, layers, 2T+1, T+2)`` (``(n, 1, 2T+1, T+2)`` for ``log_surface_pressure``),
+    with ``hs_m`` the interleaved zonal wavenumbers ``0, 1, -1, 2, -2, ...`` and
+    ``hs_l`` the total wavenumbers ``0..T+1``. Each variable's attributes record
+    the model (truncation, layers, dt, reference temperature) so a reader can rebuild it.
+    """
+    attrs = {
+        "hs_truncation": int(dycore.truncation),
+        "hs_layers": int(dycore.layers),
+        "hs_dt_minutes": float(dycore.dt_minutes),
+        "hs_reference_temperature_K": float(np.mean(dycore.reference_temperature)),
+        "units": "1",
+        "long_name": "dinosaur modal state (nondimensional)",
+    }
+    data_vars = {}
+    for name in hs_dycore.STATE_FIELDS:
+        values = np.stack([s[name] for s in states]) if states else np.zeros((0, *_modal_shape(dycore, name)), np.float32)
+        vertical = "hs_surface" if name == "log_surface_pressure" else "hs_layer"
+        data_vars[STATE_PREFIX + name] = ((STATE_TIME, vertical, "hs_m", "hs_l"), values.astype(np.float32), attrs)
+    return xr.Dataset(data_vars, coords={STATE_TIME: np.asarray(times, "datetime64[ns]")})
+
+
+def _modal_shape(dycore: Dycore, name: str) -> tuple[int, ...]:
+    return dycore.surface_modal_shape if name == "log_surface_pressure" else dycore.modal_shape
+
+
+def _record(
+    dycore: Dycore, diagnose, state, n_out: int, n_levels: int, times: np.ndarray, bar: tqdm,
+    *, keep: np.ndarray, kept: list[dict[str, np.ndarray]],
+) -> dict:
+    """Integrates ``n_out`` outputs; returns nondimensional arrays (time, [level,] lon, lat).
+
+    The modal state at every output ``i`` with ``keep[i]`` is appended to ``kept``.
+    """
     nx, ny = hs_dycore.OUTPUT_LONGITUDES, hs_dycore.OUTPUT_LATITUDES
     raw = {name: np.empty((n_out, n_levels, nx, ny), np.float32) for name in ATMOSPHERIC}
     raw["surface_pressure"] = np.empty((n_out, nx, ny), np.float32)
@@ -261,6 +319,8 @@ def _record(dycore: Dycore, diagnose, state, n_out: int, n_levels: int, times: n
             state = _advance(dycore, state, dycore.steps_per_chunk, bar)
         for name, values in diagnose(state).items():
             raw[name][i] = np.asarray(values)
+        if keep[i]:
+            kept.append(hs_dycore.state_to_arrays(state))
         _check_finite(dycore, raw["surface_pressure"][i], f"surface_pressure at {times[i]}")
         if i == 0:
             bar.update(1.0 / CHUNKS_PER_DAY)  # the first output costs no integration

@@ -119,15 +119,24 @@ def steps_per_chunk(dt_minutes: float) -> int:
     return steps
 
 
+def gaussian_grid(truncation: int) -> spherical_harmonic.Grid:
+    """dinosaur's Gaussian grid for triangular truncation ``T``: its named grid (T21, T31, ...) where one
+    exists, else the alias-free quadratic grid with ``ceil((3T + 1) / 4)`` Gaussian latitudes per hemisphere
+    (the same rule gives 16, 24 and 32 for T21, T31 and T42)."""
+    if truncation < 2:
+        raise ValueError(f"truncation T{truncation}: at least T2 is needed")
+    named = getattr(spherical_harmonic.Grid, f"T{truncation}", None)
+    if named is not None:
+        return named()
+    return spherical_harmonic.Grid.construct(max_wavenumber=truncation, gaussian_nodes=math.ceil((3 * truncation + 1) / 4))
+
+
 @functools.lru_cache(maxsize=8)
 def get_dycore(truncation: int, layers: int, dt_minutes: float) -> Dycore:
     """Builds (once per process and settings) the Held-Suarez model and its jitted functions."""
     chunk = steps_per_chunk(dt_minutes)
-    grid_factory = getattr(spherical_harmonic.Grid, f"T{truncation}", None)
-    if grid_factory is None:
-        raise ValueError(f"heldsuarez.truncation={truncation} has no dinosaur grid T{truncation}")
     coords = coordinate_systems.CoordinateSystem(
-        horizontal=grid_factory(),
+        horizontal=gaussian_grid(truncation),
         vertical=sigma_coordinates.SigmaCoordinates.equidistant(layers),
     )
     physics = primitive_equations.PrimitiveEquationsSpecs.from_si()

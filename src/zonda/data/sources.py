@@ -33,7 +33,7 @@ DIM_ALIASES = {
 
 _FSSPEC_PROTOCOL_PACKAGES = {"gs": "gcsfs", "gcs": "gcsfs", "s3": "s3fs", "az": "adlfs", "abfs": "adlfs"}
 
-HELDSUAREZ_CACHE_VERSION = 1
+HELDSUAREZ_CACHE_VERSION = 2  # 2: the truth's spectral states over the test split are kept
 
 
 class SourceError(RuntimeError):
@@ -153,6 +153,7 @@ def heldsuarez_cache_key(data: DataParams) -> str:
     payload = {
         "heldsuarez": data.heldsuarez.model_dump(mode="json"),
         "levels": list(data.levels),
+        "keep_states": data.splits.test.as_str(),
         "dinosaur": getattr(dinosaur, "__version__", "unknown"),
         "cache_version": HELDSUAREZ_CACHE_VERSION,
     }
@@ -160,14 +161,20 @@ def heldsuarez_cache_key(data: DataParams) -> str:
 
 
 def open_heldsuarez_source(data: DataParams, cache_dir: Path, progress: bool = True) -> xr.Dataset:
-    """Runs the generator once per distinct settings; later calls open the cached zarr."""
+    """Runs the generator once per distinct settings; later calls open the cached zarr.
+
+    The record keeps the model's spectral states over ``data.splits.test`` (the
+    initial conditions of the physics baseline; see :func:`zonda.data.heldsuarez.generate`).
+    """
     from zonda.data import heldsuarez
 
     cache_dir = Path(cache_dir)
     target = cache_dir / f"heldsuarez-{heldsuarez_cache_key(data)}.zarr"
     if not target.exists():
         cache_dir.mkdir(parents=True, exist_ok=True)
-        ds = heldsuarez.generate(data.heldsuarez, data.levels, progress=progress)
+        test = data.splits.test
+        keep = (np.datetime64(test.start, "ns"), np.datetime64(test.end, "ns"))
+        ds = heldsuarez.generate(data.heldsuarez, data.levels, progress=progress, keep_states=keep)
         tmp = cache_dir / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
         try:
             ds.to_zarr(tmp, zarr_format=3, mode="w", consolidated=False)

@@ -5,12 +5,15 @@
 split), runs the trained forecaster autoregressively in batches (on the GPU
 when there is one), streams the forecasts into ``forecast.zarr`` (WB2 layout:
 ``time`` = init, ``prediction_timedelta``, ``level``, ``latitude``,
-``longitude``), then scores them and the persistence and climatology
-baselines with the WeatherBench2 metrics of :mod:`zonda.evaluation`.
+``longitude``), then scores them, persistence, climatology and every
+``evaluation.baselines`` entry (:mod:`zonda.evaluation.external`: forecast
+stores and the Held-Suarez physics baseline, checked before the model's
+forecasts run) with the WeatherBench2 metrics of :mod:`zonda.evaluation`.
 
 Output directory::
 
     results.nc        WB2 results layout, one data variable per variable, dims (model, metric, lead_time[, level])
+    baselines/<name>.zarr  each physics baseline's forecasts (WB2 layout), see evaluation.baselines
     headline.json     headline scores (e.g. rmse.geopotential.500.5d) of the model and the baselines
     summary.md        Markdown summary (the KFP UI shows it)
     scorecard.png, error_growth.png, maps_<variable>_<level>.png
@@ -35,8 +38,9 @@ from tqdm.auto import tqdm
 from zonda.channels import ChannelLayout
 from zonda.files import read_json_file, write_json_atomic
 from zonda.models.forecaster import inference_device
+from zonda.evaluation.external import PreparedBaseline, Target, prepare_baselines
 from zonda.params import Params, write_resolved
-from zonda.provenance import code_version, write_manifest
+from zonda.provenance import code_version, read_manifest, write_manifest
 from zonda.snapshot import DATA_DIRNAME, open_snapshot
 from zonda.variables import TIME_STEP_HOURS, lead_timedeltas
 
@@ -45,6 +49,7 @@ log = logging.getLogger(__name__)
 FORECAST_STORE = "forecast.zarr"
 RESULTS_FILE = "results.nc"
 HEADLINE_FILE = "headline.json"
+BASELINES_DIR = "baselines"
 SUMMARY_FILE = "summary.md"
 
 
@@ -155,6 +160,15 @@ def run_evaluation(
     )
     steps = lead_steps(params)
     inits = init_indices(times, params, forecaster.input_steps)
+    spec, leads = params.evaluation.headline_variables, params.evaluation.headline_lead_days
+    target = Target(
+        init_times=times[inits], leads=lead_timedeltas(steps), variables=tuple(layout.variables),
+        levels=tuple(int(v) for v in layout.levels), latitudes=lat, longitudes=lon, headline_variables=tuple(spec),
+    )
+    external = prepare_baselines(
+        params.evaluation.baselines, target, snapshot_dir=snapshot_dir,
+        snapshot_manifest=read_manifest(snapshot_dir) or {}, progress=progress,
+    )
     log.info("evaluating %d forecasts of %d steps from %s to %s", len(inits), steps, times[inits[0]], times[inits[-1]])
 
     out_dir = Path(out_dir)
@@ -172,9 +186,10 @@ def run_evaluation(
     test = params.data.splits.test
     truth = snapshot[variables].sel(time=slice(np.datetime64(test.start), np.datetime64(test.end))).load()
     results = ev.evaluate_with_baselines(forecast.load(), truth, clim, variables=variables, progress=progress)
+    for baseline in external:
+        results[baseline.name] = _score_baseline(baseline, truth, clim, out_dir, like=results["model"], progress=progress)
     ev.write_results(ev.stack_models(results), out_dir / RESULTS_FILE)
 
-    spec, leads = params.evaluation.headline_variables, params.evaluation.headline_lead_days
     headline = {name: ev.headline_scores(res, spec, leads, metrics=["rmse", "acc"]) for name, res in results.items()}
     write_json_atomic(out_dir / HEADLINE_FILE, headline)
     ev.plot_scorecard(results, out_dir / "scorecard.png", spec, leads)
@@ -193,6 +208,7 @@ def run_evaluation(
             "every_hours": params.evaluation.init_every_hours,
         },
         "lead_steps": steps,
+        "baselines": {b.name: {"description": b.description, **b.lineage} for b in external},
         "headline": headline["model"],
         "beats_persistence": beats_persistence(results, spec),
         "code_version": code_version(),
@@ -201,6 +217,25 @@ def run_evaluation(
     write_resolved(params, out_dir)
     write_manifest(out_dir, manifest)
     return manifest
+
+
+def _score_baseline(
+    baseline: PreparedBaseline, truth: xr.Dataset, climatology: xr.Dataset, out_dir: Path, *, like: xr.Dataset, progress: bool
+) -> xr.Dataset:
+    """Loads (or integrates) one external baseline, keeps a physics baseline's forecasts as a WB2 store,
+    and scores it like the model; variables it lacks are NaN so every entry of results.nc has the same variables."""
+    from zonda import evaluation as ev
+
+    forecast = baseline.load()
+    if "physics" in baseline.lineage:
+        store = out_dir / BASELINES_DIR / f"{baseline.name}.zarr"
+        store.parent.mkdir(parents=True, exist_ok=True)
+        forecast.chunk({"time": 1}).to_zarr(store, mode="w", zarr_format=3, consolidated=True)
+    scored = ev.evaluate(forecast, truth, climatology, variables=list(baseline.variables), progress=progress)
+    for name in like.data_vars:
+        if name not in scored.data_vars:
+            scored[name] = xr.full_like(like[name], np.nan)
+    return scored[list(like.data_vars)]
 
 
 def beats_persistence(results: dict[str, xr.Dataset], headline_variables: list[str]) -> dict[str, bool]:
