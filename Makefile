@@ -14,13 +14,14 @@ BENCH_STAMP := $(BENCH_VENV)/.installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run-pipeline compile test test-slow bench repro images push promote clean help
+.PHONY: install run-pipeline compile test test-slow bench skill repro images push promote clean help
 
 help:
 	@echo "make run-pipeline [PARAMS=params/local.yaml] [KFP_HOST=...] [WAIT=1]  run the pipeline (KFP local runner without KFP_HOST)"
 	@echo "make test                 fast test suite (what CI runs)"
 	@echo "make test-slow            the slow tests too"
 	@echo "make bench                benchmarks (speed goals live here, not in tests)"
+	@echo "make skill [SKILL_PARAMS=params/skill.yaml]  the skill preset end to end: scores vs every baseline, time per stage"
 	@echo "make compile [PARAMS=..]  compile the KFP pipeline to IR YAML under artifacts/"
 	@echo "make repro                dvc repro (stages in dvc.yaml, local DVC remote)"
 	@echo "make images | push        build / push the component images (REGISTRY=...)"
@@ -55,6 +56,10 @@ $(BENCH_STAMP):
 
 bench: install $(BENCH_STAMP)
 	$(PY) -m benchmarks
+
+SKILL_PARAMS ?= params/skill.yaml
+skill: install
+	$(PY) -m benchmarks.skill --params $(SKILL_PARAMS) --out artifacts/skill-$(basename $(notdir $(SKILL_PARAMS))) $(OVERRIDES)
 
 repro: install
 	$(VENV)/bin/dvc repro

@@ -102,6 +102,20 @@ def test_curriculum_adds_a_step_every_n_epochs():
     assert [rollout_for_epoch(p.training.rollout, e) for e in range(7)] == [1, 1, 2, 2, 3, 3, 3]
 
 
+def test_curriculum_holds_one_step_training_then_grows():
+    """GraphCast's schedule: one-step training for hold_epochs, then the rollout grows; the dataloaders
+    are rebuilt at every epoch where the curriculum moves (3, 5, 7 here: every gcd(3, 2) = 1 epoch)."""
+    p = support.params(
+        "training.rollout.start=1", "training.rollout.end=4", "training.rollout.increase_every_epochs=2",
+        "training.rollout.hold_epochs=3",
+    )
+    steps = [rollout_for_epoch(p.training.rollout, e) for e in range(10)]
+    assert steps == [1, 1, 1, 1, 1, 2, 2, 3, 3, 4]
+    every = SnapshotDataModule(p, support.artifacts()["snapshot"]).reload_every_n_epochs
+    moves = [e for e in range(1, 10) if steps[e] != steps[e - 1]]
+    assert all(e % every == 0 for e in moves)
+
+
 def test_ddp_shards_make_up_the_single_process_global_batches():
     single = ShardedEpochSampler(23, 4, seed=7)
     ranks = [ShardedEpochSampler(23, 2, world_size=2, rank=r, seed=7) for r in range(2)]

@@ -411,6 +411,10 @@ class RolloutParams(_Strict):
     start: int = Field(1, ge=1)
     end: int = Field(1, ge=1)
     increase_every_epochs: int = Field(1, ge=1, description="Add one rollout step every this many epochs.")
+    hold_epochs: int = Field(
+        0, ge=0, description="Epochs before the curriculum clock starts: the rollout stays at `start` for hold_epochs + "
+        "increase_every_epochs epochs, then grows (GraphCast: one-step training, then rollout fine-tuning).",
+    )
 
     @model_validator(mode="after")
     def _monotone(self) -> "RolloutParams":

@@ -31,9 +31,11 @@ single process with ``batch_size * world_size``. :class:`ResumableDataLoader`
 tells Lightning how many batches of the epoch were consumed, so a run resumed
 from a mid-epoch checkpoint continues with the next batch.
 
-The rollout length follows the curriculum (``training.rollout``): the
-DataModule builds the training set for ``R(epoch)`` and asks Lightning to
-rebuild it every ``increase_every_epochs`` epochs.
+The rollout length follows the curriculum (``training.rollout``): ``start``
+steps for the first ``hold_epochs + increase_every_epochs`` epochs, then one
+more step every ``increase_every_epochs`` epochs up to ``end``. The DataModule builds the
+training set for ``R(epoch)`` and asks Lightning to rebuild it whenever the
+curriculum can move.
 """
 
 from __future__ import annotations
@@ -68,8 +70,10 @@ VALIDATION_STEPS = 4
 
 
 def rollout_for_epoch(rollout: RolloutParams, epoch: int) -> int:
-    """Curriculum: ``min(end, start + epoch // increase_every_epochs)`` rollout steps in ``epoch`` (0-based)."""
-    return min(rollout.end, rollout.start + epoch // rollout.increase_every_epochs)
+    """Curriculum: ``min(end, start + max(0, epoch - hold_epochs) // increase_every_epochs)`` rollout
+    steps in ``epoch`` (0-based)."""
+    grown = max(0, epoch - rollout.hold_epochs) // rollout.increase_every_epochs
+    return min(rollout.end, rollout.start + grown)
 
 
 def window_anchors(times: np.ndarray, window: TimeWindow, input_steps: int, rollout: int) -> np.ndarray:
@@ -640,7 +644,10 @@ class SnapshotDataModule(L.LightningDataModule):
     def reload_every_n_epochs(self) -> int:
         """``reload_dataloaders_every_n_epochs`` for the Trainer: rebuild when the curriculum moves."""
         r = self.params.training.rollout
-        return r.increase_every_epochs if r.end > r.start else 0
+        if r.end == r.start:
+            return 0
+        # the curriculum moves at epochs hold + k * every: every gcd(hold, every) epochs hits each of them
+        return math.gcd(r.hold_epochs, r.increase_every_epochs) if r.hold_epochs else r.increase_every_epochs
 
     def rollout_for_epoch(self, epoch: int) -> int:
         return rollout_for_epoch(self.params.training.rollout, epoch)
