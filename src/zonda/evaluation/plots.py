@@ -7,7 +7,8 @@
 * :func:`plot_spectra` -- zonal power spectra and their ratio to the truth's;
 * :func:`plot_maps` -- forecast, truth and error maps for one init time.
 
-Every function writes atomically and returns the path(s) written.
+Every ``plot_*`` function writes atomically and returns the path(s) written;
+``*_figure`` builds the same figure without writing it.
 """
 
 from __future__ import annotations
@@ -147,6 +148,19 @@ def plot_scorecard(
     model: str = "model",
     baselines: Sequence[str] | None = None,
 ) -> Path:
+    """Writes :func:`scorecard_figure` to the PNG ``path``."""
+    return _save(scorecard_figure(results, headline_variables, lead_days, metric=metric, model=model, baselines=baselines), path)
+
+
+def scorecard_figure(
+    results: Mapping[str, xr.Dataset],
+    headline_variables: Sequence[str],
+    lead_days: Sequence[float],
+    *,
+    metric: str = "rmse",
+    model: str = "model",
+    baselines: Sequence[str] | None = None,
+) -> Figure:
     """Grid of ``100 (model - baseline) / baseline`` in %, blue = model better, with the numbers.
 
     One row per (headline variable, baseline); cells where the model loses
@@ -155,7 +169,6 @@ def plot_scorecard(
 
     Args:
       results: ``{"model": ..., "persistence": ..., "climatology": ..., <other baselines>}``.
-      path: PNG to write.
       headline_variables: ``name/level`` or surface ``name``; lead_days: columns.
       metric: ``rmse`` or ``mse`` (lower is better).
       baselines: rows; default every key of ``results`` but ``model``.
@@ -176,6 +189,8 @@ def plot_scorecard(
             colour = "white" if np.isfinite(pct[r, c]) and abs(pct[r, c]) > 0.6 * vmax else "black"
             if not np.isfinite(refs[r, c]):
                 text = "n/a"
+            elif not np.isfinite(vals[r, c]):
+                text = f"{model} NaN\nLOSS"
             else:
                 text = f"{pct[r, c]:+.1f}%\n{vals[r, c]:.4g}" + ("\nLOSS" if losses[r, c] else "")
             weight = "bold" if losses[r, c] else "normal"
@@ -196,7 +211,7 @@ def plot_scorecard(
         f"cell: relative difference, then {model} {label}; hatched = {model} loses ({int(losses.sum())} of {int(np.isfinite(refs).sum())})"
     )
     fig.colorbar(image, ax=ax, label=f"({model} - baseline) / baseline {label} [%]\nblue: {model} better, red: worse")
-    return _save(fig, path)
+    return fig
 
 
 #: (colour, marker, linestyle) of the standard forecasts in line plots; others cycle through :data:`EXTRA_STYLES`.
@@ -231,6 +246,16 @@ def plot_error_growth(
     *,
     metrics: Sequence[str] = ("rmse", "acc"),
 ) -> Path:
+    """Writes :func:`error_growth_figure` to the PNG ``path``."""
+    return _save(error_growth_figure(results, headline_variables, metrics=metrics), path)
+
+
+def error_growth_figure(
+    results: Mapping[str, xr.Dataset],
+    headline_variables: Sequence[str],
+    *,
+    metrics: Sequence[str] = ("rmse", "acc"),
+) -> Figure:
     """Metric against lead time, one line per model; rows = variables, columns = metrics.
 
     Draws only what was computed: no ACC line for
@@ -265,7 +290,7 @@ def plot_error_growth(
                 ax.axhline(0.6, color="grey", linestyle=":", linewidth=1)
             ax.legend(fontsize=7)
     fig.suptitle(f"Error growth ({first.attrs.get('n_init_times', '?')} init times)")
-    return _save(fig, path)
+    return fig
 
 
 def plot_spectra(
@@ -274,6 +299,11 @@ def plot_spectra(
     variables: Sequence[str],
     lead_days: Sequence[float],
 ) -> Path:
+    """Writes :func:`spectra_figure` to the PNG ``path``."""
+    return _save(spectra_figure(spectra, variables, lead_days), path)
+
+
+def spectra_figure(spectra: xr.Dataset, variables: Sequence[str], lead_days: Sequence[float]) -> Figure:
     """Zonal power spectra and their ratio to the truth's, per headline variable.
 
     Rows = ``variables``; left: log-log power against zonal wavenumber (>= 1),
@@ -334,7 +364,7 @@ def plot_spectra(
     fig.suptitle(
         f"Zonal spectra ({spectra.attrs.get('n_init_times', '?')} init times, |lat| <= {spectra.attrs.get('max_abs_latitude', '?')} deg)"
     )
-    return _save(fig, path)
+    return fig
 
 
 def _field(da: xr.DataArray, level: int | None, what: str) -> xr.DataArray:

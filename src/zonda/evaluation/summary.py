@@ -151,7 +151,7 @@ def _clause(c: Comparison, strong: Callable[[str], str]) -> str:
     """``beats persistence at all 40 leads`` / ``beats climatology up to 2.75d, loses from 3d to 10d`` / ..."""
     n, k, base = len(c.leads), len(c.losing), c.baseline
     if n == 0:
-        return f"no {_METRIC_LABELS[c.metric]} of {base} to compare with"
+        return f"no scores of {base} to compare with"
     if k == 0:
         return f"beats {base} at all {n} leads"
     if k == n:
@@ -159,15 +159,19 @@ def _clause(c: Comparison, strong: Callable[[str], str]) -> str:
     runs = _runs(c.leads, c.losing)
     if len(runs) == 1 and runs[0][1] == c.leads[-1]:
         good = c.leads[c.leads.index(runs[0][0]) - 1]
-        return f"beats {base} up to {lead_label(good)}, {strong('loses')} from {lead_label(runs[0][0])} to {lead_label(c.leads[-1])}"
+        lost = f"at {lead_label(runs[0][0])}" if k == 1 else f"from {lead_label(runs[0][0])} to {lead_label(c.leads[-1])}"
+        return f"beats {base} up to {lead_label(good)}, {strong('loses')} {lost}"
     if len(runs) == 1 and runs[0][0] == c.leads[0]:
         good = c.leads[c.leads.index(runs[0][1]) + 1]
-        return f"{strong('loses')} to {base} up to {lead_label(runs[0][1])}, beats it from {lead_label(good)} to {lead_label(c.leads[-1])}"
+        won = f"at {lead_label(good)}" if k == n - 1 else f"from {lead_label(good)} to {lead_label(c.leads[-1])}"
+        return f"{strong('loses')} to {base} up to {lead_label(runs[0][1])}, beats it {won}"
     shown = ", ".join(_span(a, b) for a, b in runs[:6]) + (", ..." if len(runs) > 6 else "")
     return f"{strong('loses')} to {base} at {k} of {n} leads ({shown})"
 
 
 def _baseline_text(rmse: Comparison, acc: Comparison | None, strong: Callable[[str], str]) -> str:
+    if not rmse.leads and (acc is None or not acc.leads):
+        return _clause(rmse, strong)
     if acc is None:
         return f"{_clause(rmse, strong)} (RMSE)"
     if (acc.leads, acc.losing) == (rmse.leads, rmse.losing):
@@ -195,11 +199,17 @@ def _overall(comparisons: Sequence[Comparison], model: str) -> str:
             losers.setdefault(c.spec, []).append(c.baseline)
     if not losers:
         return f"The {model} beats every baseline at every compared lead on all {len(specs)} headline variables."
-    against = list(dict.fromkeys(b for bs in losers.values() for b in bs))
+    order = dict.fromkeys(c.baseline for c in comparisons)
+    against = [b for b in order if any(b in bs for bs in losers.values())]
     return (
-        f"The {model} loses to {', '.join(against)} at some leads on {len(losers)} of {len(specs)} headline variables "
+        f"The {model} loses to {_and(against)} at some leads on {len(losers)} of {len(specs)} headline variables "
         f"({', '.join(losers)})."
     )
+
+
+def _and(names: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def verdict_line(model: xr.Dataset, persistence: xr.Dataset, spec: str) -> str:
@@ -330,7 +340,7 @@ def console_verdict(
     verdicts = _verdicts(comparisons, lambda s: s)
     baselines = [k for k in results if k != model]
     n_init = results[model].attrs.get("n_init_times", "?")
-    head = f"Verdict ({n_init} init times; {model} vs {', '.join(baselines)}): {_overall(comparisons, model)}"
+    head = f"Verdict ({n_init} init times; {model} vs {_and(baselines)}): {_overall(comparisons, model)}"
     return " ".join([head, *[f"{spec}: {verdicts[spec]}." for spec in headline_variables]])
 
 
