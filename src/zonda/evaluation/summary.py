@@ -245,7 +245,7 @@ def _spectral_table(spectra: xr.Dataset, specs: Sequence[str], lead_days: Sequen
     lines = ["| variable | " + " | ".join(lead_label(d) for d in lead_days) + " |", "|---|" + "---:|" * len(lead_days)]
     for spec in specs:
         values = [float(peak[spectrum_name(spec)].isel(lead_time=find_lead(leads, d))) for d in lead_days]
-        cells = [f"**{_fmt(v)}**" if not (v <= SPECTRAL_RATIO_LIMIT) else _fmt(v) for v in values]
+        cells = [f"{v:.4g}" if v <= SPECTRAL_RATIO_LIMIT else f"**{v:.4g}**" for v in values]  # NaN, inf: bold
         lines.append(f"| {spec} | " + " | ".join(cells) + " |")
     return lines
 
