@@ -11,7 +11,7 @@ import xarray as xr
 from zonda.evaluation import forecast_spectra, max_spectral_ratio, plot_spectra, read_spectra, spectral_ratio, write_spectra, zonal_spectrum
 from zonda.evaluation.alignment import valid_times
 from zonda.evaluation.plots import spectra_figure
-from zonda.evaluation.spectra import band_mean, spectral_headline
+from zonda.evaluation.spectra import band_mean, small_scale_ratio, spectral_headline
 from zonda.evaluation.summary import markdown_summary
 
 EQUATOR_M = 2 * np.pi * 6371e3  # circumference of the equator, R = 6371 km
@@ -170,9 +170,29 @@ def test_grid_scale_noise_shows_as_ratio_above_two(spectra):
     peak = max_spectral_ratio(spectra, model="noisy")
     assert bool((peak["geopotential_500"] > 2).all())
     keys = spectral_headline(spectra, [2], model="noisy")
-    assert set(keys) == {"max_spectral_ratio.geopotential.500.2d", "max_spectral_ratio.surface_pressure.2d"}
-    assert keys["max_spectral_ratio.geopotential.500.2d"] > 2
+    assert set(keys) == {
+        f"{m}.{v}.2d" for m in ("max_spectral_ratio", "small_scale_ratio") for v in ("geopotential.500", "surface_pressure")
+    }
+    assert keys["max_spectral_ratio.geopotential.500.2d"] > 2 and keys["small_scale_ratio.geopotential.500.2d"] > 2
     assert spectral_headline(spectra, [2])["max_spectral_ratio.geopotential.500.2d"] == pytest.approx(1.0)
+
+
+def test_blurred_forecast_ratio_is_the_filter_response(fields):
+    """Damping zonal wavenumber k by g(k) = exp(-(k/20)^2) multiplies its power by g(k)^2 exactly, on every circle."""
+    truth, perfect, _ = fields
+    gain = np.exp(-((np.arange(37) / 20.0) ** 2))  # (K,)
+
+    def blur(x):  # (..., longitude) filtered along longitude with numpy's FFT
+        return np.fft.irfft(np.fft.rfft(x, axis=-1) * gain, n=x.shape[-1], axis=-1)
+
+    blurred = perfect.copy()
+    blurred["surface_pressure"] = xr.apply_ufunc(blur, perfect["surface_pressure"], input_core_dims=[["longitude"]], output_core_dims=[["longitude"]])
+    spectra = forecast_spectra({"model": blurred}, truth, variables=["surface_pressure"], lead_days=[1])
+    ratio = spectral_ratio(spectra)["surface_pressure"].isel(lead_time=0)
+    np.testing.assert_allclose(ratio.sel(zonal_wavenumber=slice(1, None)).values, gain[1:] ** 2, rtol=1e-6)
+    expected_small = np.exp(np.mean(np.log(gain[18:] ** 2)))  # wavenumbers 18..36, the upper half
+    assert float(small_scale_ratio(spectra)["surface_pressure"].squeeze()) == pytest.approx(expected_small, rel=1e-6)
+    assert float(max_spectral_ratio(spectra)["surface_pressure"].squeeze()) == pytest.approx(gain[1] ** 2, rel=1e-6)
 
 
 def test_blown_up_forecast_has_nan_ratio(fields):
@@ -224,8 +244,8 @@ def test_summary_reports_the_spectral_ratio(spectra):
     text = markdown_summary(results, HEADLINE, days, model="noisy", spectra=spectra)
     section = text.split("## Zonal spectra")[1].splitlines()
     peak = max_spectral_ratio(spectra, model="noisy")
+    small = small_scale_ratio(spectra, model="noisy")
     row = [line for line in section if line.startswith("| geopotential/500 |")][0]
-    assert (peak["geopotential_500"].values > 2).all()
-    assert row == "| geopotential/500 | " + " | ".join(f"**{v:.4g}**" for v in peak["geopotential_500"].values) + " |"
-    assert [line for line in section if line.startswith("| surface_pressure |")] == ["| surface_pressure | " + " | ".join(
-        f"{v:.4g}" if v <= 2 else f"**{v:.4g}**" for v in peak["surface_pressure"].values) + " |"]
+    assert (peak["geopotential_500"].values > 2).all()  # bold: above the limit
+    cells = [f"**{p:.3g}** / {s:.3g}" for p, s in zip(peak["geopotential_500"].values, small["geopotential_500"].values)]
+    assert row == "| geopotential/500 | " + " | ".join(cells) + " |"

@@ -34,7 +34,7 @@ from zonda.evaluation.headline import (
     optional_value,
     parse_headline,
 )
-from zonda.evaluation.spectra import SPECTRAL_RATIO_LIMIT, max_spectral_ratio, spectrum_name
+from zonda.evaluation.spectra import SPECTRAL_RATIO_LIMIT, max_spectral_ratio, small_scale_ratio, spectrum_name
 from zonda.files import write_text_atomic
 
 #: The summary's top-level heading (``# Evaluation summary``); reports that embed it replace it.
@@ -240,12 +240,18 @@ def _table(results: Mapping[str, xr.Dataset], specs: Sequence[str], lead_days: S
 
 
 def _spectral_table(spectra: xr.Dataset, specs: Sequence[str], lead_days: Sequence[float], model: str) -> list[str]:
+    """Rows ``| spec | max / small-scale | ... |`` per lead; max above the limit (or NaN, inf) in bold."""
     peak = max_spectral_ratio(spectra, model=model)  # per variable (lead_time,)
+    small = small_scale_ratio(spectra, model=model)
     leads = peak["lead_time"].values
     lines = ["| variable | " + " | ".join(lead_label(d) for d in lead_days) + " |", "|---|" + "---:|" * len(lead_days)]
     for spec in specs:
-        values = [float(peak[spectrum_name(spec)].isel(lead_time=find_lead(leads, d))) for d in lead_days]
-        cells = [f"{v:.4g}" if v <= SPECTRAL_RATIO_LIMIT else f"**{v:.4g}**" for v in values]  # NaN, inf: bold
+        name = spectrum_name(spec)
+        cells = []
+        for d in lead_days:
+            j = find_lead(leads, d)
+            top, low = float(peak[name].isel(lead_time=j)), float(small[name].isel(lead_time=j))
+            cells.append((f"{top:.3g}" if top <= SPECTRAL_RATIO_LIMIT else f"**{top:.3g}**") + f" / {low:.3g}")
         lines.append(f"| {spec} | " + " | ".join(cells) + " |")
     return lines
 
@@ -312,10 +318,11 @@ def markdown_summary(
     if spectra is not None:
         days = list(spectra_lead_days) if spectra_lead_days is not None else list(lead_days_of(spectra["lead_time"].values))
         lines += [
-            f"## Zonal spectra: max {model} / truth power over wavenumbers >= 1",
+            f"## Zonal spectra: {model} / truth power",
             "",
-            f"Above {SPECTRAL_RATIO_LIMIT:g} (bold) is grid-scale noise; well below 1 at high wavenumbers is blurring "
-            f"({spectra.attrs.get('definition', '')}).",
+            f"Cell: the max ratio over wavenumbers >= 1 (above {SPECTRAL_RATIO_LIMIT:g}, bold: grid-scale noise) / "
+            "the geometric-mean ratio over the upper half of the wavenumbers (well below 1: blurring). "
+            f"Spectra: {spectra.attrs.get('definition', '')}.",
             "",
             *_spectral_table(spectra, headline_variables, days, model),
             "",
