@@ -193,10 +193,12 @@ def scorecard_figure(
                 text = f"{model} NaN\nLOSS"
             else:
                 text = f"{pct[r, c]:+.1f}%\n{vals[r, c]:.4g}" + ("\nLOSS" if losses[r, c] else "")
-            weight = "bold" if losses[r, c] else "normal"
-            ax.text(c, r, text, ha="center", va="center", fontsize=8, color=colour, fontweight=weight)
             if losses[r, c]:
-                ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="//", edgecolor="black", linewidth=2.0, label="loss"))
+                ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="/", edgecolor="black", linewidth=2.0, label="loss"))
+                box = {"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.85}
+                ax.text(c, r, text, ha="center", va="center", fontsize=8, color="black", fontweight="bold", bbox=box)
+            else:
+                ax.text(c, r, text, ha="center", va="center", fontsize=8, color=colour)
     ax.set_xticks(range(len(lead_days)), [lead_label(d) for d in lead_days])
     units = [_units(results[model], spec) for spec in headline_variables for _ in names]
     labels = [row.replace("\n", f" [{u}]\n", 1) if u else row for row, u in zip(rows, units)]
@@ -307,8 +309,8 @@ def spectra_figure(spectra: xr.Dataset, variables: Sequence[str], lead_days: Seq
     """Zonal power spectra and their ratio to the truth's, per headline variable.
 
     Rows = ``variables``; left: log-log power against zonal wavenumber (>= 1),
-    one line per model and the truth, one shade per lead (darker = longer);
-    right: ``model / truth`` per wavenumber with the 1 and
+    one line per model and the truth at each lead (thicker and darker with
+    lead); right: ``model / truth`` per wavenumber with the 1 and
     :data:`~zonda.evaluation.spectra.SPECTRAL_RATIO_LIMIT` lines.
 
     Args:
@@ -328,23 +330,24 @@ def spectra_figure(spectra: xr.Dataset, variables: Sequence[str], lead_days: Seq
     styles = line_styles(models)
     k = spectra[WAVENUMBER].values
     keep = k >= 1
-    shades = np.linspace(0.45, 1.0, len(lead_days))
+    shades = np.linspace(0.45, 1.0, len(lead_days))  # longer lead: darker and thicker
+    widths = np.linspace(0.9, 2.2, len(lead_days))
     fig = _figure(11.0, 3.6 * len(variables))
     axes = fig.subplots(len(variables), 2, squeeze=False)
     for r, (spec, name) in enumerate(zip(variables, names)):
         da = spectra[name]
         power_ax, ratio_ax = axes[r]
         for i, (j, days) in enumerate(zip(positions, lead_days)):
-            alpha = shades[i]
+            alpha, width = shades[i], widths[i]
             truth = da.sel({SPECTRA_MODEL_DIM: TRUTH}).isel(lead_time=j).values[keep]
             for model in models:
                 colour, _, linestyle = styles[model]
                 values = da.sel({SPECTRA_MODEL_DIM: model}).isel(lead_time=j).values[keep]
-                power_ax.plot(k[keep], values, color=colour, linestyle=linestyle, alpha=alpha, label=f"{model} {lead_label(days)}")
+                power_ax.plot(k[keep], values, color=colour, linestyle=linestyle, alpha=alpha, linewidth=width, label=f"{model} {lead_label(days)}")
                 if model != TRUTH:
                     with np.errstate(divide="ignore", invalid="ignore"):
                         ratio = values / truth
-                    ratio_ax.plot(k[keep], ratio, color=colour, linestyle=linestyle, alpha=alpha, label=f"{model} {lead_label(days)}")
+                    ratio_ax.plot(k[keep], ratio, color=colour, linestyle=linestyle, alpha=alpha, linewidth=width, label=f"{model} {lead_label(days)}")
         power_ax.set_xscale("log")
         power_ax.set_yscale("log")
         power_ax.set_title(f"{spec}: zonal power spectrum")
@@ -362,7 +365,7 @@ def spectra_figure(spectra: xr.Dataset, variables: Sequence[str], lead_days: Seq
         ratio_ax.grid(alpha=0.3, which="both")
         ratio_ax.legend(fontsize=6, ncol=2)
     fig.suptitle(
-        f"Zonal spectra ({spectra.attrs.get('n_init_times', '?')} init times, |lat| <= {spectra.attrs.get('max_abs_latitude', '?')} deg)"
+        f"Zonal spectra ({spectra.attrs.get('n_init_times', '?')} init times, |lat| <= {spectra.attrs.get('max_abs_latitude', float('nan')):g} deg)"
     )
     return fig
 
