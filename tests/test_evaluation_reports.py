@@ -194,6 +194,8 @@ def test_verdict_when_the_model_wins_everywhere(crafted):
     )
     with pytest.raises(KeyError, match="persistence"):
         markdown_summary({"model": crafted["model"]}, ["geopotential/500"], [1])
+    with pytest.raises(ValueError, match="no baselines"):
+        console_verdict({"model": crafted["model"]}, ["geopotential/500"])
 
 
 def test_error_growth_draws_only_computed_lines(crafted):

@@ -213,6 +213,8 @@ def test_forecast_spectra_refuses_bad_input(fields):
         forecast_spectra({"model": perfect.isel(latitude=slice(1, None))}, truth, variables=HEADLINE, lead_days=[1])
     with pytest.raises(KeyError, match="level 850"):
         forecast_spectra({"model": perfect}, truth, variables=["geopotential/850"], lead_days=[1])
+    with pytest.raises(KeyError, match="truth has no variable 'surface_pressure'"):
+        forecast_spectra({"model": perfect}, truth.drop_vars("surface_pressure"), variables=HEADLINE, lead_days=[1])
     with pytest.raises(KeyError, match="times are not in the truth"):
         forecast_spectra({"model": perfect}, truth.isel(time=slice(0, 10)), variables=HEADLINE, lead_days=[2])
 

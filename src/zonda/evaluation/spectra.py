@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from zonda.evaluation.alignment import INIT_DIM, LEAD_DIM, forecast_axes, truth_for_lead
+from zonda.evaluation.alignment import INIT_DIM, LEAD_DIM, forecast_axes, time_positions, truth_for_lead
 from zonda.evaluation.headline import find_lead, headline_key, parse_headline
 from zonda.evaluation.metrics import latitude_weights
 from zonda.files import atomic_path
@@ -187,6 +187,10 @@ def forecast_spectra(
             find_lead(axes[key][1], days)  # KeyError listing the leads
     init = axes[names[0]][0]
     leads = np.array([axes[names[0]][1][find_lead(axes[names[0]][1], d)] for d in lead_days])
+    for spec in variables:  # the truth: every variable and valid time, before any FFT
+        _field(truth.isel({INIT_DIM: [0]}), spec, "truth")
+    for lead in leads:
+        time_positions(truth[INIT_DIM].values, init + lead, f"truth for the spectra at lead {pd.Timedelta(lead)}")
     out = {}
     for spec in variables:
         truth_field = _field(truth, spec, "truth")

@@ -111,12 +111,15 @@ def compare(
     missing = [k for k in names if k not in results]
     if missing:
         raise KeyError(f"results for {missing} are missing (have {list(results)})")
+    if not names:
+        raise ValueError(f"no baselines to compare {model!r} with (results {list(results)})")
     out = []
     for spec in headline_variables:
         for base in names:
             for metric in VERDICT_METRICS:
                 if metric == "acc" and not acc_defined(base):
                     continue
+                # the model must have an RMSE for every headline variable (KeyError otherwise); an ACC is optional
                 mine = headline_series(results[model], spec, metric) if metric == "rmse" else optional_series(results[model], spec, metric)
                 theirs = optional_series(results[base], spec, metric)
                 if mine is None or (theirs is None and metric == "acc"):
