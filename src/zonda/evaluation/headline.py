@@ -21,6 +21,9 @@ _LEAD_TOLERANCE = np.timedelta64(1, "s")
 
 # Metrics for which a larger value is better (all others: smaller is better).
 HIGHER_IS_BETTER = ("acc",)
+#: Forecasts whose ACC is 0 by convention, never a computed correlation (the
+#: climatology's anomaly is identically zero): reports neither compare nor draw it.
+ACC_BY_CONVENTION = ("climatology",)
 
 
 def parse_headline(spec: str) -> tuple[str, int | None]:
@@ -67,6 +70,23 @@ def headline_series(results: xr.Dataset, spec: str, metric: str) -> xr.DataArray
     return da
 
 
+def acc_defined(name: str) -> bool:
+    """Whether the ACC of the forecast named ``name`` is a computed correlation (not :data:`ACC_BY_CONVENTION`)."""
+    return name not in ACC_BY_CONVENTION
+
+
+def optional_series(results: xr.Dataset, spec: str, metric: str) -> xr.DataArray | None:
+    """:func:`headline_series`, or None where ``results`` lack the variable, level or metric.
+
+    For baselines scored on fewer variables than the model; a malformed
+    ``spec`` (a level on a surface variable, none on a level variable) still raises.
+    """
+    try:
+        return headline_series(results, spec, metric)
+    except KeyError:
+        return None
+
+
 def find_lead(leads: np.ndarray, lead_days: float) -> int:
     """Index of ``lead_days`` days in an array of timedelta64 leads (to within 1 s)."""
     leads = np.asarray(leads, dtype="timedelta64[ns]")
@@ -91,6 +111,17 @@ def lead_days_of(leads: np.ndarray) -> np.ndarray:
 def headline_value(results: xr.Dataset, spec: str, metric: str, lead_days: float) -> float:
     """One headline number, e.g. the RMSE of ``geopotential/500`` at 5 days."""
     return float(headline_series(results, spec, metric).isel(lead_time=lead_position(results, lead_days)))
+
+
+def optional_value(results: xr.Dataset, spec: str, metric: str, lead_days: float) -> float:
+    """:func:`headline_value`, or NaN where ``results`` lack the variable, level, metric or lead (a partial baseline)."""
+    series = optional_series(results, spec, metric)
+    if series is None:
+        return np.nan
+    try:
+        return float(series.isel(lead_time=find_lead(series["lead_time"].values, lead_days)))
+    except KeyError:
+        return np.nan
 
 
 def headline_scores(
