@@ -163,6 +163,12 @@ def test_run_evaluation_scores_store_baselines_beside_the_model(tmp_path):
     assert np.isnan(results["u_component_of_wind"].sel(model="truth-plus-25", metric="rmse")).all()  # not in the store
     assert read_headline(tmp_path / "eval")["truth-plus-25"]["rmse.geopotential.500.1d"] == pytest.approx(25.0, rel=1e-5)
     assert manifest["baselines"]["truth-plus-25"]["path"] == path
+    from zonda.evaluation import read_spectra
+
+    spectra = read_spectra(tmp_path / "eval" / "spectra.nc")
+    assert {"model", "truth-plus-25", "truth"} <= set(spectra["model"].values)
+    verdict = (tmp_path / "eval" / "verdict.txt").read_text()
+    assert "truth-plus-25" in verdict and "climatology" in verdict
 
 
 def test_uncovered_baseline_fails_before_any_forecast(tmp_path, monkeypatch):

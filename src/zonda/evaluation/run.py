@@ -15,7 +15,8 @@ Output directory::
     results.nc        WB2 results layout, one data variable per variable, dims (model, metric, lead_time[, level])
     baselines/<name>.zarr  each physics baseline's forecasts (WB2 layout), see evaluation.baselines
     headline.json     headline scores (e.g. rmse.geopotential.500.5d) of the model and the baselines
-    summary.md        Markdown summary (the KFP UI shows it)
+    summary.md        Markdown summary (the KFP UI shows it); verdict.txt the same verdict as plain text
+    spectra.nc, spectra.png  zonal power spectra of every forecast and the truth (zonda.evaluation.spectra)
     scorecard.png, error_growth.png, maps_<variable>_<level>.png
     forecast.zarr     the model's forecasts
     manifest.json, params.resolved.yaml
@@ -36,7 +37,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from zonda.channels import ChannelLayout
-from zonda.files import read_json_file, write_json_atomic
+from zonda.files import read_json_file, write_json_atomic, write_text_atomic
 from zonda.models.forecaster import inference_device
 from zonda.evaluation.external import PreparedBaseline, Target, prepare_baselines
 from zonda.params import Params, write_resolved
@@ -51,6 +52,8 @@ RESULTS_FILE = "results.nc"
 HEADLINE_FILE = "headline.json"
 BASELINES_DIR = "baselines"
 SUMMARY_FILE = "summary.md"
+VERDICT_FILE = "verdict.txt"
+SPECTRA_FILE = "spectra.nc"
 
 
 def lead_steps(params: Params) -> int:
@@ -185,18 +188,31 @@ def run_evaluation(
     )
     test = params.data.splits.test
     truth = snapshot[variables].sel(time=slice(np.datetime64(test.start), np.datetime64(test.end))).load()
-    results = ev.evaluate_with_baselines(forecast.load(), truth, clim, variables=variables, progress=progress)
+    forecast = forecast.load()
+    results = ev.evaluate_with_baselines(forecast, truth, clim, variables=variables, progress=progress)
+    forecasts = {"model": forecast}
     for baseline in external:
-        results[baseline.name] = _score_baseline(baseline, truth, clim, out_dir, like=results["model"], progress=progress)
+        forecasts[baseline.name] = baseline.load()
+        results[baseline.name] = _score_baseline(baseline, forecasts[baseline.name], truth, clim, out_dir, like=results["model"], progress=progress)
     ev.write_results(ev.stack_models(results), out_dir / RESULTS_FILE)
+    spectra_leads = params.evaluation.spectra_lead_days or leads
+    spectra = ev.forecast_spectra(
+        {name: fc[[v for v in variables if v in fc.data_vars]] for name, fc in forecasts.items()},
+        truth, variables=spec, lead_days=spectra_leads,
+    )
+    ev.write_spectra(spectra, out_dir / SPECTRA_FILE)
+    ev.plot_spectra(spectra, out_dir / "spectra.png", spec, spectra_leads)
 
     headline = {name: ev.headline_scores(res, spec, leads, metrics=["rmse", "acc"]) for name, res in results.items()}
     write_json_atomic(out_dir / HEADLINE_FILE, headline)
     ev.plot_scorecard(results, out_dir / "scorecard.png", spec, leads)
     ev.plot_error_growth(results, out_dir / "error_growth.png", spec)
     ev.plot_maps(forecast, truth, out_dir, spec, params.evaluation.map_lead_days, init_time=times[inits[0]])
-    summary = ev.markdown_summary(results, spec, leads)
+    summary = ev.markdown_summary(results, spec, leads, spectra=spectra, spectra_lead_days=spectra_leads)
     ev.write_summary(summary, out_dir / SUMMARY_FILE)
+    verdict = ev.console_verdict(results, spec)
+    write_text_atomic(out_dir / VERDICT_FILE, verdict + "\n")
+    log.info("%s", verdict)
 
     manifest = {
         "kind": "zonda.evaluation",
@@ -211,6 +227,8 @@ def run_evaluation(
         "baselines": {b.name: {"description": b.description, **b.lineage} for b in external},
         "headline": headline["model"],
         "beats_persistence": beats_persistence(results, spec),
+        "spectra": ev.spectral_headline(spectra, spectra_leads),
+        "verdict": verdict,
         "code_version": code_version(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -220,13 +238,19 @@ def run_evaluation(
 
 
 def _score_baseline(
-    baseline: PreparedBaseline, truth: xr.Dataset, climatology: xr.Dataset, out_dir: Path, *, like: xr.Dataset, progress: bool
+    baseline: PreparedBaseline,
+    forecast: xr.Dataset,
+    truth: xr.Dataset,
+    climatology: xr.Dataset,
+    out_dir: Path,
+    *,
+    like: xr.Dataset,
+    progress: bool,
 ) -> xr.Dataset:
-    """Loads (or integrates) one external baseline, keeps a physics baseline's forecasts as a WB2 store,
-    and scores it like the model; variables it lacks are NaN so every entry of results.nc has the same variables."""
+    """Scores one external baseline's ``forecast`` like the model (a physics baseline's forecasts are kept
+    as a WB2 store); variables it lacks are NaN so every entry of results.nc has the same variables."""
     from zonda import evaluation as ev
 
-    forecast = baseline.load()
     if "physics" in baseline.lineage:
         store = out_dir / BASELINES_DIR / f"{baseline.name}.zarr"
         store.parent.mkdir(parents=True, exist_ok=True)
