@@ -139,13 +139,18 @@ def goals(results: xr.Dataset, stability: xr.Dataset | None, spectra_ratio_5d: f
 
 
 def spectrum_ratio(evaluation: Path, days: float = 5.0) -> float | None:
-    """Largest forecast / truth zonal power ratio over wavenumbers >= 1 and headline variables at ``days``."""
+    """Largest forecast / truth zonal power ratio over wavenumbers >= 1 and headline variables at ``days``
+    (None when the evaluation has no spectra at that lead)."""
+    from zonda.evaluation.spectra import max_spectral_ratio, read_spectra
+
     path = evaluation / "spectra.nc"
     if not path.is_file():
         return None
-    from zonda.evaluation.spectra import max_spectral_ratio, read_spectra
-
-    return float(max_spectral_ratio(read_spectra(path), model="model", lead_days=days))
+    ratios = max_spectral_ratio(read_spectra(path), model="model")
+    lead = np.timedelta64(int(round(days * 24)), "h").astype("timedelta64[ns]")
+    if lead not in ratios["lead_time"].values:
+        return None
+    return max(float(ratios[name].sel(lead_time=lead)) for name in ratios.data_vars)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="artifacts/skill")
     parser.add_argument("--stability-days", type=float, default=30.0)
     parser.add_argument("--stability-inits", type=int, default=8)
+    parser.add_argument("--report-only", action="store_true", help="only print the report of an earlier run in --out")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
     out = (REPO / args.out).resolve()
@@ -162,18 +168,20 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [f"runtime.output_root={out / 'root'}", *args.overrides]
     print(f"skill run of {args.params} into {out} (stage output in {log})", flush=True)
 
-    times: dict[str, float] = {}
-    t_all = time.perf_counter()
-    for stage in STAGES:
-        times[stage] = run_stage(_stage_args(stage, args.params, out, overrides), log)
-        print(f"  {stage:<10} {times[stage]:7.1f} s", flush=True)
-    long = [f"evaluation.lead_days={args.stability_days:g}", f"evaluation.max_inits={args.stability_inits}",
-            f"evaluation.headline_lead_days=[{args.stability_days:g}]", f"evaluation.map_lead_days=[{args.stability_days:g}]",
-            "evaluation.spectra_lead_days=null", "evaluation.baselines=[]"]
     stability_dir = out / "stability"
-    times["stability"] = run_stage(_stage_args("evaluate", args.params, out, overrides + long, target=stability_dir), log)
-    print(f"  {'stability':<10} {times['stability']:7.1f} s", flush=True)
-    total = time.perf_counter() - t_all
+    if args.report_only:
+        times = json.loads((out / "times.json").read_text()) if (out / "times.json").is_file() else {}
+    else:
+        times = {}
+        for stage in STAGES:
+            times[stage] = run_stage(_stage_args(stage, args.params, out, overrides), log)
+            print(f"  {stage:<10} {times[stage]:7.1f} s", flush=True)
+        long = [f"evaluation.lead_days={args.stability_days:g}", f"evaluation.max_inits={args.stability_inits}",
+                f"evaluation.headline_lead_days=[{args.stability_days:g}]", f"evaluation.map_lead_days=[{args.stability_days:g}]",
+                "evaluation.spectra_lead_days=null", "evaluation.baselines=[]"]
+        times["stability"] = run_stage(_stage_args("evaluate", args.params, out, overrides + long, target=stability_dir), log)
+        print(f"  {'stability':<10} {times['stability']:7.1f} s", flush=True)
+        (out / "times.json").write_text(json.dumps(times))
 
     from zonda.evaluation import read_results
 
@@ -188,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n## Wall time per stage (s)\n")
     for stage, seconds in times.items():
         print(f"- {stage}: {seconds:.0f}")
-    print(f"- total (stages): {sum(v for k, v in times.items() if k != 'stability'):.0f}; with the stability run: {total:.0f}")
+    print(f"- total (stages): {sum(v for k, v in times.items() if k != 'stability'):.0f}; with the stability run: {sum(times.values()):.0f}")
     (out / "skill.json").write_text(json.dumps({"params": args.params, "times_s": times, "goals": measured,
                                                 "table": headline_table(results)}, indent=2, default=str))
     return 0

@@ -147,3 +147,14 @@ def test_torch_schedulers_by_target_and_a_missing_total_is_explained():
     spec = {"_target_": "zonda.training.schedulers.CosineWithWarmup", "warmup_steps": 0, "total_steps": 4, "min_lr": 0.0}
     assert lrs(spec, 5, total_steps=1000)[4] == 0.0
     assert isinstance(CosineWithWarmup(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), total_steps=3), CosineWithWarmup)
+
+
+def test_precision_auto_is_bf16_only_where_the_hardware_has_bf16_kernels(monkeypatch):
+    from zonda.training import precision
+
+    assert precision.resolve_precision("16-mixed", "cpu") == "16-mixed"  # explicit values pass through
+    monkeypatch.setattr(precision, "native_bf16", lambda accelerator: False)
+    assert precision.resolve_precision("auto", "cpu") == "32-true"
+    monkeypatch.setattr(precision, "native_bf16", lambda accelerator: accelerator == "cpu")
+    assert precision.resolve_precision("auto", "cpu") == "bf16-mixed"
+    assert precision.resolve_precision("auto", "cuda") == "32-true"

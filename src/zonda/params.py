@@ -473,7 +473,7 @@ class LossWeightParams(_Strict):
         return weights
 
 
-Precision = Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true"]
+Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true"]
 
 
 class TrainingParams(_Strict):
@@ -488,7 +488,7 @@ class TrainingParams(_Strict):
     prefetch_factor: int = Field(2, ge=1)
     persistent_workers: bool = True
     pin_memory: Literal["auto", True, False] = "auto"
-    precision: Precision = "32-true"
+    precision: Precision = Field("32-true", description="auto: bf16-mixed where the GPU/CPU has bf16 kernels, else 32-true.")
     float32_matmul_precision: Literal["highest", "high", "medium"] = "high"
     gradient_clip: GradientClipParams = Field(default_factory=GradientClipParams)
     accumulate_grad_batches: int = Field(1, ge=1)

@@ -53,6 +53,7 @@ from zonda.training.checkpoints import (
 from zonda.training.data import SnapshotDataModule
 from zonda.training.errors import TrainingInputError
 from zonda.training.module import ForecastModule, forecaster_weights_from_checkpoint
+from zonda.training.precision import resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +232,7 @@ def _trainer(t: Any, callbacks: list[L.Callback], logger: Any, reload_every: int
         devices=t.devices,
         num_nodes=t.num_nodes,
         strategy=t.strategy,
-        precision=t.precision,
+        precision=resolve_precision(t.precision, t.accelerator),
         max_epochs=t.max_epochs,
         max_steps=0 if t.max_steps == 0 else -1,  # a positive budget is enforced by StopAtMaxSteps
         limit_train_batches=t.limit_train_batches,
