@@ -5,6 +5,7 @@ dotted overrides after the options, e.g.::
 
     zonda snapshot --params params/local.yaml --out artifacts/snapshot data.levels=[500,850]
     zonda params show --params params/aifs.yaml training.lr=3e-4
+    zonda snapshot fetch sha256:<64 hex> --out artifacts/snapshot [--remote s3://bucket/dvc]
 
 Bad params, bad input data or an unreachable source end with a one-paragraph
 message naming the file, field or variable, and exit status 2.
@@ -18,7 +19,10 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from zonda.params import RuntimeParams
+
 DEFAULT_PARAMS = "params/local.yaml"
+FETCH_COMMAND = "snapshot-fetch"
 EXIT_BAD_INPUT = 2
 
 
@@ -55,6 +59,14 @@ def cmd_snapshot(args: argparse.Namespace) -> None:
 
     manifest = snapshot_stage(_load(args), args.out, **_track(args))
     print(f"snapshot {manifest['snapshot_id']} at {args.out}")
+
+
+def cmd_snapshot_fetch(args: argparse.Namespace) -> None:
+    from zonda.snapshot_store import fetch_snapshot, resolve_remote
+
+    remote = resolve_remote(args.remote)
+    manifest = fetch_snapshot(args.snapshot_id, args.out, remote)
+    print(f"snapshot {manifest['snapshot_id']} fetched from {remote} to {args.out} (DVC md5 {manifest['dvc']['md5']})")
 
 
 def cmd_statistics(args: argparse.Namespace) -> None:
@@ -165,6 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="snapshot directory")
     p.set_defaults(func=cmd_snapshot)
 
+    p = sub.add_parser(FETCH_COMMAND, help="`zonda snapshot fetch ID --out DIR`: a pushed snapshot back from its DVC remote")
+    p.add_argument("snapshot_id", help="the snapshot ID (sha256:...), as in its manifest, MLflow or registry tags")
+    p.add_argument("--out", type=Path, required=True, help="directory to restore it into (replaced if present)")
+    p.add_argument(
+        "--remote", default=RuntimeParams.model_fields["dvc_remote"].default,
+        help="DVC remote URL or the name of a remote of the DVC project here (default: %(default)s)",
+    )
+    p.set_defaults(func=cmd_snapshot_fetch)
+
     p = sub.add_parser("statistics", help="stage 2: normalisation statistics")
     _common(p)
     p.add_argument("--snapshot", type=Path, required=True, help="snapshot directory")
@@ -225,17 +246,26 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
     from zonda.graph import GraphCoverageError
     from zonda.params import ParamsError
     from zonda.registry.errors import RegistryError
+    from zonda.snapshot_store import SnapshotStoreError
     from zonda.training.errors import TrainingInputError
 
     return (
         ParamsError, SnapshotValidationError, SourceError, FileNotFoundError, GraphCoverageError, RegistryError,
-        TrainingInputError,
+        TrainingInputError, SnapshotStoreError,
     )
+
+
+def _fetch_alias(argv: list[str]) -> list[str]:
+    """``snapshot fetch ...`` -> ``snapshot-fetch ...`` (``zonda snapshot`` itself takes free overrides)."""
+    words = [i for i, word in enumerate(argv) if not word.startswith("-")]
+    if len(words) >= 2 and argv[words[0]] == "snapshot" and argv[words[0] + 1] == "fetch":
+        return argv[: words[0]] + [FETCH_COMMAND] + argv[words[0] + 2 :]
+    return argv
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_fetch_alias(list(sys.argv[1:] if argv is None else argv)))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

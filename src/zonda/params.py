@@ -203,22 +203,67 @@ def _injected_positional(sig: inspect.Signature) -> int:
 
 # ------------------------------------------------------------------------ data
 
-SourceKind = Literal["heldsuarez", "zarr", "netcdf", "grib"]
+SourceKind = Literal["heldsuarez", "zarr", "netcdf", "grib", "dvc"]
+FileFormat = Literal["zarr", "netcdf", "grib"]
+
+# File suffixes a dvc source's format is inferred from when data.source.format is not set.
+FORMAT_SUFFIXES: dict[str, FileFormat] = {
+    ".zarr": "zarr", ".nc": "netcdf", ".nc4": "netcdf", ".netcdf": "netcdf",
+    ".grib": "grib", ".grib2": "grib", ".grb": "grib", ".grb2": "grib",
+}
 
 
 class SourceParams(_Strict):
     kind: SourceKind = "heldsuarez"
     path: str | None = Field(
-        None, description="Local path or fsspec URL (gs://, s3://, https://) for zarr/netcdf/grib sources."
+        None,
+        description="Local path or fsspec URL (gs://, s3://, https://) for zarr/netcdf/grib sources; "
+        "for a dvc source, the path inside the DVC repository (a file or a tracked directory).",
     )
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec storage options, e.g. {token: anon}.")
     rename: dict[str, str] = Field(default_factory=dict, description="Source variable/dim name -> WB2 name.")
+    repo: str | None = Field(None, description="dvc source: the DVC repository, a git URL or a local path.")
+    rev: str | None = Field(None, description="dvc source: git tag, branch or commit of the repository to read.")
+    commit: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{40}$",
+        description="dvc source: the commit `rev` resolved to; filled in once at the start of a run (and recorded), "
+        "so every stage reads the same revision even when `rev` is a branch.",
+    )
+    format: FileFormat | None = Field(
+        None, description="dvc source: how to read `path` (zarr, netcdf, grib); default from its suffix."
+    )
+    remote: str | None = Field(
+        None, description="dvc source: name of the repository's DVC remote to read from; default its default remote."
+    )
 
     @model_validator(mode="after")
     def _path_for_files(self) -> "SourceParams":
         if self.kind != "heldsuarez" and not self.path:
             raise ValueError(f"path is required when kind is {self.kind!r}")
+        dvc_fields = [name for name in ("repo", "rev", "commit", "format", "remote") if getattr(self, name) is not None]
+        if self.kind != "dvc" and dvc_fields:
+            raise ValueError(f"{', '.join(dvc_fields)} only apply when kind is 'dvc' (kind is {self.kind!r})")
+        if self.kind == "dvc":
+            for name in ("repo", "rev"):
+                if not getattr(self, name):
+                    raise ValueError(f"{name} is required when kind is 'dvc'")
+            if "://" in str(self.path) or any(c in str(self.path) for c in "*?["):
+                raise ValueError(f"path {self.path!r} of a dvc source is a path inside the repository, not a URL or glob")
+            if self.format is None and self.file_format is None:
+                raise ValueError(
+                    f"cannot tell the format of {self.path!r} from its suffix; set format (zarr, netcdf or grib)"
+                )
         return self
+
+    @property
+    def file_format(self) -> FileFormat | None:
+        """How the source's files are read: ``kind`` itself, or for a dvc source ``format`` or the path's suffix."""
+        if self.kind in ("zarr", "netcdf", "grib"):
+            return self.kind
+        if self.kind == "dvc":
+            return self.format or FORMAT_SUFFIXES.get(Path(str(self.path).rstrip("/")).suffix.lower())
+        return None
 
 
 class HeldSuarezParams(_Strict):
@@ -701,6 +746,12 @@ class RuntimeParams(_Strict):
     )
     mlflow_experiment: str = "zonda"
     output_root: str = Field("artifacts", description="Local runs: where KFP-local outputs and caches go.")
+    dvc_remote: str | None = Field(
+        "local",
+        description="Where the snapshot stage pushes each snapshot by content: a DVC remote URL (s3://, gs://, "
+        "ssh://, a directory) or the name of a remote of the DVC project in the working directory (resolved to "
+        "its URL at the start of a run); null: do not push. Credentials come from the environment, never params.",
+    )
     images: ImagesParams = Field(default_factory=ImagesParams)
     resources: ResourcesParams = Field(default_factory=ResourcesParams)
     distributed: DistributedLaunchParams = Field(default_factory=DistributedLaunchParams)

@@ -38,6 +38,7 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
+from zonda.data import dvc_source
 from zonda.data.forcings import forcing_dataset
 from zonda.data.sources import SourceError, normalise_grid, open_source
 from zonda.data.truth_states import MANIFEST_KEY as TRUTH_STATES_KEY
@@ -78,7 +79,7 @@ def input_key(params: Params) -> str:
     """What the snapshot depends on: data params, the source's identity and the code's schema."""
     source = params.data.source
     fingerprint: dict[str, Any] = {"kind": source.kind, "path": source.path}
-    if source.path and "://" not in source.path:
+    if source.kind != "dvc" and source.path and "://" not in source.path:  # a dvc source: data.source.commit says it
         files = sorted(Path().glob(source.path)) if any(c in source.path for c in "*?[") else [Path(source.path)]
         fingerprint["files"] = [
             (str(f), f.stat().st_size if f.is_file() else None, int(f.stat().st_mtime)) for f in files if f.exists()
@@ -189,6 +190,7 @@ def build_snapshot(params: Params, out_dir: str | os.PathLike[str], *, progress:
     at ``out_dir``.
     """
     out_dir = Path(out_dir)
+    params = dvc_source.pin(params)  # a dvc source's rev -> commit, unless the run pinned it already
     key = input_key(params)
     existing = read_manifest(out_dir)
     if existing and existing.get("input_key") == key and (out_dir / DATA_DIRNAME).exists():
@@ -198,6 +200,7 @@ def build_snapshot(params: Params, out_dir: str | os.PathLike[str], *, progress:
     data = params.data
     cache_dir = Path(params.runtime.output_root) / "cache"
     source, truth_states = split_states(normalise_grid(open_source(data, cache_dir, progress=progress)))
+    dvc_lineage = dvc_source.materialise(data.source, cache_dir).revision.record() if data.source.kind == "dvc" else None
     start, end = np.datetime64(data.time.start, "ns"), np.datetime64(data.time.end, "ns")
     check_structure(source, data.variables, data.static, data.levels, start, end)
     selected = _coordinate_attrs(select(source, params))
@@ -217,6 +220,7 @@ def build_snapshot(params: Params, out_dir: str | os.PathLike[str], *, progress:
         manifest = _manifest(params, snapshot, key, content_hash)
         if truth_states is not None:
             manifest[TRUTH_STATES_KEY] = write_truth_states(truth_states, tmp)
+        manifest["source"]["dvc"] = dvc_lineage
         write_resolved(params, tmp)
         write_manifest(tmp, manifest)
     log.info("snapshot %s written to %s", manifest["snapshot_id"], out_dir)

@@ -54,14 +54,24 @@ def _record(
 def snapshot_stage(
     params: Params, out_dir: PathLike, *, mlflow_run_id: str | None = None, track: bool = True, progress: bool = True
 ) -> dict[str, Any]:
-    """Stage 1: builds (or finds) the snapshot of ``params.data`` at ``out_dir``."""
+    """Stage 1: builds (or finds) the snapshot of ``params.data`` at ``out_dir``.
+
+    With ``runtime.dvc_remote`` set, the snapshot is then pushed to that DVC
+    remote by content (:mod:`zonda.snapshot_store`); the manifest returned
+    carries its DVC hashes (``dvc``) and a dvc source's lineage (``source.dvc``).
+    """
+    from zonda import snapshot_store, tracking
+    from zonda.data import dvc_source
     from zonda.snapshot import build_snapshot
 
+    params = snapshot_store.pin(dvc_source.pin(params))
     manifest = build_snapshot(params, out_dir, progress=progress).manifest
+    if params.runtime.dvc_remote:
+        manifest = snapshot_store.push_snapshot(out_dir, params.runtime.dvc_remote)
     if track:
         _record(
             params, "snapshot", manifest, out_dir, mlflow_run_id=mlflow_run_id,
-            tags={"zonda.snapshot_id": manifest["snapshot_id"]},
+            tags={"zonda.snapshot_id": manifest["snapshot_id"], **tracking.snapshot_lineage_tags(manifest)},
             metrics={"snapshot.time_steps": manifest["time_range"]["steps"]},
         )
     return manifest

@@ -137,6 +137,19 @@ def log_manifest(stage: str, manifest: dict[str, Any], directory: str | os.PathL
             mlflow.log_artifact(str(resolved), artifact_path=stage)
 
 
+def snapshot_lineage_tags(manifest: dict[str, Any]) -> dict[str, str]:
+    """MLflow / registry tags of a snapshot manifest's DVC lineage: the source read and the snapshot pushed."""
+    tags = {}
+    source = (manifest.get("source") or {}).get("dvc")
+    if source:
+        tags |= {f"zonda.source.dvc.{key}": str(source[key]) for key in ("repo", "rev", "commit", "path", "md5")}
+    pushed = manifest.get("dvc")
+    if pushed:
+        tags["zonda.snapshot.dvc_md5"] = str(pushed["md5"])
+        tags |= {f"zonda.snapshot.dvc_{key}": str(pushed[key]) for key in ("remote", "dir_md5") if key in pushed}
+    return tags
+
+
 def pipeline_report(params: Params, run_name: str) -> str | None:
     """Markdown scorecard and promotion decision of the pipeline run named ``run_name``, from MLflow.
 

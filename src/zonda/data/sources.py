@@ -197,9 +197,28 @@ def open_source(data: DataParams, cache_dir: Path, progress: bool = True) -> xr.
         ds = open_netcdf_source(str(data.source.path))
     elif kind == "grib":
         ds = open_grib_source(str(data.source.path))
+    elif kind == "dvc":
+        ds = open_dvc_source(data, cache_dir)
     else:  # pragma: no cover - the schema forbids it
         raise SourceError(f"data.source.kind {kind!r} is not supported")
-    return standardise_names(ds, data.source.rename, grib=kind == "grib")
+    return standardise_names(ds, data.source.rename, grib=data.source.file_format == "grib")
+
+
+def open_dvc_source(data: DataParams, cache_dir: Path) -> xr.Dataset:
+    """The (pinned) dvc source's verified local copy, opened by its format (see :mod:`zonda.data.dvc_source`)."""
+    from zonda.data import dvc_source
+
+    checkout = dvc_source.materialise(data.source, cache_dir)
+    files = dvc_source.data_files(checkout)
+    opener = {
+        "zarr": lambda: open_zarr_source(files, {}),
+        "netcdf": lambda: open_netcdf_source(files),
+        "grib": lambda: open_grib_source(files),
+    }[checkout.revision.format]
+    try:
+        return opener()
+    except SourceError as exc:
+        raise dvc_source.DvcSourceError(f"{dvc_source.describe(data.source)}: {exc}") from None
 
 
 def standardise_names(ds: xr.Dataset, rename: dict[str, str], *, grib: bool = False) -> xr.Dataset:
@@ -244,6 +263,11 @@ def preflight(data: DataParams) -> None:
             heldsuarez.builtin_restart_path(data.heldsuarez.truncation, data.heldsuarez.layers)
         elif restart != "rest" and not Path(restart).is_file():
             raise SourceError(f"data.heldsuarez.restart {restart!r}: no such file")
+        return
+    if kind == "dvc":
+        from zonda.data import dvc_source
+
+        dvc_source.preflight(data.source)
         return
     ds = {
         "zarr": lambda: open_zarr_source(str(data.source.path), data.source.storage_options),

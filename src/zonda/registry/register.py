@@ -15,6 +15,8 @@ Version tags::
     zonda.code_version       git commit (ZONDA_GIT_SHA in images), zonda.package_version
     zonda.mlflow_run_id      the pipeline's MLflow run
     zonda.weights_sha256, zonda.preset
+    zonda.source.dvc.*       a dvc source's repo, rev, commit, path and md5 (from the snapshot manifest)
+    zonda.snapshot.dvc_*     the snapshot's DVC md5s and the remote it was pushed to
     score.<headline key>     the evaluation's model scores (e.g. score.rmse.geopotential.500.5d)
     zonda.promotion.*        the gate's decision, reason, time, previous champion
 """
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from zonda.params import Params
+from zonda.provenance import read_manifest
 from zonda.registry.bundle import check_lineage, check_promotion_metrics, read_card, read_model_scores, stage_bundle
 from zonda.registry.errors import RegistryError
 from zonda.registry.promotion import CHALLENGER, TAG_DECISION, TAG_MODEL_VERSION, TAG_REGISTERED_MODEL, gate, score_tags
@@ -59,10 +62,18 @@ def pip_requirements() -> list[str]:
     return pins
 
 
-def version_tags(params: Params, card: dict[str, Any], scores: dict[str, float], run_id: str) -> dict[str, str]:
+def version_tags(
+    params: Params,
+    card: dict[str, Any],
+    scores: dict[str, float],
+    run_id: str,
+    *,
+    snapshot_manifest: dict[str, Any] | None = None,
+) -> dict[str, str]:
     """The lineage, provenance and score tags of a new model version (see the module docstring)."""
     import zonda
     from zonda.provenance import code_version
+    from zonda.tracking import snapshot_lineage_tags
 
     return {
         "zonda.snapshot_id": str(card.get("snapshot_id")),
@@ -74,6 +85,7 @@ def version_tags(params: Params, card: dict[str, Any], scores: dict[str, float],
         "zonda.mlflow_run_id": run_id,
         "zonda.weights_sha256": str(card["weights"]["sha256"]),
         "zonda.preset": params.name,
+        **snapshot_lineage_tags(snapshot_manifest or {}),
         **score_tags(scores),
     }
 
@@ -180,7 +192,9 @@ def register_model(
     with tempfile.TemporaryDirectory(prefix="zonda-register-") as tmp:
         artifacts = stage_bundle(params, card, model_dir, statistics_dir, graph_dir, snapshot_dir, tmp)
         _verify_bundle(artifacts)
-        run_id, logged_uri, tags, version = _log_and_register(params, card, scores, artifacts, mlflow_run_id)
+        run_id, logged_uri, tags, version = _log_and_register(
+            params, card, scores, artifacts, mlflow_run_id, snapshot_manifest=read_manifest(snapshot_dir)
+        )
     client = mlflow.MlflowClient()
     client.update_model_version(name, version, description=_description(params, card, scores))
     client.set_registered_model_alias(name, CHALLENGER, version)
@@ -199,7 +213,13 @@ def register_model(
 
 
 def _log_and_register(
-    params: Params, card: dict[str, Any], scores: dict[str, float], artifacts: dict[str, str], mlflow_run_id: str | None
+    params: Params,
+    card: dict[str, Any],
+    scores: dict[str, float],
+    artifacts: dict[str, str],
+    mlflow_run_id: str | None,
+    *,
+    snapshot_manifest: dict[str, Any] | None = None,
 ) -> tuple[str, str, dict[str, str], str]:
     """Logs the pyfunc into the stage's MLflow run and registers it; (run id, logged model URI, tags, version)."""
     import mlflow
@@ -209,6 +229,6 @@ def _log_and_register(
     with tracking.stage_run(params, mlflow_run_id, "register") as run:
         run_id = run.info.run_id
         info = log_pyfunc(params, card, artifacts)
-        tags = version_tags(params, card, scores, run_id)
+        tags = version_tags(params, card, scores, run_id, snapshot_manifest=snapshot_manifest)
         version = str(mlflow.register_model(info.model_uri, params.registry.model_name, tags=tags).version)
     return run_id, info.model_uri, tags, version
