@@ -33,6 +33,36 @@ def resolved_for_run(params: Params, local: bool) -> Params:
     return Params.model_validate(data)
 
 
+def pin_run_inputs(params: Params, *, cluster: bool) -> Params:
+    """What must not move during a run, resolved once at its start: a dvc source's ``rev`` (to
+    ``data.source.commit``) and ``runtime.dvc_remote`` (a remote name to its URL).
+
+    For a ``cluster`` run, a local path there (the repo of a dvc source, the DVC
+    remote) must lie on a PVC the snapshot task mounts, or its pods could not
+    reach it; SourceError / SnapshotStoreError otherwise, naming the field.
+    """
+    from zonda import snapshot_store
+    from zonda.data import dvc_source
+    from zonda.data.sources import SourceError
+
+    params = snapshot_store.pin(dvc_source.pin(params))
+    if not cluster:
+        return params
+    mounts = [m.mount_path.rstrip("/") + "/" for m in params.runtime.resources.snapshot.pvc_mounts]
+    local = {"runtime.dvc_remote": params.runtime.dvc_remote}
+    if params.data.source.kind == "dvc":
+        local["data.source.repo"] = params.data.source.repo
+    for field, value in local.items():
+        if value and "://" not in value and not any((value.rstrip("/") + "/").startswith(m) for m in mounts):
+            error = SourceError if field.startswith("data.") else snapshot_store.SnapshotStoreError
+            raise error(
+                f"{field} {value!r} is a local path, which the cluster's snapshot task cannot reach: use a URL "
+                f"(s3://, gs://, ssh://, https://) or a directory on a PVC it mounts "
+                f"(runtime.resources.snapshot.pvc_mounts: {', '.join(mounts) or 'none'})"
+            )
+    return params
+
+
 def compile_pipeline(params: Params, out: Path) -> Path:
     from kfp import compiler
 
@@ -119,13 +149,19 @@ def main(argv: list[str] | None = None) -> int:
         compile_pipeline(params, out)
         print(f"compiled {args.params} -> {out}")
         return 0
+    from zonda.data.sources import SourceError
+    from zonda.snapshot_store import SnapshotStoreError
+
     host = os.environ.get("KFP_HOST") or params.runtime.kfp_host
+    try:
+        params = pin_run_inputs(params, cluster=bool(host))
+    except (SourceError, SnapshotStoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if host:
         from pipelines.submit import main_submit
 
         return main_submit(params, host, wait=args.wait, summary=args.summary)
-    from zonda.data.sources import SourceError
-
     params = resolved_for_run(params, local=True)
     try:
         result = run_local(params)

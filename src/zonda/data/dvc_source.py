@@ -95,7 +95,7 @@ def resolve(source: SourceParams, fs: Any | None = None) -> DvcRevision:
     tracked by DVC at that revision.
     """
     fs = fs or open_filesystem(source)
-    commit = fs.repo.scm.get_rev()
+    commit = fs.repo.scm.resolve_rev(source.commit or str(source.rev))  # get_rev() is a local repo's HEAD
     path = str(source.path).strip("/")
     try:
         info = fs.info(path)
@@ -146,6 +146,8 @@ def _check_available(source: SourceParams, fs: Any, revision: DvcRevision) -> No
         return
     try:
         odb = repo.cloud.get_remote_odb(source.remote, hash_name="md5")
+        if not odb.fs.exists(odb.path):  # a local or mounted remote that is not there, a bucket without objects
+            raise FileNotFoundError(f"{odb.fs.unstrip_protocol(odb.path)} does not exist")
         present = odb.exists(revision.md5)
     except Exception as exc:  # noqa: BLE001 - no remote configured, unreachable host, refused credentials ...
         raise DvcSourceError(
