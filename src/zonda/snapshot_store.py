@@ -130,6 +130,7 @@ def push_snapshot(directory: str | os.PathLike[str], remote_url: str) -> dict[st
     """
     from dvc_data.hashfile.build import build
     from dvc_data.hashfile.db import add_update_tree
+    from dvc_data.hashfile.hash import hash_file
     from dvc_data.hashfile.transfer import transfer
     from dvc_data.hashfile.tree import Tree
     from dvc_objects.fs.local import LocalFileSystem
@@ -147,11 +148,13 @@ def push_snapshot(directory: str | os.PathLike[str], remote_url: str) -> dict[st
         if (manifest.get("dvc") or {}).get("md5") != content.hash_info.value:
             manifest["dvc"] = {"md5": content.hash_info.value}
             write_manifest(directory, manifest)
-            _, meta, manifest_obj = build(remote.odb, str(directory / MANIFEST_FILENAME), local, "md5")
+            manifest_path = str(directory / MANIFEST_FILENAME)
+            meta, manifest_hash = hash_file(manifest_path, local, "md5")
+            staging.add(manifest_path, local, manifest_hash.value, hardlink=False)
             tree = Tree()
             for key, entry_meta, hash_info in content:
                 tree.add(key, entry_meta, hash_info)
-            tree.add((MANIFEST_FILENAME,), meta, manifest_obj.hash_info)
+            tree.add((MANIFEST_FILENAME,), meta, manifest_hash)
             tree.digest()
             tree = add_update_tree(staging, tree)
         result = transfer(staging, remote.odb, {tree.hash_info}, hardlink=False, shallow=False)
