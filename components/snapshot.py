@@ -12,5 +12,7 @@ def snapshot(params_json: str, mlflow_run_id: str, snapshot: Output[Dataset], me
     snapshot.metadata.update(
         {"snapshot_id": manifest["snapshot_id"], "time_range": manifest["time_range"], "grid": manifest["grid"]}
     )
+    lineage = {"dvc": manifest.get("dvc"), "source_dvc": manifest["source"].get("dvc")}
+    snapshot.metadata.update({k: v for k, v in lineage.items() if v})  # where it was pushed, what it read
     metrics.log_metric("time_steps", manifest["time_range"]["steps"])
     return manifest["snapshot_id"]

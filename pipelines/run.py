@@ -80,6 +80,7 @@ def run_local(params: Params) -> dict:
     from pipelines.zonda_pipeline import build_pipeline
     from zonda.data.sources import preflight
 
+    params = pin_run_inputs(params, cluster=False)  # a no-op when main() pinned them already
     preflight(params.data)  # fail in seconds, before any run or artifact exists
     root = Path(params.runtime.output_root).resolve() / "kfp"
     root.mkdir(parents=True, exist_ok=True)

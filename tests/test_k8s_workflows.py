@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -80,7 +81,7 @@ def test_retrain_triggers_and_reporting():
     wf = _load("retrain.yml")
     on = wf["on"]
     assert on["schedule"] and "params" in on["workflow_dispatch"]["inputs"]
-    assert set(on["push"]["paths"]) == {"params/**", "dvc.lock"}
+    assert set(on["push"]["paths"]) == {"params/**", "dvc.lock", "**.dvc"}
     job = wf["jobs"]["retrain"]
     submit = next(s for s in job["steps"] if "make run-pipeline" in s.get("run", ""))
     assert "KFP_HOST=\"$KFP_HOST\" WAIT=1" in submit["run"]
@@ -93,32 +94,47 @@ def test_retrain_triggers_and_reporting():
 
 
 def test_retrain_preset_selection(tmp_path):
-    """The plan step's shell, run for a push that touched one preset and for one that touched dvc.lock."""
+    """The plan step's shell on pushes: a changed preset retrains itself; changed DVC-tracked data
+    retrains only the presets that read DVC data of this repository, pinned to the pushed commit."""
     plan = next(s for s in _load("retrain.yml")["jobs"]["plan"]["steps"] if s.get("id") == "pick")
     script = tmp_path / "pick.sh"
     script.write_text(plan["run"])
+    dvc_preset = {"data": {"source": {"kind": "dvc", "repo": ".", "path": "data/era5.zarr", "rev": "main"}}}
+    url = "https://github.com/org/zonda.git"
 
-    def pick(changed: list[str]) -> str:
+    def pick(changed: list[str], before: str | None = None) -> tuple[list[dict], str]:
         repo = tmp_path / f"repo{len(list(tmp_path.iterdir()))}"
-        repo.mkdir()
+        (repo / "params").mkdir(parents=True)
+        (repo / "data").mkdir()
+        (repo / "src" / "zonda").mkdir(parents=True)
+        shutil.copy(ROOT / "src" / "zonda" / "retrain_plan.py", repo / "src" / "zonda" / "retrain_plan.py")
         git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
         subprocess.run([*git, "init", "-q"], check=True)
-        (repo / "params").mkdir()
-        for name in ("params/aifs.yaml", "params/graphcast.yaml", "params/local.yaml", "dvc.lock"):
-            (repo / name).write_text("a\n")
+        for name in ("params/aifs.yaml", "params/graphcast.yaml", "params/local.yaml", "dvc.lock", "data/era5.zarr.dvc"):
+            (repo / name).write_text("a: 1\n")
+        (repo / "params" / "era5-dvc.yaml").write_text(yaml.safe_dump(dvc_preset))
         subprocess.run([*git, "add", "."], check=True)
         subprocess.run([*git, "commit", "-qm", "one"], check=True)
-        before = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        first = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
         for name in changed:
-            (repo / name).write_text("b\n")
+            (repo / name).write_text((repo / name).read_text() + "# b\n")
         subprocess.run([*git, "commit", "-qam", "two"], check=True)
+        sha = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
         out, summary = repo.with_suffix(".out"), repo.with_suffix(".summary")
-        env = {"PATH": os.environ["PATH"], "EVENT": "push", "BEFORE": before,
-               "RETRAIN_PRESETS": "params/aifs.yaml params/graphcast.yaml",
+        env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "EVENT": "push",
+               "BEFORE": before or first, "SHA": sha, "REPO_URL": url,
+               "RETRAIN_PRESETS": "params/aifs.yaml params/graphcast.yaml params/era5-dvc.yaml",
                "GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary)}
         subprocess.run(["bash", str(script)], cwd=repo, env=env, check=True, capture_output=True)
-        return out.read_text().strip()
+        key, _, value = out.read_text().strip().partition("=")
+        assert key == "presets"
+        return json.loads(value), sha
 
-    assert pick(["params/graphcast.yaml"]) == 'presets=["params/graphcast.yaml"]'
-    assert pick(["params/local.yaml"]) == "presets=[]"
-    assert pick(["dvc.lock"]) == 'presets=["params/aifs.yaml", "params/graphcast.yaml"]'
+    chosen, _ = pick(["params/graphcast.yaml"])
+    assert chosen == [{"params": "params/graphcast.yaml", "data_overrides": ""}]
+    assert pick(["params/local.yaml"])[0] == []
+    for data_change in (["dvc.lock"], ["data/era5.zarr.dvc"]):
+        chosen, sha = pick(data_change)  # the URL presets do not read this data: only the dvc preset retrains
+        assert chosen == [{"params": "params/era5-dvc.yaml", "data_overrides": f"data.source.repo={url} data.source.rev={sha}"}]
+    chosen, _ = pick(["params/local.yaml"], before="0" * 40)  # an unknown BEFORE: everything may have changed
+    assert [c["params"] for c in chosen] == ["params/aifs.yaml", "params/graphcast.yaml", "params/era5-dvc.yaml"]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import mlflow
 import pytest
+from dvc_fixtures import ZARR_PATH, make_data_repo
 
-from pipelines.run import resolved_for_run, run_local
+from pipelines.run import pin_run_inputs, resolved_for_run, run_local
 from zonda.params import load_params
+from zonda.snapshot_store import fetch_snapshot
 from zonda.tracking import pipeline_report
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,3 +82,41 @@ def test_local_pipeline_runs_every_stage_and_logs_to_mlflow(ci_params) -> None:
 
 def run_metric(client, run_id: str, key: str) -> float:
     return client.get_run(run_id).data.metrics[key]
+
+
+@pytest.mark.slow
+def test_local_pipeline_on_a_dvc_source_pushes_its_snapshot_and_fetch_brings_it_back(
+    shared_output_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """params/ci.yaml on a zarr tracked in a DVC repository: lineage in the manifest, MLflow and the registry;
+    the snapshot pushed to the DVC remote comes back byte-identical after the local copy is deleted."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("KFP_HOST", raising=False)
+    data = make_data_repo(tmp_path)
+    remote = tmp_path / "snapshots"
+    params = load_params(
+        REPO / "params" / "ci.yaml",
+        ["data.source.kind=dvc", f"data.source.repo={data.root}", f"data.source.path={ZARR_PATH}", "data.source.rev=v1",
+         f"runtime.output_root={shared_output_root}", f"runtime.mlflow_tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+         f"runtime.dvc_remote={remote}"],
+    )
+    result = run_local(resolved_for_run(pin_run_inputs(params, cluster=False), local=True))
+
+    snapshot = Path(result["outputs"]["snapshot"])
+    manifest = json.loads((snapshot / "manifest.json").read_text())
+    lineage = manifest["source"]["dvc"]
+    assert lineage["commit"] == data.commit_of("v1") and lineage["md5"] == data.tracked_md5("v1", ZARR_PATH)
+    mlflow.set_tracking_uri(params.runtime.mlflow_tracking_uri)
+    run = mlflow.get_run(result["outputs"]["mlflow_run_id"])
+    assert run.data.tags["zonda.source.dvc.commit"] == lineage["commit"] and run.data.tags["zonda.source.dvc.rev"] == "v1"
+    version = mlflow.MlflowClient().get_model_version_by_alias("zonda-ci", "challenger")
+    assert version.tags["zonda.source.dvc.md5"] == lineage["md5"]
+    assert version.tags["zonda.snapshot.dvc_md5"] == manifest["dvc"]["md5"]
+
+    original = {p.relative_to(snapshot).as_posix(): p.read_bytes() for p in snapshot.rglob("*") if p.is_file()}
+    shutil.rmtree(snapshot)
+    back = fetch_snapshot(manifest["snapshot_id"], tmp_path / "fetched", str(remote))
+    assert back["snapshot_id"] == manifest["snapshot_id"]
+    fetched = {p.relative_to(tmp_path / "fetched").as_posix(): p.read_bytes() for p in (tmp_path / "fetched").rglob("*")
+               if p.is_file()}
+    assert fetched == original
