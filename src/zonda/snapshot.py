@@ -220,7 +220,8 @@ def build_snapshot(params: Params, out_dir: str | os.PathLike[str], *, progress:
         manifest = _manifest(params, snapshot, key, content_hash)
         if truth_states is not None:
             manifest[TRUTH_STATES_KEY] = write_truth_states(truth_states, tmp)
-        manifest["source"]["dvc"] = dvc_lineage
+        if dvc_lineage:
+            manifest["source"]["dvc"] = dvc_lineage  # repo, rev, commit, path, md5 of what was read
         write_resolved(params, tmp)
         write_manifest(tmp, manifest)
     log.info("snapshot %s written to %s", manifest["snapshot_id"], out_dir)

@@ -18,11 +18,12 @@ from the environment as DVC reads them. The life of a dvc source in a run:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from zonda.data.sources import SourceError
 from zonda.files import atomic_path, write_text_atomic
@@ -69,8 +70,17 @@ def _local_repo(repo: str) -> Path | None:
     return Path(repo).expanduser().resolve()
 
 
-def open_filesystem(source: SourceParams) -> Any:
-    """DVC's filesystem of ``source.repo`` at ``source.commit`` (or ``source.rev`` before pinning)."""
+@contextlib.contextmanager
+def filesystem(source: SourceParams) -> Iterator[Any]:
+    """DVC's filesystem of ``source.repo`` at ``source.commit`` (or ``source.rev`` before pinning), closed after."""
+    fs = _open_filesystem(source)
+    try:
+        yield fs
+    finally:
+        fs.close()  # a cloned repository's temporary clone goes with it
+
+
+def _open_filesystem(source: SourceParams) -> Any:
     from dvc.api import DVCFileSystem
     from dvc.scm import RevError
 
@@ -94,7 +104,9 @@ def resolve(source: SourceParams, fs: Any | None = None) -> DvcRevision:
     Raises DvcSourceError when the revision does not exist or ``path`` is not
     tracked by DVC at that revision.
     """
-    fs = fs or open_filesystem(source)
+    if fs is None:
+        with filesystem(source) as opened:
+            return resolve(source, opened)
     commit = fs.repo.scm.resolve_rev(source.commit or str(source.rev))  # get_rev() is a local repo's HEAD
     path = str(source.path).strip("/")
     try:
@@ -133,10 +145,10 @@ def pin(params: Params) -> Params:
 
 def preflight(source: SourceParams) -> DvcRevision:
     """Resolves ``source`` and checks its data can be had (local DVC cache or remote) without downloading it."""
-    fs = open_filesystem(source)
-    revision = resolve(source, fs)
-    if revision.md5:  # a tracked output, or a file inside one; a sub-directory is checked by its download
-        _check_available(source, fs, revision)
+    with filesystem(source) as fs:
+        revision = resolve(source, fs)
+        if revision.md5:  # a tracked output, or a file inside one; a sub-directory is checked by its download
+            _check_available(source, fs, revision)
     return revision
 
 
@@ -193,21 +205,20 @@ def materialise(source: SourceParams, cache_dir: str | os.PathLike[str]) -> DvcC
     if record_file.is_file() and local.exists():
         cached = json.loads(record_file.read_text()) | {"rev": str(source.rev), "remote": source.remote}
         return DvcCheckout(local, DvcRevision(**cached))
-    fs = open_filesystem(source)
-    revision = resolve(source, fs)
-    if revision.md5:
-        _check_available(source, fs, revision)
-    home.mkdir(parents=True, exist_ok=True)
-    with atomic_path(local) as tmp:
-        try:
-            fs.get(revision.path, str(tmp), recursive=True)
-        except Exception as exc:  # noqa: BLE001 - transfer errors of any remote
-            raise DvcSourceError(f"{describe(source)}: download failed: {type(exc).__name__}: {exc}") from None
-        got = dvc_md5(tmp)
-        if revision.md5 and got != revision.md5:
-            raise DvcSourceError(
-                f"{describe(source)}: the downloaded data has DVC md5 {got}, the repository records {revision.md5}"
-            )
+    with filesystem(source) as fs:
+        revision = resolve(source, fs)
+        if revision.md5:
+            _check_available(source, fs, revision)
+        with atomic_path(local) as tmp:  # nothing is left in the cache unless the whole copy checks out
+            try:
+                fs.get(revision.path, str(tmp), recursive=True)
+            except Exception as exc:  # noqa: BLE001 - transfer errors of any remote
+                raise DvcSourceError(f"{describe(source)}: download failed: {type(exc).__name__}: {exc}") from None
+            got = dvc_md5(tmp)
+            if revision.md5 and got != revision.md5:
+                raise DvcSourceError(
+                    f"{describe(source)}: the downloaded data has DVC md5 {got}, the repository records {revision.md5}"
+                )
     revision = DvcRevision(**{**revision.record(), "md5": got})
     write_text_atomic(record_file, json.dumps(revision.record(), indent=2))
     return DvcCheckout(local, revision)
