@@ -231,6 +231,13 @@ class StopAtMaxSteps(Callback):
     def state_dict(self) -> dict[str, Any]:
         return {}
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Resumed from a checkpoint written at the budget (a crash between the final checkpoint and the
+        # manifest): the fit loop checks ``should_stop`` before its first batch, so no step is added.
+        if trainer.global_step >= self.max_steps:
+            trainer.should_stop = True
+            log.info("resumed at step %d: max_steps=%d already reached, nothing to train", trainer.global_step, self.max_steps)
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         if trainer.global_step >= self.max_steps and not trainer.should_stop:
             trainer.should_stop = True
