@@ -22,6 +22,26 @@ DEFAULT_PARAMS = "params/local.yaml"
 EXIT_BAD_INPUT = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """A parser whose leaf commands take options and dotted overrides in any order.
+
+    ``zonda snapshot --out DIR data.levels=[500]`` as well as ``zonda snapshot data.levels=[500] --out DIR``:
+    a command without subcommands parses intermixed (``parse_known_intermixed_args``), which plain
+    ``parse_args`` does not do for a ``nargs="*"`` positional after options.
+    """
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self._subparsers is not None or self._intermixing:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True  # parse_known_intermixed_args calls parse_known_args itself
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def _common(p: argparse.ArgumentParser, *, tracked: bool = True) -> None:
     p.add_argument("--params", default=DEFAULT_PARAMS, help=f"params YAML (default {DEFAULT_PARAMS})")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. training.lr=3e-4")
@@ -133,7 +153,7 @@ def cmd_data_heldsuarez(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zonda", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="zonda", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -198,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("promote", help="make a registered model version the champion by hand")
     p.add_argument("name", help="registered model name, e.g. zonda")
-    p.add_argument("version", help="model version number (dotted overrides, if any, go right after it)")
-    _common(p, tracked=False)  # after the positionals, or argparse mis-assigns them
+    p.add_argument("version", help="model version number")
+    _common(p, tracked=False)
     p.add_argument("--reason", required=True, help="why (recorded on the version with who and when)")
     p.add_argument("--user", default=None, help="who promotes (default: the OS user)")
     p.set_defaults(func=cmd_promote)

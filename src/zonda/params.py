@@ -21,6 +21,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import math
 import os
 import re
 from datetime import datetime, timedelta
@@ -48,7 +49,8 @@ class ParamsError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # allow_inf_nan=False: a float field given inf or nan (training.lr=inf) is refused, naming the field.
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- time
@@ -170,6 +172,9 @@ class TargetSpec(BaseModel):
 
     @model_validator(mode="after")
     def _importable_and_binds(self) -> "TargetSpec":
+        for key, value in self.kwargs.items():
+            if _has_non_finite(value):
+                raise ValueError(f"{key} of {self.target} must be finite, got {value!r}")
         obj = self.resolve()
         if not callable(obj):
             raise ValueError(f"_target_ {self.target!r} is not callable")
@@ -189,6 +194,17 @@ class TargetSpec(BaseModel):
 
     def dump(self) -> dict[str, Any]:
         return {"_target_": self.target, **self.kwargs}
+
+
+def _has_non_finite(value: Any) -> bool:
+    """Whether a kwarg (a number, or a list/mapping of them) holds inf or nan."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return any(_has_non_finite(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    return False
 
 
 def _injected_positional(sig: inspect.Signature) -> int:
@@ -493,8 +509,8 @@ class TrainingParams(_Strict):
     gradient_clip: GradientClipParams = Field(default_factory=GradientClipParams)
     accumulate_grad_batches: int = Field(1, ge=1)
     max_epochs: int = Field(10, ge=1)
-    max_steps: int = Field(-1, ge=-1)
-    limit_train_batches: float | int | None = None
+    max_steps: int = Field(-1, ge=-1, description="Optimisation steps (-1: no limit, max_epochs decides); 0 is refused.")
+    limit_train_batches: float | int | None = Field(None, description="Batches per epoch (int) or fraction (float); 0 is refused.")
     limit_val_batches: float | int | None = None
     val_check_interval: float | int | None = None
     early_stopping: EarlyStoppingParams = Field(default_factory=EarlyStoppingParams)
@@ -509,6 +525,20 @@ class TrainingParams(_Strict):
     resume_from: str | None = Field(None, description="Checkpoint to resume exactly (model, optimizer, scheduler, step, RNG, data order).")
     fork_from: str | None = Field(None, description="Checkpoint to continue from in a new MLflow run.")
     warm_start_from: str | None = Field(None, description="Weights (safetensors) to initialise the model from.")
+
+    @field_validator("max_steps", "limit_train_batches")
+    @classmethod
+    def _trains_some_steps(cls, value: float | int | None) -> float | int | None:
+        if value == 0:
+            raise ValueError("0 would train no step and write an untrained model as if complete (max_steps: -1 for no limit)")
+        return value
+
+    @field_validator("limit_train_batches", "limit_val_batches")
+    @classmethod
+    def _not_negative(cls, value: float | int | None) -> float | int | None:
+        if value is not None and value < 0:
+            raise ValueError(f"must be positive (a batch count, or a fraction of the epoch), got {value}")
+        return value
 
     @model_validator(mode="after")
     def _one_start(self) -> "TrainingParams":
@@ -662,7 +692,7 @@ class StageResources(_Strict):
 
 
 class ResourcesParams(_Strict):
-    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False, populate_by_name=True)
 
     snapshot: StageResources = Field(default_factory=StageResources)
     statistics: StageResources = Field(default_factory=StageResources)
@@ -813,7 +843,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParamsError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save the params file as UTF-8"
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
     if raw is None:

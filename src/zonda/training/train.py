@@ -112,9 +112,14 @@ def _global_rank_from_env() -> int:
 
 
 def _prepare_out_dir(out_dir: Path, keep: Path | None) -> None:
-    """Creates ``out_dir``; drops a previous run's manifest and (unless resuming from there) checkpoints."""
+    """Creates ``out_dir``; drops a previous run's outputs and (unless resuming from there) checkpoints.
+
+    The manifest goes first (its presence marks a complete run), then the weights, model card and
+    history, so a run that fails leaves nothing that looks like a trained model.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST_FILENAME).unlink(missing_ok=True)
+    for name in (MANIFEST_FILENAME, WEIGHTS_FILE, MODEL_CARD, HISTORY_FILE):
+        (out_dir / name).unlink(missing_ok=True)
     ckpt_dir = out_dir / CHECKPOINT_DIR
     if ckpt_dir.is_dir():
         inside = keep is not None and keep.resolve().parent == ckpt_dir.resolve()
@@ -233,7 +238,7 @@ def _trainer(t: Any, callbacks: list[L.Callback], logger: Any, reload_every: int
         strategy=t.strategy,
         precision=t.precision,
         max_epochs=t.max_epochs,
-        max_steps=0 if t.max_steps == 0 else -1,  # a positive budget is enforced by StopAtMaxSteps
+        max_steps=-1,  # a budget (max_steps > 0) is enforced by StopAtMaxSteps; 0 is refused by the params
         limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches,
         val_check_interval=t.val_check_interval,
@@ -354,6 +359,11 @@ def train(
                 {"global_step": int(trainer.global_step), "epoch": int(trainer.current_epoch), "final": True,
                  **module.validation_metrics}
             )
+    if trainer.global_step == 0:
+        raise TrainingInputError(
+            f"{out_dir}: training ran no optimisation step (check training.max_epochs, limit_train_batches and the "
+            f"train split {params.data.splits.train.as_str()}); no model written"
+        )
     final_validated = bool(history.validations) and history.validations[-1]["global_step"] == trainer.global_step
     if not trainer.is_global_zero:
         return {"kind": MANIFEST_KIND, "rank": int(trainer.global_rank)}
