@@ -64,3 +64,52 @@ def test_resume_from_the_checkpoint_written_at_max_steps_trains_no_further(unint
     assert ref_manifest["global_step"] == manifest["global_step"] == MAX_STEPS
     assert_bitwise_equal(support.checkpoint_weights(last), support.checkpoint_weights(ref_out / "checkpoints" / "last.ckpt"))
     assert_bitwise_equal(support.weights(out), support.weights(ref_out))
+
+
+# ------------------------------------------------------------ a retried task
+
+
+def test_registering_the_same_model_again_returns_its_version(tmp_path):
+    """A retried or re-run register task (3 times, one model) makes one version; another model makes a second."""
+    import registry_fixtures as rf
+    from zonda.registry.register import TAG_MODEL_ID
+    from zonda.training.checkpoints import load_weights
+
+    p = rf.params("registry.model_name=zonda-retried", store=rf.new_store(tmp_path / "store"))
+    with rf.preserved_tracking_uri():
+        results = [rf.register(p, {rf.METRIC: 100.0}) for _ in range(3)]
+        other = rf.register(p, {rf.METRIC: 120.0}, seed=1)
+        client = rf_client(p)
+        versions = client.search_model_versions("name = 'zonda-retried'")
+    assert [r["version"] for r in results] == ["1", "1", "1"] and other["version"] == "2"
+    assert sorted(str(v.version) for v in versions) == ["1", "2"]
+    assert results[0]["decision"] == "promoted" and results[1]["decision"] == results[2]["decision"] == "unchanged"
+    assert {r["champion"] for r in results} == {"1"} and other["decision"] == "rejected"
+    # The key is the content of the registered weights, hashed independently here.
+    tags = {str(v.version): v.tags for v in versions}
+    assert tags["1"][TAG_MODEL_ID] == content_hash(load_weights(rf.model_dir(0) / "weights.safetensors"))
+    assert tags["2"][TAG_MODEL_ID] == content_hash(load_weights(rf.model_dir(1) / "weights.safetensors"))
+
+
+def rf_client(p):
+    import mlflow
+
+    from zonda import tracking
+
+    tracking.configure(p)
+    return mlflow.MlflowClient()
+
+
+def content_hash(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over (name, dtype, shape, bytes) in sorted name order, each length-prefixed: the documented model ID."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        array = tensors[name].numpy()
+        for part in (name.encode(), str(tensors[name].dtype).removeprefix("torch.").encode(),
+                     ",".join(map(str, array.shape)).encode(), np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()):
+            h.update(len(part).to_bytes(8, "little") + part)
+    return "sha256:" + h.hexdigest()

@@ -19,6 +19,7 @@ Two kinds of files:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import random
@@ -162,8 +163,31 @@ class SafeCheckpointIO(TorchCheckpointIO):
 # ----------------------------------------------------------------- weights
 
 
+def weights_content_id(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """``sha256:<hex>`` of the tensors themselves: names, dtypes, shapes and bytes, in sorted name order.
+
+    The model's identity. Not the hash of ``weights.safetensors``: safetensors writes its
+    metadata mapping in a varying key order, so the same tensors saved twice differ in bytes.
+    Each field is length-prefixed, so no two different state dicts hash the same stream.
+    """
+    digest = hashlib.sha256()
+
+    def field(data: bytes) -> None:
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().to("cpu").contiguous()
+        field(name.encode("utf-8"))
+        field(str(tensor.dtype).removeprefix("torch.").encode())
+        field(",".join(str(int(n)) for n in tensor.shape).encode())
+        field(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())  # raw little-endian bytes, any dtype
+    return f"sha256:{digest.hexdigest()}"
+
+
 def save_weights(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike[str], metadata: Mapping[str, str] | None = None) -> str:
-    """Writes a safetensors file atomically; returns its sha256."""
+    """Writes a safetensors file atomically; returns the file's sha256 (an integrity check of these bytes only;
+    the model's identity is :func:`weights_content_id`)."""
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}

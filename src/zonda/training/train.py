@@ -5,7 +5,7 @@
 :class:`~zonda.training.data.SnapshotDataModule`. Outputs in ``out_dir``::
 
     weights.safetensors     best Forecaster weights (by training.checkpoint.monitor)
-    model.json              how to rebuild the model (+ lineage hashes, weights sha256)
+    model.json              how to rebuild the model (+ lineage hashes, model_id, weights file sha256)
     checkpoints/            best-*.ckpt (top-k by the monitored metric) + last.ckpt, each with .sha256;
                             last.ckpt: every training.checkpoint.every_n_train_steps steps (else
                             every epoch), and the final state (max_steps, last epoch, early stop,
@@ -49,6 +49,7 @@ from zonda.training.checkpoints import (
     load_training_checkpoint,
     load_weights,
     save_weights,
+    weights_content_id,
 )
 from zonda.training.data import SnapshotDataModule
 from zonda.training.errors import TrainingInputError
@@ -371,6 +372,7 @@ def train(
     # -- outputs (rank 0)
     weights, best = _best_weights(module, best_cb, t.checkpoint.monitor, t.checkpoint.mode, final_validated)
     weights_sha = save_weights(weights, out_dir / WEIGHTS_FILE, metadata={k: str(v) for k, v in lineage.items()})
+    model_id = weights_content_id(weights)
     network = getattr(forecaster, "network", None)
     card = model_card(
         model_params=params.model.model_dump(mode="json"),
@@ -383,6 +385,7 @@ def train(
         longitudes=datamodule.longitudes,
         lineage=lineage,
         weights_sha256=weights_sha,
+        model_id=model_id,
         training={"global_step": int(trainer.global_step), "epochs": int(trainer.current_epoch), **best},
     )
     write_json_atomic(out_dir / MODEL_CARD, card)
@@ -390,7 +393,7 @@ def train(
     write_resolved(params, out_dir)
     manifest = {
         "kind": MANIFEST_KIND,
-        "model_id": f"sha256:{weights_sha}",
+        "model_id": model_id,
         **lineage,
         "weights": {"file": WEIGHTS_FILE, "sha256": weights_sha, **best},
         "global_step": int(trainer.global_step),
