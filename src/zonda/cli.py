@@ -122,7 +122,9 @@ def cmd_promote(args: argparse.Namespace) -> None:
     from zonda import tracking
     from zonda.registry.promotion import promote
 
-    tracking.configure(_load(args))
+    params = _load(args)
+    tracking.check_reachable(params)
+    tracking.configure(params)
     result = promote(args.name, args.version, args.reason, user=args.user)
     print(f"{result['name']} version {result['version']} is now champion (was {result['previous_champion'] or 'none'})")
 
@@ -132,8 +134,10 @@ def cmd_forecast(args: argparse.Namespace) -> None:
     from zonda.registry.forecast import forecast
 
     params = _load(args)
-    tracking.configure(params)
     model = args.model or f"models:/{params.registry.model_name}@champion"
+    if model.startswith(("models:", "runs:")):
+        tracking.check_reachable(params)
+    tracking.configure(params)
     path = forecast(model, args.init, args.lead, args.out)
     print(f"forecast of {model} from {args.init} written to {path}")
 
@@ -245,11 +249,12 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
     from zonda.graph import GraphCoverageError
     from zonda.params import ParamsError
     from zonda.registry.errors import RegistryError
+    from zonda.tracking import TrackingServerError
     from zonda.training.errors import TrainingInputError
 
     return (
         ParamsError, SnapshotValidationError, SourceError, FileNotFoundError, GraphCoverageError, RegistryError,
-        TrainingInputError,
+        TrainingInputError, TrackingServerError,
     )
 
 
