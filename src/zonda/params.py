@@ -42,6 +42,15 @@ from zonda.files import write_text_atomic
 from zonda.variables import VARIABLES, TIME_STEP_HOURS
 
 RESOLVED_PARAMS_FILENAME = "params.resolved.yaml"
+#: What a masked secret reads as in written and logged params.
+MASK = "***"
+#: Words that make a key secret-looking (``aws_secret_access_key``, ``sasToken``, ``password``, ``account_key``).
+SECRET_WORDS = frozenset(
+    {"key", "secret", "token", "password", "passwd", "pwd", "credential", "credentials", "auth", "authorization",
+     "apikey", "private", "connection", "signature", "sas"}
+)
+#: Dotted paths (list indices as ``*``) whose names look secret but whose values are not.
+_NOT_SECRET = (re.compile(r"^runtime\.resources\.\w+\.tolerations\.\*\.key$"),)
 
 
 class ParamsError(ValueError):
@@ -780,17 +789,91 @@ class Params(_Strict):
         return self.statistics.period or self.data.splits.train
 
     def resolved_dict(self) -> dict[str, Any]:
-        """JSON-able dict with every default filled in and `_target_` keys restored."""
+        """JSON-able dict with every default filled in and `_target_` keys restored (secrets in clear:
+        for handing params to a stage, never for writing or logging them; see :meth:`public_dict`)."""
         return json.loads(self.model_dump_json(by_alias=True))
 
+    def public_dict(self) -> dict[str, Any]:
+        """:meth:`resolved_dict` with secret-looking values masked (:func:`mask_secrets`): what is written and logged."""
+        return mask_secrets(self.resolved_dict())
+
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.resolved_dict(), sort_keys=False)
+        """The resolved params as YAML, secrets masked (``params.resolved.yaml``, ``zonda params show``)."""
+        return yaml.safe_dump(self.public_dict(), sort_keys=False)
+
+    def secret_paths(self) -> list[str]:
+        """Dotted paths of the values :meth:`public_dict` masks."""
+        found: list[str] = []
+
+        def walk(a: Any, b: Any, path: str) -> None:
+            if b == MASK and a != MASK:
+                found.append(path)
+            elif isinstance(a, dict):
+                for k in a:
+                    walk(a[k], b[k], f"{path}.{k}" if path else str(k))
+            elif isinstance(a, list):
+                for i, (x, y) in enumerate(zip(a, b)):
+                    walk(x, y, f"{path}.{i}")
+
+        walk(self.resolved_dict(), self.public_dict(), "")
+        return found
 
     def section_hash(self, *sections: str) -> str:
         """sha256 of the canonical JSON of some sections (what a stage's output depends on)."""
         full = self.resolved_dict()
         payload = {s: full[s] for s in sections} if sections else full
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------- secrets
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a params key looks like it holds a credential (a word of it is in :data:`SECRET_WORDS`)."""
+    words = re.split(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])", str(name))
+    return any(w.lower() in SECRET_WORDS for w in words if w)
+
+
+def mask_secrets(tree: Any, path: str = "") -> Any:
+    """A copy of a params tree with the value of every secret-looking key (at any depth) replaced by :data:`MASK`.
+
+    ``None`` and empty values stay as they are (nothing to hide, and the shape stays readable).
+    """
+    if isinstance(tree, dict):
+        out = {}
+        for key, value in tree.items():
+            child = f"{path}.{key}" if path else str(key)
+            hidden = (
+                is_secret_key(key) and value not in (None, "", {}, [])
+                and not any(p.match(child) for p in _NOT_SECRET)
+            )
+            out[key] = MASK if hidden else mask_secrets(value, child)
+        return out
+    if isinstance(tree, list):
+        return [mask_secrets(v, f"{path}.*") for v in tree]
+    if isinstance(tree, str):
+        return _URL_PASSWORD.sub(rf"\1{MASK}@", tree)  # https://user:password@host
+    return tree
+
+
+_URL_PASSWORD = re.compile(r"(://[^/:@\s]+:)[^/@\s]+@")
+
+
+def _masked_override(item: str) -> str:
+    """An override as shown in messages: ``key=***`` for a secret-looking key, secrets inside a value masked."""
+    key, sep, text = item.partition("=")
+    if not sep:
+        return item
+    if is_secret_key(key.strip().rsplit(".", 1)[-1]):
+        return f"{key}={MASK}"
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return item
+    masked = mask_secrets(value)
+    if masked == value:
+        return item
+    return f"{key}=" + yaml.safe_dump(masked, default_flow_style=True, width=10**6).strip()
 
 
 # ---------------------------------------------------------------------- loading
@@ -834,7 +917,8 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
             msg = "unknown key (not in the params schema)"
         detail = ""
         if err["type"] not in ("missing", "extra_forbidden") and "input" in err and not isinstance(err["input"], dict):
-            detail = f" (got {err['input']!r})"
+            shown = MASK if any(is_secret_key(str(p)) for p in err["loc"]) else mask_secrets(err["input"])
+            detail = f" (got {shown!r})"
         lines.append(f"  {path}: {msg}{detail}")
     return "\n".join(lines)
 
@@ -881,7 +965,8 @@ def load_params(path: str | os.PathLike[str], overrides: list[str] | None = None
     """Reads, overrides and validates a params YAML; raises ParamsError naming file and field paths."""
     path = Path(path)
     raw = apply_overrides(_read_yaml(path), list(overrides or []))
-    source = str(path) + (f" (with overrides {' '.join(overrides)})" if overrides else "")
+    shown = [_masked_override(item) for item in overrides or []]
+    source = str(path) + (f" (with overrides {' '.join(shown)})" if shown else "")
     return validate_params(raw, source)
 
 

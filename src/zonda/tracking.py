@@ -144,7 +144,7 @@ def start_pipeline_run(params: Params, run_name: str | None = None, tags: dict[s
         **(tags or {}),
     }
     with mlflow.start_run(experiment_id=exp, run_name=run_name, tags=all_tags) as run:
-        mlflow.log_params(flatten(params.resolved_dict()))
+        mlflow.log_params(flatten(params.public_dict()))
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / RESOLVED_PARAMS_FILENAME
             path.write_text(params.to_yaml())
@@ -168,7 +168,7 @@ def stage_run(params: Params, run_id: str | None, stage: str) -> Iterator[Any]:
     else:
         exp = experiment_id(params)
         with mlflow.start_run(experiment_id=exp, run_name=f"{params.name}-{stage}", tags={"zonda.stage": stage}) as run:
-            mlflow.log_params(flatten(params.resolved_dict()))
+            mlflow.log_params(flatten(params.public_dict()))
             yield run
 
 

@@ -193,7 +193,7 @@ def _tracking(
     logger = _mlflow_logger(params, run_id, f"{params.name}-train", tags)
     extras = MlflowExtras(
         logger,
-        params_flat=tracking.flatten(params.resolved_dict()) if run_id is None else None,
+        params_flat=tracking.flatten(params.public_dict()) if run_id is None else None,
         tags=tags,
         lineage=lineage,
         snapshot_uri=str(Path(snapshot_dir).resolve()),
