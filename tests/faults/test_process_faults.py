@@ -69,6 +69,7 @@ def test_resume_from_the_checkpoint_written_at_max_steps_trains_no_further(unint
 # ------------------------------------------------------------ a retried task
 
 
+@pytest.mark.faults
 def test_registering_the_same_model_again_returns_its_version(tmp_path):
     """A retried or re-run register task (3 times, one model) makes one version; another model makes a second."""
     import registry_fixtures as rf
@@ -113,3 +114,71 @@ def content_hash(tensors: dict[str, torch.Tensor]) -> str:
                      ",".join(map(str, array.shape)).encode(), np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()):
             h.update(len(part).to_bytes(8, "little") + part)
     return "sha256:" + h.hexdigest()
+
+
+# ------------------------------------------------------------------ kill -9
+
+KILL_SETTINGS = (*support.MULTI_STEP, "training.limit_train_batches=3", "training.limit_val_batches=1",
+                 "training.checkpoint.every_n_train_steps=1", "training.checkpoint.top_k=1")
+KILL_STEPS = 6  # 2 epochs of 3 batches
+
+
+def kill_points(seed: int = 1717) -> list[tuple[str, int]]:
+    """10 seeded points after the first checkpoint: 3 at step boundaries, 3 with a checkpoint file written but not
+    in place, 3 with its sidecar replaced but the file not renamed, and right after the final checkpoint."""
+    import random
+
+    rng = random.Random(seed)
+    boundaries = [("batch_start", k) for k in range(2, KILL_STEPS)] + [("batch_end", k) for k in range(1, KILL_STEPS + 1)]
+    saves = range(2, KILL_STEPS + 1)  # the n-th checkpoint save (last.ckpt every step, best-*.ckpt after validations)
+    return (rng.sample(boundaries, 3) + [("ckpt_written", n) for n in rng.sample(saves, 3)]
+            + [("sidecar_written", n) for n in rng.sample(saves, 3)] + [("train_end", 0)])
+
+
+@pytest.fixture(scope="module")
+def kill_reference():
+    from zonda.params import load_params
+    from zonda.training.train import train
+
+    params_file = support.new_dir("kill-params") / "params.yaml"
+    params_file.write_text(support.params(*KILL_SETTINGS).to_yaml())
+    a = support.artifacts()
+    out = support.new_dir("kill-reference")
+    train(load_params(params_file), a["snapshot"], a["statistics"], a["graph"], out, progress=False, track=False)
+    return params_file, out
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("event, n", kill_points(), ids=[f"{e}-{n}" for e, n in kill_points()])
+def test_kill_9_then_resume_gives_the_uninterrupted_weights(kill_reference, event, n):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import REPO
+    from zonda.params import load_params
+    from zonda.training.train import train
+
+    params_file, ref_out = kill_reference
+    a = support.artifacts()
+    out = support.new_dir(f"killed-{event}-{n}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    driver = Path(__file__).with_name("kill_driver.py")
+    child = subprocess.run(
+        [sys.executable, str(driver), str(params_file), str(a["snapshot"]), str(a["statistics"]), str(a["graph"]),
+         str(out), event, str(n)], env=env, capture_output=True, text=True,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]
+    last = out / "checkpoints" / "last.ckpt"
+    assert last.is_file() and not (out / "manifest.json").exists()
+
+    manifest = train(load_params(params_file, [f"training.resume_from={last}"]), a["snapshot"], a["statistics"],
+                     a["graph"], out, progress=False, track=False)
+
+    assert manifest["global_step"] == KILL_STEPS
+    assert_bitwise_equal(support.checkpoint_weights(last), support.checkpoint_weights(ref_out / "checkpoints" / "last.ckpt"))
+    assert_bitwise_equal(support.weights(out), support.weights(ref_out))
+    assert [s["loss"] for s in support.history(out)["steps"]] == [s["loss"] for s in support.history(ref_out)["steps"]]
+    assert not list((out / "checkpoints").glob(".*.tmp-*"))  # a killed write's temporary file is cleaned

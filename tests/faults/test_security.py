@@ -68,6 +68,7 @@ def test_params_show_and_errors_mask_credentials(capsys):
     assert_no_secret(str(info.value), "a ParamsError")
 
 
+@pytest.mark.faults
 def test_stage_outputs_and_mlflow_records_hold_no_credential(tmp_path):
     """The graph stage (params.resolved.yaml, MLflow params and artifacts) and a training run (its own MLflow params)."""
     from zonda.stages import graph_stage

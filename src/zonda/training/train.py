@@ -123,6 +123,9 @@ def _prepare_out_dir(out_dir: Path, keep: Path | None) -> None:
         (out_dir / name).unlink(missing_ok=True)
     ckpt_dir = out_dir / CHECKPOINT_DIR
     if ckpt_dir.is_dir():
+        for f in ckpt_dir.glob(".*.tmp-*"):  # a killed run's unfinished checkpoint (files.atomic_path names)
+            if f.is_file():
+                f.unlink()
         inside = keep is not None and keep.resolve().parent == ckpt_dir.resolve()
         if not inside:
             for f in ckpt_dir.iterdir():
