@@ -49,8 +49,14 @@ SECRET_WORDS = frozenset(
     {"key", "secret", "token", "password", "passwd", "pwd", "credential", "credentials", "auth", "authorization",
      "apikey", "private", "connection", "signature", "sas"}
 )
-#: Dotted paths (list indices as ``*``) whose names look secret but whose values are not.
-_NOT_SECRET = (re.compile(r"^runtime\.resources\.\w+\.tolerations\.\*\.key$"),)
+#: Dotted paths (list indices as ``*``) of subtrees whose names look secret but whose values are not:
+#: a toleration's taint key, and the Kubernetes Secret *references* (secret name, key -> variable name).
+_NOT_SECRET = (
+    re.compile(r"^runtime\.resources\.\w+\.tolerations\.\*\.key$"),
+    re.compile(r"^runtime\.resources\.\w+\.secrets_as_env$"),
+)
+#: Values of a secret-looking key that name an access method, not a credential (gcsfs ``token: anon``).
+NOT_SECRET_VALUES = frozenset({"anon", "google_default", "cache", "cloud", "browser"})
 
 
 class ParamsError(ValueError):
@@ -837,23 +843,32 @@ def is_secret_key(name: str) -> bool:
 def mask_secrets(tree: Any, path: str = "") -> Any:
     """A copy of a params tree with the value of every secret-looking key (at any depth) replaced by :data:`MASK`.
 
-    ``None`` and empty values stay as they are (nothing to hide, and the shape stays readable).
+    ``None``, empty values, flags and access-method names (``token: anon``) stay as they are (nothing
+    to hide, and the shape stays readable); so do the subtrees of :data:`_NOT_SECRET`.
     """
     if isinstance(tree, dict):
         out = {}
         for key, value in tree.items():
             child = f"{path}.{key}" if path else str(key)
-            hidden = (
-                is_secret_key(key) and value not in (None, "", {}, [])
-                and not any(p.match(child) for p in _NOT_SECRET)
-            )
-            out[key] = MASK if hidden else mask_secrets(value, child)
+            if any(p.match(child) for p in _NOT_SECRET):
+                out[key] = value
+            elif is_secret_key(key) and _may_be_secret(value):
+                out[key] = MASK
+            else:
+                out[key] = mask_secrets(value, child)
         return out
     if isinstance(tree, list):
         return [mask_secrets(v, f"{path}.*") for v in tree]
     if isinstance(tree, str):
         return _URL_PASSWORD.sub(rf"\1{MASK}@", tree)  # https://user:password@host
     return tree
+
+
+def _may_be_secret(value: Any) -> bool:
+    """Whether the value of a secret-looking key is worth hiding (not empty, a flag, or an access method's name)."""
+    if value is None or isinstance(value, bool) or value in ("", {}, []):
+        return False
+    return not (isinstance(value, str) and value in NOT_SECRET_VALUES)
 
 
 _URL_PASSWORD = re.compile(r"(://[^/:@\s]+:)[^/@\s]+@")

@@ -44,15 +44,19 @@ def test_secret_looking_keys(name, secret):
 
 def test_mask_keeps_the_shape_and_the_harmless_values():
     tree = {"storage_options": {"key": "A", "anon": False, "client_kwargs": {"region_name": "eu", "token": "t"},
-                                "password": None},
-            "path": "https://u:pw@host/x", "tolerations": [{"key": "nvidia.com/gpu"}]}
+                                "password": None, "use_auth": True},
+            "path": "https://u:pw@host/x", "other": {"token": "anon", "api_key": 12345}}
     assert mask_secrets(tree) == {
         "storage_options": {"key": MASK, "anon": False, "client_kwargs": {"region_name": "eu", "token": MASK},
-                            "password": None},
-        "path": f"https://u:{MASK}@host/x", "tolerations": [{"key": MASK}],
+                            "password": None, "use_auth": True},
+        "path": f"https://u:{MASK}@host/x", "other": {"token": "anon", "api_key": MASK},
     }
-    toleration = load_params(REPO / "params" / "ci.yaml", ["runtime.resources.train.tolerations=[{key: nvidia.com/gpu}]"])
-    assert toleration.public_dict()["runtime"]["resources"]["train"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    # Kubernetes settings whose names look secret: a taint key, and Secret references (no secret in them).
+    p = load_params(REPO / "params" / "aifs.yaml", ["runtime.resources.train.tolerations=[{key: nvidia.com/gpu}]"])
+    resources = p.public_dict()["runtime"]["resources"]
+    assert resources["train"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert resources["train"]["secrets_as_env"] == p.resolved_dict()["runtime"]["resources"]["train"]["secrets_as_env"] != []
+    assert p.secret_paths() == []  # aifs.yaml reads a public bucket (token: anon) and takes its credentials from Secrets
 
 
 def test_params_show_and_errors_mask_credentials(capsys):
