@@ -14,12 +14,13 @@ BENCH_STAMP := $(BENCH_VENV)/.installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run-pipeline compile test test-slow bench skill repro images push promote clean help
+.PHONY: install run-pipeline compile test test-slow test-faults bench skill repro images push promote clean help
 
 help:
 	@echo "make run-pipeline [PARAMS=params/local.yaml] [KFP_HOST=...] [WAIT=1]  run the pipeline (KFP local runner without KFP_HOST)"
 	@echo "make test                 fast test suite (what CI runs)"
 	@echo "make test-slow            the slow tests too"
+	@echo "make test-faults          the slow fault-injection cases (kill -9 trials, MLflow outages; CI runs it)"
 	@echo "make bench                benchmarks (speed goals live here, not in tests)"
 	@echo "make skill [SKILL_PARAMS=params/skill.yaml]  the skill preset end to end: scores vs every baseline, time per stage"
 	@echo "make compile [PARAMS=..]  compile the KFP pipeline to IR YAML under artifacts/"
@@ -45,6 +46,9 @@ test: install
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
+
+test-faults: install
+	$(PY) -m pytest -q -m faults tests/faults
 
 # The peers (ECMWF anemoi-graphs/anemoi-models) live in their own venv: their newest
 # releases need torch<2.11, so pip falls back to these pins next to torch 2.13.

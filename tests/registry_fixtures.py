@@ -114,7 +114,7 @@ def _model_dir(seed: int) -> Path:
     from zonda.snapshot import open_snapshot
     from zonda.statistics import load_statistics
     from zonda.training.artifacts import MODEL_CARD, WEIGHTS_FILE, model_card
-    from zonda.training.checkpoints import save_weights
+    from zonda.training.checkpoints import save_weights, weights_content_id
     from zonda.training.train import read_lineage
 
     p, dirs = params(), stage_dirs()
@@ -133,7 +133,7 @@ def _model_dir(seed: int) -> Path:
         model_params=p.model.model_dump(mode="json"), layout=layout, forcing_names=list(p.data.forcings),
         static_names=list(p.data.static), in_channels=int(forecaster.network.in_channels),
         out_channels=len(layout), latitudes=snapshot["latitude"].values, longitudes=snapshot["longitude"].values,
-        lineage=lineage, weights_sha256=sha, training={"global_step": 0},
+        lineage=lineage, weights_sha256=sha, model_id=weights_content_id(forecaster.state_dict()), training={"global_step": 0},
     )
     write_json_atomic(out / MODEL_CARD, card)
     return out

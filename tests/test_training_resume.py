@@ -102,10 +102,16 @@ def test_resume_gives_the_uninterrupted_run(uninterrupted, stop, how):
     assert batches.times == {k: v for k, v in ref_batches.times.items() if k >= stop}
     # ... same random numbers (RNG states restored) ...
     assert draws.draws == {k: v for k, v in ref_draws.draws.items() if k >= stop}
-    # ... the same losses, and the same final and best weights.
+    # ... the same losses, in a history of the whole run (the steps before the interruption came with
+    # last.ckpt), the same validations, and the same final and best weights.
     ref_hist, hist = support.history(ref_out), support.history(out)
-    ref_losses = [(s["global_step"], s["loss"], s["lr"], s["rollout"]) for s in ref_hist["steps"] if s["global_step"] >= stop]
+    ref_losses = [(s["global_step"], s["loss"], s["lr"], s["rollout"]) for s in ref_hist["steps"]]
     assert [(s["global_step"], s["loss"], s["lr"], s["rollout"]) for s in hist["steps"]] == ref_losses
+    # Validations: those before last.ckpt come with it, later ones are the resumed run's own. One that ran
+    # after last.ckpt was written and before the crash (the epoch-end case) is not repeated by Lightning.
+    ref_vals = [(v["global_step"], v["val/loss"]) for v in ref_hist["validations"]]
+    vals = [(v["global_step"], v["val/loss"]) for v in hist["validations"]]
+    assert [v for v in vals if v[0] > stop] == [v for v in ref_vals if v[0] > stop] and set(vals) <= set(ref_vals)
     final_ref = support.checkpoint_weights(ref_out / "checkpoints" / "last.ckpt")
     final = support.checkpoint_weights(last)
     assert final.keys() == final_ref.keys()

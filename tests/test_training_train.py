@@ -39,7 +39,8 @@ def test_outputs_are_complete_and_consistent():
     for name in ("weights.safetensors", "model.json", "manifest.json", "history.json", "params.resolved.yaml"):
         assert (out / name).is_file(), name
     assert manifest == json.loads((out / "manifest.json").read_text())
-    assert manifest["model_id"] == f"sha256:{file_sha256(out / 'weights.safetensors')}"
+    # model_id is the tensors' content hash (checked independently in tests/faults/test_mismatched_artifacts.py)
+    assert manifest["model_id"] == json.loads((out / "model.json").read_text())["model_id"]
     assert manifest["snapshot_id"] == read_manifest(a["snapshot"])["snapshot_id"]
     assert manifest["statistics_hash"] == read_manifest(a["statistics"])["statistics_hash"]
     assert manifest["graph_hash"] == "sha256:" + json.loads((a["graph"] / "graph.json").read_text())["graph_hash"]
@@ -49,7 +50,7 @@ def test_outputs_are_complete_and_consistent():
     for ckpt in (out / "checkpoints").glob("*.ckpt"):
         assert digest_path(ckpt).read_text().split()[0] == file_sha256(ckpt)
     resolved = yaml.safe_load((out / "params.resolved.yaml").read_text())
-    assert resolved["training"]["rollout"] == {"start": 2, "end": 2, "increase_every_epochs": 1}
+    assert resolved["training"]["rollout"] == {"start": 2, "end": 2, "increase_every_epochs": 1, "hold_epochs": 0}
     assert manifest["global_step"] == 1 and manifest["throughput"]["batches"] == 1
 
 

@@ -26,6 +26,26 @@ FETCH_COMMAND = "snapshot-fetch"
 EXIT_BAD_INPUT = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """A parser whose leaf commands take options and dotted overrides in any order.
+
+    ``zonda snapshot --out DIR data.levels=[500]`` as well as ``zonda snapshot data.levels=[500] --out DIR``:
+    a command without subcommands parses intermixed (``parse_known_intermixed_args``), which plain
+    ``parse_args`` does not do for a ``nargs="*"`` positional after options.
+    """
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self._subparsers is not None or self._intermixing:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True  # parse_known_intermixed_args calls parse_known_args itself
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def _common(p: argparse.ArgumentParser, *, tracked: bool = True) -> None:
     p.add_argument("--params", default=DEFAULT_PARAMS, help=f"params YAML (default {DEFAULT_PARAMS})")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. training.lr=3e-4")
@@ -114,7 +134,9 @@ def cmd_promote(args: argparse.Namespace) -> None:
     from zonda import tracking
     from zonda.registry.promotion import promote
 
-    tracking.configure(_load(args))
+    params = _load(args)
+    tracking.check_reachable(params)
+    tracking.configure(params)
     result = promote(args.name, args.version, args.reason, user=args.user)
     print(f"{result['name']} version {result['version']} is now champion (was {result['previous_champion'] or 'none'})")
 
@@ -124,8 +146,10 @@ def cmd_forecast(args: argparse.Namespace) -> None:
     from zonda.registry.forecast import forecast
 
     params = _load(args)
-    tracking.configure(params)
     model = args.model or f"models:/{params.registry.model_name}@champion"
+    if model.startswith(("models:", "runs:")):
+        tracking.check_reachable(params)
+    tracking.configure(params)
     path = forecast(model, args.init, args.lead, args.out)
     print(f"forecast of {model} from {args.init} written to {path}")
 
@@ -145,7 +169,7 @@ def cmd_data_heldsuarez(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zonda", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="zonda", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -219,8 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("promote", help="make a registered model version the champion by hand")
     p.add_argument("name", help="registered model name, e.g. zonda")
-    p.add_argument("version", help="model version number (dotted overrides, if any, go right after it)")
-    _common(p, tracked=False)  # after the positionals, or argparse mis-assigns them
+    p.add_argument("version", help="model version number")
+    _common(p, tracked=False)
     p.add_argument("--reason", required=True, help="why (recorded on the version with who and when)")
     p.add_argument("--user", default=None, help="who promotes (default: the OS user)")
     p.set_defaults(func=cmd_promote)
@@ -247,11 +271,12 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
     from zonda.params import ParamsError
     from zonda.registry.errors import RegistryError
     from zonda.snapshot_store import SnapshotStoreError
+    from zonda.tracking import TrackingServerError
     from zonda.training.errors import TrainingInputError
 
     return (
         ParamsError, SnapshotValidationError, SourceError, FileNotFoundError, GraphCoverageError, RegistryError,
-        TrainingInputError, SnapshotStoreError,
+        TrainingInputError, SnapshotStoreError, TrackingServerError,
     )
 
 

@@ -21,6 +21,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import math
 import os
 import re
 from datetime import datetime, timedelta
@@ -41,6 +42,21 @@ from zonda.files import write_text_atomic
 from zonda.variables import VARIABLES, TIME_STEP_HOURS
 
 RESOLVED_PARAMS_FILENAME = "params.resolved.yaml"
+#: What a masked secret reads as in written and logged params.
+MASK = "***"
+#: Words that make a key secret-looking (``aws_secret_access_key``, ``sasToken``, ``password``, ``account_key``).
+SECRET_WORDS = frozenset(
+    {"key", "secret", "token", "password", "passwd", "pwd", "credential", "credentials", "auth", "authorization",
+     "apikey", "private", "connection", "signature", "sas"}
+)
+#: Dotted paths (list indices as ``*``) of subtrees whose names look secret but whose values are not:
+#: a toleration's taint key, and the Kubernetes Secret *references* (secret name, key -> variable name).
+_NOT_SECRET = (
+    re.compile(r"^runtime\.resources\.\w+\.tolerations\.\*\.key$"),
+    re.compile(r"^runtime\.resources\.\w+\.secrets_as_env$"),
+)
+#: Values of a secret-looking key that name an access method, not a credential (gcsfs ``token: anon``).
+NOT_SECRET_VALUES = frozenset({"anon", "google_default", "cache", "cloud", "browser"})
 
 
 class ParamsError(ValueError):
@@ -48,7 +64,8 @@ class ParamsError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # allow_inf_nan=False: a float field given inf or nan (training.lr=inf) is refused, naming the field.
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- time
@@ -170,6 +187,9 @@ class TargetSpec(BaseModel):
 
     @model_validator(mode="after")
     def _importable_and_binds(self) -> "TargetSpec":
+        for key, value in self.kwargs.items():
+            if _has_non_finite(value):
+                raise ValueError(f"{key} of {self.target} must be finite, got {value!r}")
         obj = self.resolve()
         if not callable(obj):
             raise ValueError(f"_target_ {self.target!r} is not callable")
@@ -189,6 +209,17 @@ class TargetSpec(BaseModel):
 
     def dump(self) -> dict[str, Any]:
         return {"_target_": self.target, **self.kwargs}
+
+
+def _has_non_finite(value: Any) -> bool:
+    """Whether a kwarg (a number, or a list/mapping of them) holds inf or nan."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return any(_has_non_finite(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    return False
 
 
 def _injected_positional(sig: inspect.Signature) -> int:
@@ -538,8 +569,8 @@ class TrainingParams(_Strict):
     gradient_clip: GradientClipParams = Field(default_factory=GradientClipParams)
     accumulate_grad_batches: int = Field(1, ge=1)
     max_epochs: int = Field(10, ge=1)
-    max_steps: int = Field(-1, ge=-1)
-    limit_train_batches: float | int | None = None
+    max_steps: int = Field(-1, ge=-1, description="Optimisation steps (-1: no limit, max_epochs decides); 0 is refused.")
+    limit_train_batches: float | int | None = Field(None, description="Batches per epoch (int) or fraction (float); 0 is refused.")
     limit_val_batches: float | int | None = None
     val_check_interval: float | int | None = None
     early_stopping: EarlyStoppingParams = Field(default_factory=EarlyStoppingParams)
@@ -554,6 +585,20 @@ class TrainingParams(_Strict):
     resume_from: str | None = Field(None, description="Checkpoint to resume exactly (model, optimizer, scheduler, step, RNG, data order).")
     fork_from: str | None = Field(None, description="Checkpoint to continue from in a new MLflow run.")
     warm_start_from: str | None = Field(None, description="Weights (safetensors) to initialise the model from.")
+
+    @field_validator("max_steps", "limit_train_batches")
+    @classmethod
+    def _trains_some_steps(cls, value: float | int | None) -> float | int | None:
+        if value == 0:
+            raise ValueError("0 would train no step and write an untrained model as if complete (max_steps: -1 for no limit)")
+        return value
+
+    @field_validator("limit_train_batches", "limit_val_batches")
+    @classmethod
+    def _not_negative(cls, value: float | int | None) -> float | int | None:
+        if value is not None and value < 0:
+            raise ValueError(f"must be positive (a batch count, or a fraction of the epoch), got {value}")
+        return value
 
     @model_validator(mode="after")
     def _one_start(self) -> "TrainingParams":
@@ -707,7 +752,7 @@ class StageResources(_Strict):
 
 
 class ResourcesParams(_Strict):
-    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False, populate_by_name=True)
 
     snapshot: StageResources = Field(default_factory=StageResources)
     statistics: StageResources = Field(default_factory=StageResources)
@@ -801,17 +846,100 @@ class Params(_Strict):
         return self.statistics.period or self.data.splits.train
 
     def resolved_dict(self) -> dict[str, Any]:
-        """JSON-able dict with every default filled in and `_target_` keys restored."""
+        """JSON-able dict with every default filled in and `_target_` keys restored (secrets in clear:
+        for handing params to a stage, never for writing or logging them; see :meth:`public_dict`)."""
         return json.loads(self.model_dump_json(by_alias=True))
 
+    def public_dict(self) -> dict[str, Any]:
+        """:meth:`resolved_dict` with secret-looking values masked (:func:`mask_secrets`): what is written and logged."""
+        return mask_secrets(self.resolved_dict())
+
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.resolved_dict(), sort_keys=False)
+        """The resolved params as YAML, secrets masked (``params.resolved.yaml``, ``zonda params show``)."""
+        return yaml.safe_dump(self.public_dict(), sort_keys=False)
+
+    def secret_paths(self) -> list[str]:
+        """Dotted paths of the values :meth:`public_dict` masks."""
+        found: list[str] = []
+
+        def walk(a: Any, b: Any, path: str) -> None:
+            if b == MASK and a != MASK:
+                found.append(path)
+            elif isinstance(a, dict):
+                for k in a:
+                    walk(a[k], b[k], f"{path}.{k}" if path else str(k))
+            elif isinstance(a, list):
+                for i, (x, y) in enumerate(zip(a, b)):
+                    walk(x, y, f"{path}.{i}")
+
+        walk(self.resolved_dict(), self.public_dict(), "")
+        return found
 
     def section_hash(self, *sections: str) -> str:
         """sha256 of the canonical JSON of some sections (what a stage's output depends on)."""
         full = self.resolved_dict()
         payload = {s: full[s] for s in sections} if sections else full
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------- secrets
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a params key looks like it holds a credential (a word of it is in :data:`SECRET_WORDS`)."""
+    words = re.split(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])", str(name))
+    return any(w.lower() in SECRET_WORDS for w in words if w)
+
+
+def mask_secrets(tree: Any, path: str = "") -> Any:
+    """A copy of a params tree with the value of every secret-looking key (at any depth) replaced by :data:`MASK`.
+
+    ``None``, empty values, flags and access-method names (``token: anon``) stay as they are (nothing
+    to hide, and the shape stays readable); so do the subtrees of :data:`_NOT_SECRET`.
+    """
+    if isinstance(tree, dict):
+        out = {}
+        for key, value in tree.items():
+            child = f"{path}.{key}" if path else str(key)
+            if any(p.match(child) for p in _NOT_SECRET):
+                out[key] = value
+            elif is_secret_key(key) and _may_be_secret(value):
+                out[key] = MASK
+            else:
+                out[key] = mask_secrets(value, child)
+        return out
+    if isinstance(tree, list):
+        return [mask_secrets(v, f"{path}.*") for v in tree]
+    if isinstance(tree, str):
+        return _URL_PASSWORD.sub(rf"\1{MASK}@", tree)  # https://user:password@host
+    return tree
+
+
+def _may_be_secret(value: Any) -> bool:
+    """Whether the value of a secret-looking key is worth hiding (not empty, a flag, or an access method's name)."""
+    if value is None or isinstance(value, bool) or value in ("", {}, []):
+        return False
+    return not (isinstance(value, str) and value in NOT_SECRET_VALUES)
+
+
+_URL_PASSWORD = re.compile(r"(://[^/:@\s]+:)[^/@\s]+@")
+
+
+def _masked_override(item: str) -> str:
+    """An override as shown in messages: ``key=***`` for a secret-looking key, secrets inside a value masked."""
+    key, sep, text = item.partition("=")
+    if not sep:
+        return item
+    if is_secret_key(key.strip().rsplit(".", 1)[-1]):
+        return f"{key}={MASK}"
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return item
+    masked = mask_secrets(value)
+    if masked == value:
+        return item
+    return f"{key}=" + yaml.safe_dump(masked, default_flow_style=True, width=10**6).strip()
 
 
 # ---------------------------------------------------------------------- loading
@@ -855,7 +983,8 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
             msg = "unknown key (not in the params schema)"
         detail = ""
         if err["type"] not in ("missing", "extra_forbidden") and "input" in err and not isinstance(err["input"], dict):
-            detail = f" (got {err['input']!r})"
+            shown = MASK if any(is_secret_key(str(p)) for p in err["loc"]) else mask_secrets(err["input"])
+            detail = f" (got {shown!r})"
         lines.append(f"  {path}: {msg}{detail}")
     return "\n".join(lines)
 
@@ -864,7 +993,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParamsError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save the params file as UTF-8"
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
     if raw is None:
@@ -896,7 +1031,8 @@ def load_params(path: str | os.PathLike[str], overrides: list[str] | None = None
     """Reads, overrides and validates a params YAML; raises ParamsError naming file and field paths."""
     path = Path(path)
     raw = apply_overrides(_read_yaml(path), list(overrides or []))
-    source = str(path) + (f" (with overrides {' '.join(overrides)})" if overrides else "")
+    shown = [_masked_override(item) for item in overrides or []]
+    source = str(path) + (f" (with overrides {' '.join(shown)})" if shown else "")
     return validate_params(raw, source)
 
 

@@ -407,6 +407,12 @@ def submit(
     )
     print(f"KFP experiment {rt.kfp_experiment}", flush=True)
 
+    if params.secret_paths():
+        warnings.warn(
+            f"params hold secret-looking values at {params.secret_paths()}: KFP keeps pipeline parameters in clear; "
+            "pass credentials as Kubernetes Secrets (runtime.resources.<stage>.secrets_as_env) instead (README: Credentials)",
+            stacklevel=2,
+        )
     arguments = {"params_json": json.dumps(params.resolved_dict()), "run_name": run_name}
     run = _call(
         f"creation of run {run_name!r}", host, client.run_pipeline,

@@ -51,6 +51,14 @@ def _record(
             mlflow.log_artifact(str(path), artifact_path=stage)
 
 
+def _check_tracking(params: Params, track: bool) -> None:
+    """Before any compute: a stage that logs to MLflow fails at once, naming the URI, if the server does not answer."""
+    if track:
+        from zonda.tracking import check_reachable
+
+        check_reachable(params)
+
+
 def snapshot_stage(
     params: Params, out_dir: PathLike, *, mlflow_run_id: str | None = None, track: bool = True, progress: bool = True
 ) -> dict[str, Any]:
@@ -64,6 +72,7 @@ def snapshot_stage(
     from zonda.data import dvc_source
     from zonda.snapshot import build_snapshot
 
+    _check_tracking(params, track)
     params = snapshot_store.pin(dvc_source.pin(params))
     manifest = build_snapshot(params, out_dir, progress=progress).manifest
     if params.runtime.dvc_remote:
@@ -89,6 +98,7 @@ def statistics_stage(
     """Stage 2: normalisation statistics of the snapshot at ``snapshot_dir``."""
     from zonda.statistics import STATISTICS_FILENAME, build_statistics
 
+    _check_tracking(params, track)
     manifest = build_statistics(params, snapshot_dir, out_dir, progress=progress)
     if track:
         _record(
@@ -114,6 +124,7 @@ def graph_stage(
     from zonda.provenance import code_version, read_manifest, sha256_id, write_manifest
     from zonda.snapshot import open_snapshot
 
+    _check_tracking(params, track)
     snapshot_manifest = read_manifest(snapshot_dir) or {}
     ds = open_snapshot(snapshot_dir)
     data = build_graph(params.graph, ds["latitude"].values, ds["longitude"].values)
@@ -158,6 +169,7 @@ def train_stage(
     """
     from zonda.training.train import train
 
+    _check_tracking(params, track)
     return train(
         params, snapshot_dir, statistics_dir, graph_dir, out_dir,
         mlflow_run_id=mlflow_run_id, progress=progress, track=track,
@@ -245,6 +257,7 @@ def evaluate_stage(
     """Stage 5: 10-day forecasts on the test split, WB2 metrics against persistence and climatology."""
     from zonda.evaluation.run import HEADLINE_FILE, RESULTS_FILE, SUMMARY_FILE, run_evaluation
 
+    _check_tracking(params, track)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         manifest = run_evaluation(params, snapshot_dir, statistics_dir, graph_dir, model_dir, tmp, progress=progress)
@@ -324,6 +337,7 @@ def register_stage(
 
     if not track:
         raise ValueError("the register stage writes to the MLflow Model Registry; it cannot run without MLflow (--no-mlflow)")
+    _check_tracking(params, track)
     result = register_model(
         params, model_dir, statistics_dir, graph_dir, evaluation_dir, snapshot_dir=snapshot_dir, mlflow_run_id=mlflow_run_id
     )

@@ -13,6 +13,9 @@ import json
 import logging
 import os
 import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,6 +25,13 @@ from zonda.provenance import code_version
 log = logging.getLogger(__name__)
 
 _MAX_PARAM_LENGTH = 6000
+#: Seconds to wait for the tracking server's answer before a stage gives up on it (MLflow's own client
+#: retries an unreachable server for minutes).
+REACHABLE_TIMEOUT_S = 5.0
+
+
+class TrackingServerError(ValueError):
+    """The MLflow tracking server does not answer: the message names the URI (credentials masked)."""
 
 
 def local_store(params: Params) -> tuple[str, str]:
@@ -32,6 +42,41 @@ def local_store(params: Params) -> tuple[str, str]:
 
 def tracking_uri(params: Params) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or params.runtime.mlflow_tracking_uri or local_store(params)[0]
+
+
+def _shown(uri: str) -> str:
+    """``uri`` without a password in its user-info part (``https://user:***@host``)."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def check_reachable(params: Params, timeout_s: float = REACHABLE_TIMEOUT_S) -> str:
+    """Raises TrackingServerError unless the tracking store of ``params`` answers; returns its URI.
+
+    An ``http(s)://`` server gets one request to its ``/health`` endpoint; any HTTP answer (even an
+    error status: the server is there) passes, no answer within ``timeout_s`` (refused, unknown host,
+    timeout) fails. Local stores (sqlite, files) pass. Stages call this before any compute, so an
+    unreachable server costs seconds, not the work of a stage and minutes of client retries.
+    """
+    uri = tracking_uri(params)
+    if urllib.parse.urlsplit(uri).scheme not in ("http", "https"):
+        return uri
+    source = "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "runtime.mlflow_tracking_uri"
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s):
+            pass
+    except urllib.error.HTTPError:
+        pass  # the server answered
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingServerError(
+            f"MLflow tracking server {_shown(uri)} ({source}) does not answer ({reason}); start it, point "
+            f"{source} at a running one, or run without MLflow (--no-mlflow)"
+        ) from None
+    return uri
 
 
 def configure(params: Params) -> str:
@@ -89,6 +134,7 @@ def start_pipeline_run(params: Params, run_name: str | None = None, tags: dict[s
     """Creates the pipeline's MLflow run, logs the resolved params (flat and as YAML); returns its id."""
     import mlflow
 
+    check_reachable(params)
     exp = experiment_id(params)
     version = code_version()
     all_tags = {
@@ -98,7 +144,7 @@ def start_pipeline_run(params: Params, run_name: str | None = None, tags: dict[s
         **(tags or {}),
     }
     with mlflow.start_run(experiment_id=exp, run_name=run_name, tags=all_tags) as run:
-        mlflow.log_params(flatten(params.resolved_dict()))
+        mlflow.log_params(flatten(params.public_dict()))
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / RESOLVED_PARAMS_FILENAME
             path.write_text(params.to_yaml())
@@ -122,7 +168,7 @@ def stage_run(params: Params, run_id: str | None, stage: str) -> Iterator[Any]:
     else:
         exp = experiment_id(params)
         with mlflow.start_run(experiment_id=exp, run_name=f"{params.name}-{stage}", tags={"zonda.stage": stage}) as run:
-            mlflow.log_params(flatten(params.resolved_dict()))
+            mlflow.log_params(flatten(params.public_dict()))
             yield run
 
 

@@ -8,12 +8,21 @@ as version tags, gives it the ``challenger`` alias and runs the promotion
 gate (:mod:`zonda.registry.promotion`). A rejected challenger is a normal
 outcome: the reason is returned and tagged, nothing is raised.
 
+Registration is idempotent by model content: a model whose ``zonda.model_id``
+(:func:`~zonda.training.checkpoints.weights_content_id` of the weights file
+being registered) is already a version of ``registry.model_name`` is not
+logged or registered again (a retried or re-run task); that version goes
+through the rest (alias, gate) and is returned. The look-up is repeated
+under the promotion lock right before registering, so two concurrent
+registrations of one model make one version.
+
 Version tags::
 
     zonda.snapshot_id, zonda.statistics_hash, zonda.graph_hash   lineage (model card)
     zonda.params_hash        Params.section_hash() of the whole resolved params
     zonda.code_version       git commit (ZONDA_GIT_SHA in images), zonda.package_version
     zonda.mlflow_run_id      the pipeline's MLflow run
+    zonda.model_id           the weights' content hash (the idempotency key)
     zonda.weights_sha256, zonda.preset
     zonda.source.dvc.*       a dvc source's repo, rev, commit, path and md5 (from the snapshot manifest)
     zonda.snapshot.dvc_*     the snapshot's DVC md5s and the remote it was pushed to
@@ -35,12 +44,14 @@ from zonda.params import Params
 from zonda.provenance import read_manifest
 from zonda.registry.bundle import check_lineage, check_promotion_metrics, read_card, read_model_scores, stage_bundle
 from zonda.registry.errors import RegistryError
+from zonda.registry.lock import PromotionLock
 from zonda.registry.promotion import CHALLENGER, TAG_DECISION, TAG_MODEL_VERSION, TAG_REGISTERED_MODEL, gate, score_tags
 
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
 ARTIFACT_NAME = "forecaster"
+TAG_MODEL_ID = "zonda.model_id"
 ENTRY_FILE = Path(__file__).with_name("_pyfunc_entry.py")
 #: Distributions the pyfunc imports at load time, pinned to the versions installed here.
 RUNTIME_DISTRIBUTIONS = (
@@ -68,6 +79,7 @@ def version_tags(
     scores: dict[str, float],
     run_id: str,
     *,
+    model_id: str,
     snapshot_manifest: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """The lineage, provenance and score tags of a new model version (see the module docstring)."""
@@ -76,6 +88,7 @@ def version_tags(
     from zonda.tracking import snapshot_lineage_tags
 
     return {
+        TAG_MODEL_ID: model_id,
         "zonda.snapshot_id": str(card.get("snapshot_id")),
         "zonda.statistics_hash": str(card.get("statistics_hash")),
         "zonda.graph_hash": str(card.get("graph_hash")),
@@ -88,6 +101,28 @@ def version_tags(
         **snapshot_lineage_tags(snapshot_manifest or {}),
         **score_tags(scores),
     }
+
+
+def registered_model_id(model_dir: PathLike, card: dict[str, Any]) -> str:
+    """The model ID of the weights file that is registered, checked against ``model.json``'s ``model_id``."""
+    from zonda.training.checkpoints import CheckpointError, load_weights, weights_content_id
+
+    path = Path(model_dir) / card["weights"]["file"]
+    try:
+        model_id = weights_content_id(load_weights(path))
+    except CheckpointError as exc:
+        raise RegistryError(str(exc)) from None
+    if card.get("model_id") is not None and card["model_id"] != model_id:
+        raise RegistryError(
+            f"{path}: holds model {model_id}, but {Path(model_dir) / 'model.json'} says {card['model_id']} (modified weights?)"
+        )
+    return model_id
+
+
+def find_version(client: Any, name: str, model_id: str) -> Any | None:
+    """The earliest version of registered model ``name`` tagged with ``model_id``, or None."""
+    versions = client.search_model_versions(f"name = '{name}' and tags.`{TAG_MODEL_ID}` = '{model_id}'")
+    return min(versions, key=lambda v: int(v.version)) if versions else None
 
 
 def _signature(params: Params) -> Any:
@@ -184,18 +219,28 @@ def register_model(
     """
     import mlflow
 
+    from zonda import tracking
+
     card = read_card(model_dir)
     scores = read_model_scores(evaluation_dir)
     check_promotion_metrics(scores, params.registry.promotion.metrics, evaluation_dir)
     check_lineage(card, snapshot_dir, statistics_dir, graph_dir, evaluation_dir)
+    model_id = registered_model_id(model_dir, card)
     name = params.registry.model_name
-    with tempfile.TemporaryDirectory(prefix="zonda-register-") as tmp:
-        artifacts = stage_bundle(params, card, model_dir, statistics_dir, graph_dir, snapshot_dir, tmp)
-        _verify_bundle(artifacts)
-        run_id, logged_uri, tags, version = _log_and_register(
-            params, card, scores, artifacts, mlflow_run_id, snapshot_manifest=read_manifest(snapshot_dir)
-        )
+    tracking.configure(params)
     client = mlflow.MlflowClient()
+    existing = find_version(client, name, model_id)
+    if existing is None:
+        with tempfile.TemporaryDirectory(prefix="zonda-register-") as tmp:
+            artifacts = stage_bundle(params, card, model_dir, statistics_dir, graph_dir, snapshot_dir, tmp)
+            _verify_bundle(artifacts)
+            run_id, logged_uri, tags, version = _log_and_register(
+                params, card, scores, artifacts, mlflow_run_id, model_id=model_id,
+                snapshot_manifest=read_manifest(snapshot_dir),
+            )
+    else:
+        run_id, logged_uri, tags, version = _existing(existing, mlflow_run_id)
+        log.info("%s: model %s already is %s version %s; not registered again", model_dir, model_id, name, version)
     client.update_model_version(name, version, description=_description(params, card, scores))
     client.set_registered_model_alias(name, CHALLENGER, version)
     decision = gate(name, version, params.registry.promotion, client=client)
@@ -212,23 +257,35 @@ def register_model(
     }
 
 
+def _existing(version: Any, mlflow_run_id: str | None) -> tuple[str, str, dict[str, str], str]:
+    """(run id, logged model URI, tags, version) of an already registered version (the pipeline's run if given)."""
+    return mlflow_run_id or version.run_id, version.source, dict(version.tags), str(version.version)
+
+
 def _log_and_register(
     params: Params,
     card: dict[str, Any],
     scores: dict[str, float],
-    artifacts: dict[str, str],
-    mlflow_run_id: str | None,
+    run_id: str,
     *,
+    model_id: str,
     snapshot_manifest: dict[str, Any] | None = None,
 ) -> tuple[str, str, dict[str, str], str]:
-    """Logs the pyfunc into the stage's MLflow run and registers it; (run id, logged model URI, tags, version)."""
+    """Logs the pyfunc into the stage's MLflow run and registers it (unless a concurrent registration of the
+    same model won the race); (run id, logged model URI, tags, version)."""
     import mlflow
 
     from zonda import tracking
 
+    name = params.registry.model_name
     with tracking.stage_run(params, mlflow_run_id, "register") as run:
         run_id = run.info.run_id
         info = log_pyfunc(params, card, artifacts)
-        tags = version_tags(params, card, scores, run_id, snapshot_manifest=snapshot_manifest)
-        version = str(mlflow.register_model(info.model_uri, params.registry.model_name, tags=tags).version)
+        tags = version_tags(params, card, scores, run_id, model_id=model_id, snapshot_manifest=snapshot_manifest)
+        client = mlflow.MlflowClient()
+        with PromotionLock(client, name):
+            existing = find_version(client, name, model_id)
+            if existing is not None:
+                return _existing(existing, mlflow_run_id)
+            version = str(mlflow.register_model(info.model_uri, name, tags=tags).version)
     return run_id, info.model_uri, tags, version

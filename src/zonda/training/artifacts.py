@@ -3,7 +3,8 @@
 ``model.json`` holds what is needed to rebuild the Forecaster: the resolved
 ``model`` params, the channel layout, the forcing and static names, the
 network's input/output channels, the grid, and the lineage (snapshot ID,
-statistics hash, graph hash) plus the weights file's sha256. Rebuilding also
+statistics hash, graph hash), the model ID (:func:`~zonda.training.checkpoints.weights_content_id`
+of the tensors) and the weights file's sha256 (an integrity check of those bytes). Rebuilding also
 needs the graph and statistics artifacts of that lineage; :func:`load_forecaster`
 checks their hashes against ``model.json``.
 """
@@ -40,6 +41,7 @@ def model_card(
     longitudes: np.ndarray,
     lineage: Mapping[str, str],
     weights_sha256: str,
+    model_id: str,
     training: Mapping[str, Any],
 ) -> dict[str, Any]:
     """The ``model.json`` payload (see the module docstring)."""
@@ -60,6 +62,7 @@ def model_card(
             "longitudes": [float(v) for v in longitudes],
         },
         **{k: str(v) for k, v in lineage.items()},
+        "model_id": model_id,
         "weights": {"file": WEIGHTS_FILE, "sha256": weights_sha256},
         "training": dict(training),
     }

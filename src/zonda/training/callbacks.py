@@ -3,7 +3,8 @@
 * :class:`TrainingHistory` records on rank 0, per training batch, the global
   step, epoch, global-batch loss, learning rate, rollout length and the wall
   time since the previous batch (data loading included), and each
-  validation's metrics; :meth:`TrainingHistory.summary` gives the steady-state
+  validation's metrics, and carries them through checkpoints (a resumed run's
+  history starts at step 0); :meth:`TrainingHistory.summary` gives the steady-state
   throughput (median step time, first batch of an epoch and batches after a
   validation left out).
 * :class:`MlflowExtras` (rank 0) logs what Lightning's ``MLFlowLogger`` does
@@ -49,7 +50,12 @@ class TrainingHistory(Callback):
         self._lr = float("nan")
 
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        """The records so far, saved in every checkpoint, so a resumed run's history holds the whole run."""
+        return {"steps": [dict(s) for s in self.steps], "validations": [dict(v) for v in self.validations]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.steps = [dict(s) for s in state_dict.get("steps", [])]
+        self.validations = [dict(v) for v in state_dict.get("validations", [])]
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last = time.perf_counter()
@@ -230,6 +236,13 @@ class StopAtMaxSteps(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         return {}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Resumed from a checkpoint written at the budget (a crash between the final checkpoint and the
+        # manifest): the fit loop checks ``should_stop`` before its first batch, so no step is added.
+        if trainer.global_step >= self.max_steps:
+            trainer.should_stop = True
+            log.info("resumed at step %d: max_steps=%d already reached, nothing to train", trainer.global_step, self.max_steps)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         if trainer.global_step >= self.max_steps and not trainer.should_stop:

@@ -19,6 +19,7 @@ Two kinds of files:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import random
@@ -50,27 +51,41 @@ def digest_path(path: str | os.PathLike[str]) -> Path:
 
 
 def save_training_checkpoint(checkpoint: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """``torch.save`` to a temporary file, rename into place, then write the sha256 sidecar."""
+    """``torch.save`` to a temporary file, write the sha256 sidecar, rename the file into place.
+
+    Safe against a kill -9 at any point: the sidecar (replaced atomically) lists the new digest
+    first and the previous file's digests after it, and only then is the new file renamed over
+    the old, so whichever file is at ``path`` afterwards, old or new, verifies.
+    """
     path = Path(path)
-    digest_path(path).unlink(missing_ok=True)
+    try:
+        previous = _listed_digests(path)[:_PREVIOUS_DIGESTS]
+    except CheckpointError:  # no (readable) sidecar yet
+        previous = []
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             torch.save(dict(checkpoint), f)
             f.flush()
             os.fsync(f.fileno())
-        digest = file_sha256(tmp)
-    write_bytes_atomic(digest_path(path), f"{digest}  {path.name}\n".encode(), fsync=True)
+        lines = [f"{file_sha256(tmp)}  {path.name}"] + [f"{d}  {path.name} (previous)" for d in previous if d]
+        write_bytes_atomic(digest_path(path), ("\n".join(lines) + "\n").encode(), fsync=True)
     return path
 
 
-def _expected_digest(path: Path) -> str:
+#: Digests of earlier files kept in a sidecar: the file at the path is the newest or, after a kill
+#: between the sidecar's replacement and the rename, the one before (two kept: one more crash).
+_PREVIOUS_DIGESTS = 2
+
+
+def _listed_digests(path: Path) -> list[str]:
+    """The sha256 digests a checkpoint's sidecar lists (the newest first); CheckpointError if it has none."""
     sidecar = digest_path(path)
     if not sidecar.is_file():
         raise CheckpointError(f"{path}: no {sidecar.name} beside it; refusing a checkpoint whose integrity cannot be checked")
-    text = sidecar.read_text().split()
-    if not text or len(text[0]) != 64:
+    digests = [line.split()[0] for line in sidecar.read_text().splitlines() if line.strip()]
+    if not digests or any(len(d) != 64 for d in digests):
         raise CheckpointError(f"{sidecar}: not a sha256 digest file")
-    return text[0]
+    return digests
 
 
 def load_training_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
@@ -84,7 +99,7 @@ def load_training_checkpoint(path: str | os.PathLike[str], map_location: Any = "
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    if file_sha256(path) != _expected_digest(path):
+    if file_sha256(path) not in _listed_digests(path):
         raise CheckpointError(f"{path}: sha256 does not match {digest_path(path).name} (corrupt or modified file)")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
@@ -162,8 +177,31 @@ class SafeCheckpointIO(TorchCheckpointIO):
 # ----------------------------------------------------------------- weights
 
 
+def weights_content_id(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """``sha256:<hex>`` of the tensors themselves: names, dtypes, shapes and bytes, in sorted name order.
+
+    The model's identity. Not the hash of ``weights.safetensors``: safetensors writes its
+    metadata mapping in a varying key order, so the same tensors saved twice differ in bytes.
+    Each field is length-prefixed, so no two different state dicts hash the same stream.
+    """
+    digest = hashlib.sha256()
+
+    def field(data: bytes) -> None:
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().to("cpu").contiguous()
+        field(name.encode("utf-8"))
+        field(str(tensor.dtype).removeprefix("torch.").encode())
+        field(",".join(str(int(n)) for n in tensor.shape).encode())
+        field(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())  # raw little-endian bytes, any dtype
+    return f"sha256:{digest.hexdigest()}"
+
+
 def save_weights(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike[str], metadata: Mapping[str, str] | None = None) -> str:
-    """Writes a safetensors file atomically; returns its sha256."""
+    """Writes a safetensors file atomically; returns the file's sha256 (an integrity check of these bytes only;
+    the model's identity is :func:`weights_content_id`)."""
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}

@@ -43,6 +43,7 @@ from zonda.training.checkpoints import (
     restore_rng_states,
 )
 from zonda.training.data import VALIDATION_STEPS
+from zonda.training.errors import NonFiniteLossError
 from zonda.training.losses import channel_weights, rollout_loss
 from zonda.training.schedulers import build_scheduler
 
@@ -112,11 +113,29 @@ class ForecastModule(L.LightningModule):
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         result = self._rollout(batch)
         size = batch["states"].shape[0]
+        self._check_finite(result.loss, batch_idx)
         self.log("train/loss", result.loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=size)
         self.log("train/lr", float(self.trainer.optimizers[0].param_groups[0]["lr"]), on_step=True, on_epoch=False,
                  prog_bar=True, batch_size=size)
         self.log("train/rollout_steps", float(batch["targets"].shape[1]), on_step=True, on_epoch=False, batch_size=size)
         return result.loss
+
+    def _check_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
+        """Raises NonFiniteLossError (on every rank alike) when a rank's loss is inf or nan, before the update.
+
+        One host sync per step (the step history reads the loss anyway); Lightning's
+        ``detect_anomaly`` would check every backward op instead, at many times the cost.
+        """
+        finite = bool(torch.isfinite(loss.detach()).item())
+        if self._trainer is not None:
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
+            step = int(self.trainer.global_step) if self._trainer is not None else None
+            epoch = int(self.trainer.current_epoch) if self._trainer is not None else None
+            raise NonFiniteLossError(
+                f"training diverged: loss is {float(loss.detach())} at global step {step} (epoch {epoch}, batch {batch_idx}); "
+                f"stopped before updating the weights, no model written (lower training.lr, or check the data and statistics)"
+            )
 
     def on_validation_epoch_start(self) -> None:
         c, leads = len(self.layout), len(VALIDATION_LEADS)

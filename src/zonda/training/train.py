@@ -5,7 +5,7 @@
 :class:`~zonda.training.data.SnapshotDataModule`. Outputs in ``out_dir``::
 
     weights.safetensors     best Forecaster weights (by training.checkpoint.monitor)
-    model.json              how to rebuild the model (+ lineage hashes, weights sha256)
+    model.json              how to rebuild the model (+ lineage hashes, model_id, weights file sha256)
     checkpoints/            best-*.ckpt (top-k by the monitored metric) + last.ckpt, each with .sha256;
                             last.ckpt: every training.checkpoint.every_n_train_steps steps (else
                             every epoch), and the final state (max_steps, last epoch, early stop,
@@ -49,6 +49,7 @@ from zonda.training.checkpoints import (
     load_training_checkpoint,
     load_weights,
     save_weights,
+    weights_content_id,
 )
 from zonda.training.data import SnapshotDataModule
 from zonda.training.errors import TrainingInputError
@@ -113,11 +114,19 @@ def _global_rank_from_env() -> int:
 
 
 def _prepare_out_dir(out_dir: Path, keep: Path | None) -> None:
-    """Creates ``out_dir``; drops a previous run's manifest and (unless resuming from there) checkpoints."""
+    """Creates ``out_dir``; drops a previous run's outputs and (unless resuming from there) checkpoints.
+
+    The manifest goes first (its presence marks a complete run), then the weights, model card and
+    history, so a run that fails leaves nothing that looks like a trained model.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST_FILENAME).unlink(missing_ok=True)
+    for name in (MANIFEST_FILENAME, WEIGHTS_FILE, MODEL_CARD, HISTORY_FILE):
+        (out_dir / name).unlink(missing_ok=True)
     ckpt_dir = out_dir / CHECKPOINT_DIR
     if ckpt_dir.is_dir():
+        for f in ckpt_dir.glob(".*.tmp-*"):  # a killed run's unfinished checkpoint (files.atomic_path names)
+            if f.is_file():
+                f.unlink()
         inside = keep is not None and keep.resolve().parent == ckpt_dir.resolve()
         if not inside:
             for f in ckpt_dir.iterdir():
@@ -188,7 +197,7 @@ def _tracking(
     logger = _mlflow_logger(params, run_id, f"{params.name}-train", tags)
     extras = MlflowExtras(
         logger,
-        params_flat=tracking.flatten(params.resolved_dict()) if run_id is None else None,
+        params_flat=tracking.flatten(params.public_dict()) if run_id is None else None,
         tags=tags,
         lineage=lineage,
         snapshot_uri=str(Path(snapshot_dir).resolve()),
@@ -234,7 +243,7 @@ def _trainer(t: Any, callbacks: list[L.Callback], logger: Any, reload_every: int
         strategy=t.strategy,
         precision=resolve_precision(t.precision, t.accelerator),
         max_epochs=t.max_epochs,
-        max_steps=0 if t.max_steps == 0 else -1,  # a positive budget is enforced by StopAtMaxSteps
+        max_steps=-1,  # a budget (max_steps > 0) is enforced by StopAtMaxSteps; 0 is refused by the params
         limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches,
         val_check_interval=t.val_check_interval,
@@ -355,6 +364,11 @@ def train(
                 {"global_step": int(trainer.global_step), "epoch": int(trainer.current_epoch), "final": True,
                  **module.validation_metrics}
             )
+    if trainer.global_step == 0:
+        raise TrainingInputError(
+            f"{out_dir}: training ran no optimisation step (check training.max_epochs, limit_train_batches and the "
+            f"train split {params.data.splits.train.as_str()}); no model written"
+        )
     final_validated = bool(history.validations) and history.validations[-1]["global_step"] == trainer.global_step
     if not trainer.is_global_zero:
         return {"kind": MANIFEST_KIND, "rank": int(trainer.global_rank)}
@@ -362,6 +376,7 @@ def train(
     # -- outputs (rank 0)
     weights, best = _best_weights(module, best_cb, t.checkpoint.monitor, t.checkpoint.mode, final_validated)
     weights_sha = save_weights(weights, out_dir / WEIGHTS_FILE, metadata={k: str(v) for k, v in lineage.items()})
+    model_id = weights_content_id(weights)
     network = getattr(forecaster, "network", None)
     card = model_card(
         model_params=params.model.model_dump(mode="json"),
@@ -374,6 +389,7 @@ def train(
         longitudes=datamodule.longitudes,
         lineage=lineage,
         weights_sha256=weights_sha,
+        model_id=model_id,
         training={"global_step": int(trainer.global_step), "epochs": int(trainer.current_epoch), **best},
     )
     write_json_atomic(out_dir / MODEL_CARD, card)
@@ -381,7 +397,7 @@ def train(
     write_resolved(params, out_dir)
     manifest = {
         "kind": MANIFEST_KIND,
-        "model_id": f"sha256:{weights_sha}",
+        "model_id": model_id,
         **lineage,
         "weights": {"file": WEIGHTS_FILE, "sha256": weights_sha, **best},
         "global_step": int(trainer.global_step),
