@@ -8,6 +8,8 @@ PARAMS ?= params/local.yaml
 OVERRIDES ?=
 WAIT ?=
 SUMMARY ?=
+RUNNER ?= subprocess
+CONTAINER_USER ?= image
 STAMP := $(VENV)/.zonda-installed
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
@@ -18,6 +20,7 @@ export PYTHONUNBUFFERED := 1
 
 help:
 	@echo "make run-pipeline [PARAMS=params/local.yaml] [KFP_HOST=...] [WAIT=1]  run the pipeline (KFP local runner without KFP_HOST)"
+	@echo "make run-pipeline RUNNER=docker OVERRIDES='runtime.images.data=..'  every task in its image (docker or podman socket)"
 	@echo "make test                 fast test suite (what CI runs)"
 	@echo "make test-slow            the slow tests too"
 	@echo "make bench                benchmarks (speed goals live here, not in tests)"
@@ -35,7 +38,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run-pipeline: install
-	$(PY) -m pipelines.run run --params $(PARAMS) $(if $(filter-out 0,$(WAIT)),--wait) $(if $(SUMMARY),--summary $(SUMMARY)) $(OVERRIDES)
+	$(PY) -m pipelines.run run --params $(PARAMS) --runner $(RUNNER) --container-user $(CONTAINER_USER) \
+		$(if $(filter-out 0,$(WAIT)),--wait) $(if $(SUMMARY),--summary $(SUMMARY)) $(OVERRIDES)
 
 compile: install
 	$(PY) -m pipelines.run compile --params $(PARAMS) $(OVERRIDES)
