@@ -16,13 +16,14 @@ BENCH_STAMP := $(BENCH_VENV)/.installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run-pipeline compile test test-slow bench skill repro images push promote clean help
+.PHONY: install run-pipeline compile test test-slow test-containers bench skill repro images push promote clean help
 
 help:
 	@echo "make run-pipeline [PARAMS=params/local.yaml] [KFP_HOST=...] [WAIT=1]  run the pipeline (KFP local runner without KFP_HOST)"
 	@echo "make run-pipeline RUNNER=docker OVERRIDES='runtime.images.data=..'  every task in its image (docker or podman socket)"
 	@echo "make test                 fast test suite (what CI runs)"
 	@echo "make test-slow            the slow tests too"
+	@echo "make test-containers      (root) build the images with podman, run params/ci.yaml in them, compare"
 	@echo "make bench                benchmarks (speed goals live here, not in tests)"
 	@echo "make skill [SKILL_PARAMS=params/skill.yaml]  the skill preset end to end: scores vs every baseline, time per stage"
 	@echo "make compile [PARAMS=..]  compile the KFP pipeline to IR YAML under artifacts/"
@@ -49,6 +50,10 @@ test: install
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
+
+# As root: builds the images with podman and runs params/ci.yaml in them (see .ci/containers.sh).
+test-containers: install
+	PY=$(abspath $(PY)) bash .ci/containers.sh
 
 # The peers (ECMWF anemoi-graphs/anemoi-models) live in their own venv: their newest
 # releases need torch<2.11, so pip falls back to these pins next to torch 2.13.
