@@ -128,6 +128,6 @@ if [[ $status -ne 2 ]] || ! grep -q "which cannot write $work/unwritable" "$work
   cat "$work/unwritable.log"
   die "an output root uid 10001 cannot write did not stop the run (exit $status)"
 fi
-[[ -z "$(find "$work/unwritable/kfp" -mindepth 1 -print -quit)" ]] || die "the refused run left files in $work/unwritable/kfp"
+[[ -z "$(ls -A "$work/unwritable")" ]] || die "the refused run left files in $work/unwritable"
 echo "an unwritable output root: $(grep -o 'the tasks of .*cannot write [^:]*' "$work/unwritable.log")" >&2
 done_part

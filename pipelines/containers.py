@@ -29,9 +29,10 @@ if TYPE_CHECKING:  # docker is imported only for container runs
 
 ContainerUser = Literal["image", "host"]
 CONTAINER_USERS: tuple[str, ...] = ("image", "host")
-# Runs in each image, as the task user, on the mounted output root: prints what it cannot write.
+# Runs in each image, as the task user, on the mounted output root ($1): makes the pipeline root ($2)
+# as that user, then prints what under the output root it cannot write.
 _WRITE_PROBE = (
-    'cd "$1" && probe=".zonda-write-probe.$$" && : > "$probe" && rm -f "$probe" '
+    'cd "$1" && probe=".zonda-write-probe.$$" && : > "$probe" && rm -f "$probe" && mkdir -p "$2" '
     '&& find . ! -writable -print 2>/dev/null | head -n 5'
 )
 # Passed to every task: a user's tracking server overrides the sqlite store (as in the venv run).
@@ -88,10 +89,15 @@ def run_user(client: "docker.DockerClient", image: str, user: ContainerUser) -> 
     return client.images.get(image).attrs.get("Config", {}).get("User") or "0"
 
 
-def check_writable(client: "docker.DockerClient", image: str, *, root: Path, user: str, field: str) -> None:
-    """Fails unless ``user`` in ``image`` can write ``root`` and everything already under it."""
+def check_writable(
+    client: "docker.DockerClient", image: str, *, root: Path, pipeline_root: Path, user: str, field: str
+) -> None:
+    """Fails unless ``user`` in ``image`` can write ``root`` and everything under it; makes ``pipeline_root``.
+
+    The pipeline root (inside ``root``) is made by the task user, so that the tasks can write it.
+    """
     container = client.containers.run(
-        image, entrypoint=["sh", "-c", _WRITE_PROBE, "probe", str(root)], user=user, detach=True,
+        image, entrypoint=["sh", "-c", _WRITE_PROBE, "probe", str(root), str(pipeline_root)], user=user, detach=True,
         volumes={str(root): {"bind": str(root), "mode": "rw"}},
     )
     try:
@@ -113,15 +119,18 @@ def check_writable(client: "docker.DockerClient", image: str, *, root: Path, use
     )
 
 
-def preflight(params: Params, *, user: ContainerUser) -> "docker.DockerClient":
-    """Every check a container run needs before its first task; returns the client."""
+def preflight(params: Params, *, pipeline_root: Path, user: ContainerUser) -> "docker.DockerClient":
+    """Every check a container run needs before its first task; makes ``pipeline_root``; returns the client."""
     root = Path(params.runtime.output_root)
     if not root.is_absolute():
         raise ValueError(f"runtime.output_root must be absolute for a container run, not {root}")
+    root.mkdir(parents=True, exist_ok=True)  # a bind mount needs its source
     client = docker_client()
     for field, image in task_images(params).items():
         ensure_image(client, image, field=field)
-        check_writable(client, image, root=root, user=run_user(client, image, user), field=field)
+        check_writable(
+            client, image, root=root, pipeline_root=pipeline_root, user=run_user(client, image, user), field=field
+        )
     return client
 
 

@@ -61,14 +61,15 @@ def run_local(params: Params, *, runner: str = "subprocess", container_user: str
         raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, not {runner!r}")
     preflight(params.data)  # fail in seconds, before any run or artifact exists
     root = Path(params.runtime.output_root).resolve() / "kfp"
-    root.mkdir(parents=True, exist_ok=True)
     if runner == "docker":
         from pipelines.containers import docker_runner
         from pipelines.containers import preflight as container_preflight
 
-        container_preflight(params, user=container_user)
+        # the task user makes the pipeline root, so that the tasks can write it
+        container_preflight(params, pipeline_root=root, user=container_user)
         task_runner = docker_runner(params, user=container_user)
     else:
+        root.mkdir(parents=True, exist_ok=True)
         # Tasks run `python -m kfp.dsl.executor_main` with this interpreter.
         os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
         task_runner = local.SubprocessRunner(use_venv=False)

@@ -98,7 +98,8 @@ def engine() -> LocalEngine:
 def test_probe_refuses_a_root_the_task_user_cannot_write(engine, scratch):
     root = _unwritable_root(scratch)
     with pytest.raises(ContainerRunError) as err:
-        check_writable(engine, "zonda/zonda-data:t", root=root, user=engine.image_user, field="runtime.images.data")
+        check_writable(engine, "zonda/zonda-data:t", root=root, pipeline_root=root / "kfp", user=engine.image_user,
+                       field="runtime.images.data")
     message = str(err.value)
     assert "runtime.images.data=zonda/zonda-data:t" in message
     assert f"run as user {engine.image_user}" in message and f"cannot write {root} (owner uid" in message
@@ -116,9 +117,9 @@ def test_probe_names_files_under_the_root_the_task_user_cannot_write(engine, scr
     os.chown(root, uid, gid)
     os.chown(root / "kfp", uid, gid)
     with pytest.raises(ContainerRunError, match=rf"cannot write {root}/mlflow\.db under {root}"):
-        check_writable(engine, "img", root=root, user=IMAGE_USER, field="runtime.images.train")
+        check_writable(engine, "img", root=root, pipeline_root=root / "kfp", user=IMAGE_USER, field="runtime.images.train")
     os.chown(root / "mlflow.db", uid, gid)
-    check_writable(engine, "img", root=root, user=IMAGE_USER, field="runtime.images.train")  # now passes
+    check_writable(engine, "img", root=root, pipeline_root=root / "kfp", user=IMAGE_USER, field="runtime.images.train")
 
 
 def test_probe_accepts_a_root_the_task_user_owns(engine, scratch):
@@ -127,8 +128,10 @@ def test_probe_accepts_a_root_the_task_user_owns(engine, scratch):
     if AS_ROOT:
         uid, gid = (int(x) for x in IMAGE_USER.split(":"))
         os.chown(root, uid, gid)
-    check_writable(engine, "img", root=root, user=engine.image_user, field="runtime.images.data")
+    check_writable(engine, "img", root=root, pipeline_root=root / "kfp", user=engine.image_user, field="runtime.images.data")
     assert engine.started[0]["volumes"] == {str(root): {"bind": str(root), "mode": "rw"}}
+    # the task user made the pipeline root, so the tasks can write their outputs there
+    assert (root / "kfp").is_dir() and (root / "kfp").stat().st_uid == int(engine.image_user.split(":")[0])
 
 
 def _ci_params(root: Path):
@@ -141,16 +144,12 @@ def _ci_params(root: Path):
 def test_run_local_stops_before_any_task_when_the_image_user_cannot_write(engine, scratch, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     root = _unwritable_root(scratch)
-    if not AS_ROOT:
-        root.chmod(0o755)  # run_local makes <root>/kfp first; the probe then meets a read-only kfp/
-        (root / "kfp").mkdir()
-        (root / "kfp").chmod(0o555)
     monkeypatch.setattr(containers, "docker_client", lambda: engine)
     with pytest.raises(ContainerRunError, match="runtime.images.data=zonda/zonda-data:t"):
         run_local(_ci_params(root), runner="docker")
-    # the check ran for the first image and nothing else started: no run directory, no MLflow store
+    # the check ran for the first image and nothing else started: no pipeline root, no MLflow store
     assert [c["image"] for c in engine.started] == ["zonda/zonda-data:t"]
-    assert sorted(p.name for p in root.iterdir()) == ["kfp"] and list((root / "kfp").iterdir()) == []
+    assert list(root.iterdir()) == []
 
 
 def test_docker_runner_mounts_the_output_root_and_runs_as_the_image_user(scratch, monkeypatch):
