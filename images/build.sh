@@ -26,7 +26,7 @@
 #   BUILD_NETWORK  network mode of the build's RUN steps, e.g. host (to reach a wheel index on 127.0.0.1)
 #   BUILD_FLAGS    further flags for the builder, split on spaces (e.g. --no-cache)
 #
-# The last lines printed are the params overrides that select the images, e.g.
+# Build logs go to stderr; stdout carries only the params overrides that select the images, e.g.
 #   runtime.images.data=ghcr.io/my-org/zonda-data:0123456789ab
 set -euo pipefail
 
@@ -183,14 +183,14 @@ build_image() {
     docker)
       # BuildKit reads <Dockerfile>.dockerignore (the context allowlist).
       if docker buildx version > /dev/null 2>&1; then
-        docker buildx build --load "${common_flags[@]}" --file "$file" --tag "$ref" "${args[@]}" "$context"
+        docker buildx build --load "${common_flags[@]}" --file "$file" --tag "$ref" "${args[@]}" "$context" >&2
       else
-        DOCKER_BUILDKIT=1 docker build "${common_flags[@]}" --file "$file" --tag "$ref" "${args[@]}" "$context"
+        DOCKER_BUILDKIT=1 docker build "${common_flags[@]}" --file "$file" --tag "$ref" "${args[@]}" "$context" >&2
       fi ;;
     podman|buildah)
       local ignore=()
       [[ -n "$ignorefile" ]] && ignore=(--ignorefile "$ignorefile")
-      "$builder" build --layers "${common_flags[@]}" --file "$file" "${ignore[@]}" --tag "$ref" "${args[@]}" "$context" ;;
+      "$builder" build --layers "${common_flags[@]}" --file "$file" "${ignore[@]}" --tag "$ref" "${args[@]}" "$context" >&2 ;;
   esac
 }
 
@@ -207,8 +207,8 @@ push_one() {
   ref=$(ref_of "$1")
   echo "==> pushing $ref" >&2
   case "$builder" in
-    docker|podman) "$builder" push "$ref" ;;
-    buildah) buildah push "$ref" "docker://$ref" ;;
+    docker|podman) "$builder" push "$ref" >&2 ;;
+    buildah) buildah push "$ref" "docker://$ref" >&2 ;;
   esac
 }
 
