@@ -1,6 +1,6 @@
 """CI check of built zonda images: user, labels, command, no git warnings, and the data image's size budget.
 
-    python .ci/check_images.py --engine podman --budget-mb 2200 --revision <git sha> DATA_IMAGE TRAIN_IMAGE
+    python .ci/check_images.py --engine podman --budget-mb 2700 --revision <git sha> DATA_IMAGE TRAIN_IMAGE
 
 Prints each image's size, its five largest layers and, since the dependencies are one layer, the
 eight largest packages in it (the README's table comes from this output); exits 1 naming each image

@@ -16,7 +16,7 @@
 #   TORCH_CPU_INDEX   wheel index with the CPU torch wheel (default: images/base-images.env's when it
 #                     answers, else a PEP 503 index on 127.0.0.1 serving the wheel pip finds here)
 #   CA_BUNDLE         CA bundle for the builds (default: /etc/ssl/certs/ca-certificates.crt if present)
-#   DATA_IMAGE_BUDGET_MB  size budget of zonda-data in MB (default 2200: 2.12 GB measured, see README)
+#   DATA_IMAGE_BUDGET_MB  size budget of zonda-data in MB (default 2700: 2.58 GB measured, see README)
 #   WORK              scratch directory (default: /var/tmp/zonda-ci-containers; emptied each run)
 set -euo pipefail
 
@@ -24,7 +24,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 PY=${PY:-$root/.venv/bin/python}
 work=${WORK:-/var/tmp/zonda-ci-containers}
-budget_mb=${DATA_IMAGE_BUDGET_MB:-2200}
+budget_mb=${DATA_IMAGE_BUDGET_MB:-2700}
 tag=ci
 export PYTHONUNBUFFERED=1
 
