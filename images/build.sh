@@ -9,13 +9,24 @@
 # zonda-train CUDA image: training (single pod or every node of a TrainJob/PyTorchJob)
 #
 # Environment:
-#   REGISTRY  registry and namespace, e.g. ghcr.io/my-org (required for push; default: local "zonda")
-#   TAG       image tag (default: the 12-character git SHA, with -dirty when tracked files changed)
-#   ROLES     images to build (default: "data train")
-#   BUILDER   docker or buildah (default: docker when `docker info` answers, else buildah)
-#   PLATFORM  target platform (default: linux/amd64)
+#   REGISTRY       registry and namespace, e.g. ghcr.io/my-org (required for push; default: local "zonda")
+#   TAG            image tag (default: the 12-character git SHA, with -dirty when tracked files changed)
+#   ROLES          images to build (default: "data train")
+#   BUILDER        docker, podman or buildah (default: docker when `docker info` answers, else podman,
+#                  else buildah)
+#   PLATFORM       target platform (default: linux/amd64)
+#   PYTHON_BASE, TORCH_BASE, TORCH_CPU_INDEX
+#                  override images/base-images.env for this build (e.g. the base from
+#                  images/base/bootstrap.sh, a registry mirror, a local wheel index)
+#   TRAIN_DEVICE   cuda (default: the train image on TORCH_BASE) or cpu (on a CPU torch base built
+#                  from images/base/torch-cpu.Dockerfile on PYTHON_BASE, for CPU runs and CI)
+#   CA_BUNDLE      CA bundle pip must trust inside the build (a TLS-intercepting proxy), e.g.
+#                  /etc/ssl/certs/ca-certificates.crt: passed as the build secret `ca`, never a layer
+#   PIP_CONFIG     pip configuration file for the build (a private index): the build secret `pipconf`
+#   BUILD_NETWORK  network mode of the build's RUN steps, e.g. host (to reach a wheel index on 127.0.0.1)
+#   BUILD_FLAGS    further flags for the builder, split on spaces (e.g. --no-cache)
 #
-# The last lines printed are the params overrides that select the images, e.g.
+# Build logs go to stderr; stdout carries only the params overrides that select the images, e.g.
 #   runtime.images.data=ghcr.io/my-org/zonda-data:0123456789ab
 set -euo pipefail
 
@@ -41,7 +52,8 @@ if [[ "$action" == push && -z "$registry_given" ]]; then
   die "push needs REGISTRY, e.g. make push REGISTRY=ghcr.io/my-org (images go to \$REGISTRY/zonda-<role>:<tag>)"
 fi
 
-# Base images and the torch pin: one place each (images/base-images.env, pyproject.toml).
+# Base images and the torch pin: one place each (images/base-images.env, pyproject.toml); the
+# environment may override the base images for one build.
 python_base="" torch_base="" torch_cpu_index=""
 while IFS= read -r line || [[ -n "$line" ]]; do
   [[ "$line" =~ ^[[:space:]]*(#|$) ]] && continue
@@ -55,6 +67,16 @@ while IFS= read -r line || [[ -n "$line" ]]; do
 done < "$root/images/base-images.env"
 [[ -n "$python_base" && -n "$torch_base" && -n "$torch_cpu_index" ]] \
   || die "images/base-images.env must set PYTHON_BASE, TORCH_BASE and TORCH_CPU_INDEX"
+python_base=${PYTHON_BASE:-$python_base}
+torch_base=${TORCH_BASE:-$torch_base}
+torch_cpu_index=${TORCH_CPU_INDEX:-$torch_cpu_index}
+train_device=${TRAIN_DEVICE:-cuda}
+case "$train_device" in cuda|cpu) ;; *) die "TRAIN_DEVICE must be cuda or cpu, not '$train_device'" ;; esac
+for file_var in CA_BUNDLE PIP_CONFIG; do
+  if [[ -n "${!file_var:-}" && ! -r "${!file_var}" ]]; then
+    die "$file_var=${!file_var} is not a readable file"
+  fi
+done
 
 torch_version=$(sed -n 's/^[[:space:]]*"torch==\([^"]*\)".*/\1/p' "$root/pyproject.toml" | head -n 1)
 [[ -n "$torch_version" ]] || die "pyproject.toml pins no torch version (expected a \"torch==X.Y.Z\" dependency)"
@@ -96,64 +118,98 @@ builder=${BUILDER:-}
 if [[ -z "$builder" ]]; then
   if command -v docker > /dev/null 2>&1 && docker info > /dev/null 2>&1; then
     builder=docker
+  elif command -v podman > /dev/null 2>&1; then
+    builder=podman
   elif command -v buildah > /dev/null 2>&1; then
     builder=buildah
   else
-    die "no Docker engine answers (docker info) and buildah is not installed"
+    die "no Docker engine answers (docker info) and neither podman nor buildah is installed"
   fi
 fi
-case "$builder" in docker|buildah) ;; *) die "BUILDER must be docker or buildah, not '$builder'" ;; esac
+case "$builder" in docker|podman|buildah) ;; *) die "BUILDER must be docker, podman or buildah, not '$builder'" ;; esac
 
-for pinned in "PYTHON_BASE=$python_base" "TORCH_BASE=$torch_base"; do
-  [[ "$pinned" == *@sha256:* ]] || echo "images/build.sh: warning: $pinned is pinned by tag only; append its @sha256 digest in images/base-images.env" >&2
+if [[ "$train_device" == cpu ]]; then
+  torch_base="$registry/zonda-torch-cpu-base:$torch_version"
+fi
+pins=("PYTHON_BASE=$python_base")
+if [[ " $roles " == *" train "* && "$train_device" == cuda ]]; then
+  pins+=("TORCH_BASE=$torch_base")
+fi
+for pinned in "${pins[@]}"; do
+  [[ "$pinned" == *@sha256:* || "$pinned" == *=localhost/* ]] \
+    || echo "images/build.sh: warning: $pinned is pinned by tag only; append its @sha256 digest in images/base-images.env" >&2
 done
 
-build_args=(
-  --build-arg "PYTHON_BASE=$python_base"
-  --build-arg "TORCH_BASE=$torch_base"
-  --build-arg "TORCH_CPU_INDEX=$torch_cpu_index"
-  --build-arg "TORCH_VERSION=$torch_version"
+# Flags every build gets: secrets (mounted for single RUN steps, never stored), network, extra flags.
+common_flags=(--platform "$platform")
+[[ -n "${CA_BUNDLE:-}" ]] && common_flags+=(--secret "id=ca,src=$CA_BUNDLE")
+[[ -n "${PIP_CONFIG:-}" ]] && common_flags+=(--secret "id=pipconf,src=$PIP_CONFIG")
+[[ -n "${BUILD_NETWORK:-}" ]] && common_flags+=(--network "$BUILD_NETWORK")
+if [[ -n "${BUILD_FLAGS:-}" ]]; then
+  read -r -a extra_flags <<< "$BUILD_FLAGS"
+  common_flags+=("${extra_flags[@]}")
+fi
+
+label_args=(
   --build-arg "GIT_SHA=$git_sha"
   --build-arg "VERSION=$version"
   --build-arg "BUILD_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 )
 
+# The build args each Dockerfile declares, and nothing else.
+role_args() {
+  case "$1" in
+    data) echo "PYTHON_BASE=$python_base TORCH_CPU_INDEX=$torch_cpu_index TORCH_VERSION=$torch_version" ;;
+    train) echo "TORCH_BASE=$torch_base TORCH_VERSION=$torch_version TRAIN_DEVICE=$train_device" ;;
+    torch-cpu-base) echo "PYTHON_BASE=$python_base TORCH_CPU_INDEX=$torch_cpu_index TORCH_VERSION=$torch_version" ;;
+  esac
+}
+
 image_exists() {
-  if [[ "$builder" == docker ]]; then
-    docker image inspect "$1" > /dev/null 2>&1
-  else
-    buildah inspect --type image "$1" > /dev/null 2>&1
-  fi
+  case "$builder" in
+    docker) docker image inspect "$1" > /dev/null 2>&1 ;;
+    podman) podman image exists "$1" ;;
+    buildah) buildah inspect --type image "$1" > /dev/null 2>&1 ;;
+  esac
+}
+
+# build_image REF DOCKERFILE CONTEXT IGNOREFILE ROLE
+build_image() {
+  local ref=$1 file=$2 context=$3 ignorefile=$4 role=$5 args=() arg
+  for arg in $(role_args "$role"); do args+=(--build-arg "$arg"); done
+  [[ "$role" == torch-cpu-base ]] || args+=("${label_args[@]}")
+  echo "==> building $ref with $builder" >&2
+  case "$builder" in
+    docker)
+      # BuildKit reads <Dockerfile>.dockerignore (the context allowlist).
+      if docker buildx version > /dev/null 2>&1; then
+        docker buildx build --load "${common_flags[@]}" --file "$file" --tag "$ref" "${args[@]}" "$context" >&2
+      else
+        DOCKER_BUILDKIT=1 docker build "${common_flags[@]}" --file "$file" --tag "$ref" "${args[@]}" "$context" >&2
+      fi ;;
+    podman|buildah)
+      local ignore=()
+      [[ -n "$ignorefile" ]] && ignore=(--ignorefile "$ignorefile")
+      "$builder" build --layers "${common_flags[@]}" --file "$file" "${ignore[@]}" --tag "$ref" "${args[@]}" "$context" >&2 ;;
+  esac
 }
 
 build_one() {
-  local role=$1 ref
-  ref=$(ref_of "$role")
-  echo "==> building $ref with $builder" >&2
-  if [[ "$builder" == docker ]]; then
-    # BuildKit reads images/<role>/Dockerfile.dockerignore (the context allowlist).
-    if docker buildx version > /dev/null 2>&1; then
-      docker buildx build --load --platform "$platform" --file "images/$role/Dockerfile" \
-        --tag "$ref" "${build_args[@]}" .
-    else
-      DOCKER_BUILDKIT=1 docker build --platform "$platform" --file "images/$role/Dockerfile" \
-        --tag "$ref" "${build_args[@]}" .
-    fi
-  else
-    buildah build --layers --platform "$platform" --file "images/$role/Dockerfile" \
-      --ignorefile "images/$role/Dockerfile.dockerignore" --tag "$ref" "${build_args[@]}" .
+  local role=$1
+  if [[ "$role" == train && "$train_device" == cpu ]]; then
+    build_image "$torch_base" images/base/torch-cpu.Dockerfile images/base "" torch-cpu-base
   fi
+  build_image "$(ref_of "$role")" "images/$role/Dockerfile" . "images/$role/Dockerfile.dockerignore" "$role"
 }
 
 push_one() {
   local ref
   ref=$(ref_of "$1")
   echo "==> pushing $ref" >&2
-  if [[ "$builder" == docker ]]; then
-    docker push "$ref"
-  else
-    buildah push "$ref" "docker://$ref"
-  fi
+  case "$builder" in
+    docker|podman) "$builder" push "$ref" >&2 ;;
+    buildah) buildah push "$ref" "docker://$ref" >&2 ;;
+  esac
 }
 
 for role in $roles; do

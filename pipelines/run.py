@@ -5,8 +5,10 @@
 
 ``run`` submits to the KFP API at ``KFP_HOST`` (or ``runtime.kfp_host``) when
 one is configured, and otherwise runs the same pipeline in this process with
-the KFP local runner (``SubprocessRunner(use_venv=False)``: every task runs in
-this Python environment, no network needed).
+the KFP local runner: ``--runner subprocess`` (the default,
+``SubprocessRunner(use_venv=False)``: every task runs in this Python
+environment, no network needed) or ``--runner docker`` (every task in its image,
+``runtime.images.<role>``, through a Docker API: see :mod:`pipelines.containers`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from zonda.params import ParamsError, Params, load_params
 from zonda.pipeline_runs import run_name_for
 
 DEFAULT_PARAMS = "params/local.yaml"
+RUNNERS = ("subprocess", "docker")
 
 
 def resolved_for_run(params: Params, local: bool) -> Params:
@@ -73,21 +76,36 @@ def compile_pipeline(params: Params, out: Path) -> Path:
     return out
 
 
-def run_local(params: Params) -> dict:
-    """Runs the pipeline with the KFP local runner; returns the run name, pipeline root and outputs."""
+def run_local(params: Params, *, runner: str = "subprocess", container_user: str = "image") -> dict:
+    """Runs the pipeline with the KFP local runner; returns the run name, pipeline root and outputs.
+
+    ``runner`` is ``subprocess`` (tasks in this Python environment) or ``docker`` (tasks in their
+    images, as ``container_user``: ``image`` or ``host``; see :mod:`pipelines.containers`).
+    """
     from kfp import local
 
     from pipelines.zonda_pipeline import build_pipeline
     from zonda.data.sources import preflight
 
+    if runner not in RUNNERS:
+        raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, not {runner!r}")
     params = pin_run_inputs(params, cluster=False)  # a no-op when main() pinned them already
     preflight(params.data)  # fail in seconds, before any run or artifact exists
     root = Path(params.runtime.output_root).resolve() / "kfp"
-    root.mkdir(parents=True, exist_ok=True)
-    # Tasks run `python -m kfp.dsl.executor_main` with this interpreter.
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    if runner == "docker":
+        from pipelines.containers import docker_runner
+        from pipelines.containers import preflight as container_preflight
+
+        # the task user makes the pipeline root, so that the tasks can write it
+        container_preflight(params, pipeline_root=root, user=container_user)
+        task_runner = docker_runner(params, user=container_user)
+    else:
+        root.mkdir(parents=True, exist_ok=True)
+        # Tasks run `python -m kfp.dsl.executor_main` with this interpreter.
+        os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        task_runner = local.SubprocessRunner(use_venv=False)
     warnings.filterwarnings("ignore", message=".*non-Python base image.*")
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    local.init(runner=task_runner, pipeline_root=str(root), raise_on_error=True)
     pipeline = build_pipeline(params)
     name = run_name_for(params)
     task = pipeline(params_json=json.dumps(params.resolved_dict()), run_name=name)
@@ -139,6 +157,14 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument(
                 "--summary", type=Path, default=None, metavar="PATH", help="write a Markdown summary of the run to PATH"
             )
+            p.add_argument(
+                "--runner", choices=RUNNERS, default="subprocess",
+                help="local runs: tasks in this Python environment (subprocess) or in their images (docker)",
+            )
+            p.add_argument(
+                "--container-user", choices=("image", "host"), default="image",
+                help="--runner docker: tasks run as the image's user (uid 10001, as on a cluster) or as you",
+            )
     args = parser.parse_args(argv)
     try:
         params = load_params(args.params, args.overrides)
@@ -163,10 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         from pipelines.submit import main_submit
 
         return main_submit(params, host, wait=args.wait, summary=args.summary)
+    from pipelines.containers import ContainerRunError
+
     params = resolved_for_run(params, local=True)
     try:
-        result = run_local(params)
-    except SourceError as exc:
+        result = run_local(params, runner=args.runner, container_user=args.container_user)
+    except (SourceError, ContainerRunError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print_local_summary(params, result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from zonda.k8s.trainjob import IMAGE_UID
 
@@ -63,16 +65,19 @@ def test_base_images_come_from_the_pinned_build_args(role):
             name, _, default = rest.partition("=")
             global_args[name] = default
     pins = _base_pins()
+    stages_so_far = set()
     for word, rest in instructions:
         if word != "FROM":
             continue
-        image = rest.split()[0]
+        image, *alias = rest.split()
         m = re.fullmatch(r"\$\{(\w+)\}", image)
         if m:  # an ARG without default, pinned in images/base-images.env (build.sh passes it)
             assert m.group(1) in global_args and global_args[m.group(1)] == ""
             assert m.group(1) in pins
         else:
-            assert image == "builder" or "@sha256:" in image, f"{role}: FROM {image} is not pinned"
+            assert image in stages_so_far or "@sha256:" in image, f"{role}: FROM {image} is not pinned"
+        if alias:
+            stages_so_far.add(alias[-1])
     assert re.match(r"^docker\.io/pytorch/pytorch:[\d.]+-cuda12\.\d+-cudnn9-runtime", pins["TORCH_BASE"])
     assert pins["PYTHON_BASE"].startswith("docker.io/library/python:3.11-slim")
 
@@ -86,10 +91,11 @@ def test_cuda_base_carries_the_torch_version_pyproject_pins():
 def test_final_stage_is_lean_non_root_and_runs_zonda(role):
     stages = _stages(IMAGES / role / "Dockerfile")
     assert len(stages) >= 2, "multi-stage: wheels/venv built in a builder stage"
-    builder, final = stages[0], stages[-1]
-    assert builder[0][1].endswith(" AS builder")
+    deps, final = stages[0], stages[-1]
+    assert deps[0][1].endswith(" AS deps") and stages[1][0][1] == "deps AS project"
     final_text = " ".join(rest for _, rest in final)
-    assert "--from=builder" in final_text
+    # the dependencies and the project wheel arrive as separate layers (src/ edits reuse the first)
+    assert "--from=deps /opt/zonda /opt/zonda" in final_text and "--from=project /wheels" in final_text
     installs = re.findall(r"apt-get install ((?:-\S+ )*)([^&]+)", final_text)
     packages = {name for _, names in installs for name in names.split()}
     # The train image runs torch.compile on GPUs: Triton builds its kernel launchers with a C compiler.
@@ -100,7 +106,11 @@ def test_final_stage_is_lean_non_root_and_runs_zonda(role):
         assert "compiler_available('cuda')" in final_text and "gcc -shared" in final_text
     users = [rest for word, rest in final if word == "USER"]
     assert users and users[-1].split(":")[0] == str(IMAGE_UID)  # what the pod securityContexts expect
-    assert [rest for word, rest in final if word == "ENTRYPOINT"] == ['["zonda"]']
+    # KFP sets the container command (`sh -c ...`): an ENTRYPOINT would get it as arguments
+    assert not [rest for word, rest in final if word == "ENTRYPOINT"]
+    assert [rest for word, rest in final if word == "CMD"] == ['["zonda", "--help"]']
+    env = " ".join(rest for word, rest in final if word == "ENV")
+    assert "GIT_PYTHON_REFRESH=quiet" in env and "ZONDA_GIT_SHA=${GIT_SHA}" in env  # no git in the image
     labels = " ".join(rest for word, rest in final if word == "LABEL")
     assert 'org.opencontainers.image.revision="${GIT_SHA}"' in labels
     assert any(word == "ARG" and rest.startswith("GIT_SHA") for word, rest in final)
@@ -110,9 +120,10 @@ def test_final_stage_is_lean_non_root_and_runs_zonda(role):
 
 def test_data_image_installs_cpu_torch_and_the_pinned_extras():
     text = (IMAGES / "data" / "Dockerfile").read_text()
-    assert '--index-url "${TORCH_CPU_INDEX}" "torch==${TORCH_VERSION}"' in text
-    assert "--constraint /tmp/torch-constraint.txt" in text  # the project install cannot swap torch
-    assert '".[grib]"' in text  # GRIB sources read in the snapshot step; pins live in pyproject's extra
+    assert '--index-url "${TORCH_CPU_INDEX}" --dest /tmp/torch "torch==${TORCH_VERSION}"' in text
+    assert "--constraint /opt/zonda/torch-constraint.txt" in text  # the project install cannot swap torch
+    # GRIB sources read in the snapshot step; pins live in pyproject's extra, read from there
+    assert "p['dependencies'] + p['optional-dependencies']['grib']" in text
     reqs = [line for line in (IMAGES / "requirements-data.txt").read_text().splitlines()
             if line and not line.startswith("#")]
     assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[\w.]+", r) for r in reqs), reqs
@@ -131,6 +142,44 @@ def test_build_context_is_an_allowlist(role):
         for src in sources.split():
             assert any(src == entry.lstrip("!").rstrip("/") or re.fullmatch(
                 entry.lstrip("!").replace("*", "[^/]*"), src) for entry in lines if entry.startswith("!")), src
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_kfp_task_commands_run_as_given_in_the_image(role, tmp_path):
+    """What the engine executes for a KFP task is ENTRYPOINT + the task's command (docker/OCI rule)."""
+    from kfp import compiler
+
+    from pipelines.zonda_pipeline import build_pipeline
+    from zonda.params import load_params
+
+    final = _stages(IMAGES / role / "Dockerfile")[-1]
+    entrypoint = [json.loads(rest) for word, rest in final if word == "ENTRYPOINT"]
+    entrypoint = entrypoint[-1] if entrypoint else []
+    params = load_params(ROOT / "params" / "ci.yaml", [f"runtime.images.{role}=zonda/zonda-{role}:t"])
+    ir = tmp_path / "pipeline.yaml"
+    compiler.Compiler().compile(build_pipeline(params), package_path=str(ir))
+    executors = yaml.safe_load(ir.read_text())["deploymentSpec"]["executors"]
+    containers = [e["container"] for e in executors.values() if e["container"]["image"] == f"zonda/zonda-{role}:t"]
+    assert containers, f"no task runs in the {role} image"
+    for container in containers:
+        argv = entrypoint + container["command"]
+        assert argv[0] == "sh" and argv[1] in ("-c", "-ec"), argv[:2]  # KFP's launcher script runs as written
+        assert "kfp.dsl.executor_main" in " ".join(argv)
+
+
+@pytest.mark.parametrize("dockerfile", sorted(IMAGES.glob("**/*Dockerfile")), ids=lambda p: str(p.relative_to(IMAGES)))
+def test_dockerfiles_need_no_frontend_and_bake_in_no_credentials(dockerfile):
+    text = dockerfile.read_text()
+    # a `# syntax=` line makes BuildKit pull a frontend image from Docker Hub
+    assert not re.search(r"^#\s*syntax\s*=", text, re.M)
+    copied = " ".join(rest for word, rest in _instructions(dockerfile) if word in ("COPY", "ADD"))
+    for secret in ("ca-certificates.crt", ".pem", "pip.conf", "pip.ini", ".netrc", "secrets"):
+        assert secret not in copied, f"{dockerfile}: copies {secret} into a layer"
+    # pip reaches its index only inside RUN steps that mount the `ca` and `pipconf` build secrets
+    for word, rest in _instructions(dockerfile):
+        if word == "RUN" and re.search(r"pip (install|download|wheel)\b", rest) and "--no-index" not in rest:
+            assert rest.startswith("--mount=type=secret,id=ca --mount=type=secret,id=pipconf "), rest[:80]
+            assert "PIP_CERT=/run/secrets/ca" in rest and "PIP_CONFIG_FILE=/run/secrets/pipconf" in rest
 
 
 # ----------------------------------------------------------------------------- build.sh
@@ -171,7 +220,12 @@ echo "buildah $*" >> "{log}"
 [ "$1" = inspect ] && exit 1
 exit 0
 """
-    for name, body in (("docker", docker), ("buildah", buildah)):
+    podman = f"""#!/bin/sh
+echo "podman $*" >> "{log}"
+[ "$1" = image ] && exit 1
+exit 0
+"""
+    for name, body in (("docker", docker), ("buildah", buildah), ("podman", podman)):
         path = bin_dir / name
         path.write_text(body)
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
@@ -199,8 +253,12 @@ def test_build_uses_docker_buildx_and_tags_with_the_commit(tmp_path):
         assert f"--file images/{role}/Dockerfile" in call
         assert f"--tag ghcr.io/acme/zonda-{role}:0123456789ab" in call
         assert "--load" in call and "--build-arg GIT_SHA=" in call
-        assert f"--build-arg TORCH_BASE={_base_pins()['TORCH_BASE']}" in call
         assert re.search(r"--build-arg TORCH_VERSION=\d+\.\d+\.\d+ ", call)
+        assert "--secret" not in call and "--network" not in call  # only when asked for
+    # each Dockerfile gets the base it declares, and only that one
+    assert f"--build-arg PYTHON_BASE={_base_pins()['PYTHON_BASE']}" in builds[0] and "TORCH_BASE" not in builds[0]
+    assert f"--build-arg TORCH_BASE={_base_pins()['TORCH_BASE']}" in builds[1] and "PYTHON_BASE" not in builds[1]
+    assert "--build-arg TRAIN_DEVICE=cuda" in builds[1]
     assert result.stdout.splitlines() == [
         "runtime.images.data=ghcr.io/acme/zonda-data:0123456789ab",
         "runtime.images.train=ghcr.io/acme/zonda-train:0123456789ab",
@@ -218,9 +276,20 @@ def test_default_tag_is_the_git_sha(tmp_path):
     assert _calls(tmp_path) == []  # refs builds nothing
 
 
-def test_falls_back_to_buildah_without_a_docker_engine(tmp_path):
+def test_falls_back_to_podman_without_a_docker_engine(tmp_path):
     bin_dir = _fake_bin(tmp_path, docker_engine=False)
     result = _run_build(tmp_path, "push", bin_dir, REGISTRY="registry.local:5000/zonda", TAG="abc", ROLES="data")
+    assert result.returncode == 0, result.stderr
+    calls = _calls(tmp_path)
+    build = next(c for c in calls if c.startswith("podman build"))
+    assert "--layers" in build and "--ignorefile images/data/Dockerfile.dockerignore" in build
+    assert "podman push registry.local:5000/zonda/zonda-data:abc" in calls
+
+
+def test_buildah_builds_and_pushes_when_chosen(tmp_path):
+    bin_dir = _fake_bin(tmp_path, docker_engine=False)
+    result = _run_build(tmp_path, "push", bin_dir, REGISTRY="registry.local:5000/zonda", TAG="abc", ROLES="data",
+                        BUILDER="buildah")
     assert result.returncode == 0, result.stderr
     calls = _calls(tmp_path)
     build = next(c for c in calls if c.startswith("buildah build"))
@@ -229,6 +298,45 @@ def test_falls_back_to_buildah_without_a_docker_engine(tmp_path):
     assert ("buildah push registry.local:5000/zonda/zonda-data:abc "
             "docker://registry.local:5000/zonda/zonda-data:abc") in calls
     assert not any(c.startswith("docker build") or c.startswith("docker buildx build") for c in calls)
+
+
+def test_bases_index_secrets_and_network_come_from_the_environment(tmp_path):
+    bin_dir = _fake_bin(tmp_path, docker_engine=False)
+    ca, pipconf = tmp_path / "ca.crt", tmp_path / "pip.conf"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    pipconf.write_text("[global]\n")
+    result = _run_build(tmp_path, "build", bin_dir, TAG="t", ROLES="data", PYTHON_BASE="localhost/zonda-python-base:bookworm",
+                        TORCH_CPU_INDEX="http://127.0.0.1:8765", CA_BUNDLE=str(ca), PIP_CONFIG=str(pipconf),
+                        BUILD_NETWORK="host", BUILD_FLAGS="--no-cache --pull=never")
+    assert result.returncode == 0, result.stderr
+    (build,) = [c for c in _calls(tmp_path) if c.startswith("podman build")]
+    assert f"--secret id=ca,src={ca} --secret id=pipconf,src={pipconf} --network host --no-cache --pull=never" in build
+    assert "--build-arg PYTHON_BASE=localhost/zonda-python-base:bookworm" in build
+    assert "--build-arg TORCH_CPU_INDEX=http://127.0.0.1:8765" in build
+    assert "pinned by tag only" not in result.stderr  # a local base has no registry digest
+
+
+def test_an_unreadable_ca_bundle_stops_the_build(tmp_path):
+    bin_dir = _fake_bin(tmp_path, docker_engine=True)
+    result = _run_build(tmp_path, "build", bin_dir, TAG="t", CA_BUNDLE=str(tmp_path / "missing.crt"))
+    assert result.returncode == 1 and f"CA_BUNDLE={tmp_path / 'missing.crt'} is not a readable file" in result.stderr
+    assert not any("build" in c for c in _calls(tmp_path))
+
+
+def test_cpu_train_image_builds_on_a_cpu_torch_base(tmp_path):
+    bin_dir = _fake_bin(tmp_path, docker_engine=False)
+    result = _run_build(tmp_path, "build", bin_dir, TAG="t", ROLES="train", TRAIN_DEVICE="cpu",
+                        PYTHON_BASE="localhost/zonda-python-base:bookworm")
+    assert result.returncode == 0, result.stderr
+    torch_pin = re.search(r'"torch==([^"]+)"', (ROOT / "pyproject.toml").read_text()).group(1)
+    base, train = [c for c in _calls(tmp_path) if c.startswith("podman build")]
+    assert "--file images/base/torch-cpu.Dockerfile" in base and base.endswith(" images/base")
+    assert f"--tag zonda/zonda-torch-cpu-base:{torch_pin}" in base
+    assert "--build-arg PYTHON_BASE=localhost/zonda-python-base:bookworm" in base
+    assert "--file images/train/Dockerfile" in train and "--build-arg TRAIN_DEVICE=cpu" in train
+    assert f"--build-arg TORCH_BASE=zonda/zonda-torch-cpu-base:{torch_pin}" in train
+    result = _run_build(tmp_path, "build", bin_dir, TAG="t", TRAIN_DEVICE="rocm")
+    assert result.returncode == 1 and "TRAIN_DEVICE must be cuda or cpu, not 'rocm'" in result.stderr
 
 
 def test_push_requires_a_registry(tmp_path):

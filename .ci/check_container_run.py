@@ -1,0 +1,71 @@
+"""CI check: the pipeline run in containers matches the run in the venv, and registered its model.
+
+    python .ci/check_container_run.py --venv OUTPUT_ROOT --containers OUTPUT_ROOT
+
+Each output root holds one local run of params/ci.yaml (``runtime.output_root``). The snapshot ID,
+statistics hash and graph hash are content hashes, so the same code and params must give the same
+values whatever runs the tasks; the container run's registration manifest must name a model version
+that its MLflow registry (the sqlite store under its output root) holds. Exits 1 on any difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+# (KFP task, output artifact, manifest key) of the content hashes both runs must agree on
+HASHES = (
+    ("snapshot", "snapshot", "snapshot_id"),
+    ("statistics", "statistics", "statistics_hash"),
+    ("graph", "graph", "graph_hash"),
+)
+
+
+def run_dir(output_root: Path) -> Path:
+    """The one KFP local run under ``output_root``."""
+    runs = sorted(p for p in (output_root / "kfp").iterdir() if p.is_dir())
+    if len(runs) != 1:
+        raise SystemExit(f"{output_root}/kfp holds {len(runs)} runs, expected exactly one")
+    return runs[0]
+
+
+def manifest(run: Path, task: str, artifact: str) -> dict:
+    path = run / task / artifact / "manifest.json"
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: task {task} wrote no {artifact}")
+    return json.loads(path.read_text())
+
+
+def registered_version(output_root: Path, run: Path) -> str:
+    """The model version the run registered, checked against its MLflow registry."""
+    from mlflow import MlflowClient
+
+    reg = manifest(run, "register", "registration")
+    client = MlflowClient(tracking_uri=f"sqlite:///{output_root / 'mlflow.db'}")
+    version = client.get_model_version(reg["name"], str(reg["version"]))
+    model = manifest(run, "train", "model")
+    if version.run_id != model["mlflow_run_id"]:
+        raise SystemExit(f"{reg['name']} version {reg['version']} comes from run {version.run_id}, not {model['mlflow_run_id']}")
+    return f"{reg['name']} version {version.version} ({reg['decision']})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--venv", type=Path, required=True)
+    parser.add_argument("--containers", type=Path, required=True)
+    args = parser.parse_args(argv)
+    venv, containers = run_dir(args.venv), run_dir(args.containers)
+    failed = False
+    for task, artifact, key in HASHES:
+        ours, theirs = manifest(venv, task, artifact)[key], manifest(containers, task, artifact)[key]
+        same = ours == theirs
+        failed |= not same
+        print(f"{key:<16} {'same' if same else 'DIFFERENT'}  venv {ours}  containers {theirs}")
+    print(f"registered       {registered_version(args.containers, containers)} by the container run")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

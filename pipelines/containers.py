@@ -1,0 +1,150 @@
+"""Local runs with every task in its image: KFP's ``DockerRunner`` on a Docker API (docker or podman).
+
+``python -m pipelines.run run --runner docker`` (``make run-pipeline RUNNER=docker``) runs each
+task in ``runtime.images.<role>`` through ``kfp.local.DockerRunner``. DockerRunner mounts only the
+pipeline root; the tasks also write the MLflow store, the snapshot cache and train-job files under
+``runtime.output_root``, so :func:`docker_runner` mounts the whole output root, at the same path
+(the params' absolute paths are valid on both sides).
+
+Before any task starts, :func:`preflight` checks what would otherwise fail late or be misreported:
+that the Docker API answers, that every image is on the engine (or can be pulled), and that the user
+the tasks run as can write the output root. KFP 2.17's DockerRunner reports a container that exits
+before its exit status is read as SUCCESS, so a task that dies at once (a PermissionError writing
+its outputs) would only surface later as "The task has multiple outputs".
+
+The tasks run as the image's user (uid 10001, as on the cluster) unless ``user="host"``, which runs
+them as the invoking uid:gid, so that the files they write belong to the caller.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from zonda.params import Params
+
+if TYPE_CHECKING:  # docker is imported only for container runs
+    import docker
+
+ContainerUser = Literal["image", "host"]
+CONTAINER_USERS: tuple[str, ...] = ("image", "host")
+# Runs in each image, as the task user, on the mounted output root ($1): makes the pipeline root ($2)
+# as that user, then prints what under the output root it cannot write.
+_WRITE_PROBE = (
+    'cd "$1" && probe=".zonda-write-probe.$$" && : > "$probe" && rm -f "$probe" && mkdir -p "$2" '
+    '&& find . ! -writable -print 2>/dev/null | head -n 5'
+)
+# Passed to every task: a user's tracking server overrides the sqlite store (as in the venv run).
+PASSED_ENVIRONMENT = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+
+
+class ContainerRunError(RuntimeError):
+    """A container run cannot start: names the engine, image (params field) or directory and the fix."""
+
+
+def docker_client() -> "docker.DockerClient":
+    """A client of the Docker API that ``DOCKER_HOST`` (or the default socket) names; fails clearly if none answers."""
+    import docker
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        where = os.environ.get("DOCKER_HOST") or "the default socket (unix:///var/run/docker.sock)"
+        raise ContainerRunError(
+            f"no Docker API answers at {where}: start Docker, or podman's Docker-compatible socket "
+            f"(images/podman.sh service prints the DOCKER_HOST to export) ({exc})"
+        ) from None
+    return client
+
+
+def task_images(params: Params) -> dict[str, str]:
+    """``{params field: image}`` of every image the pipeline's tasks run in."""
+    return {f"runtime.images.{role}": ref for role, ref in params.runtime.images.model_dump().items()}
+
+
+def ensure_image(client: "docker.DockerClient", image: str, *, field: str) -> None:
+    """Pulls ``image`` unless the engine has it; a clear error names ``field`` when neither works."""
+    import docker
+
+    try:
+        client.images.get(image)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        client.images.pull(image)
+    except docker.errors.DockerException as exc:
+        raise ContainerRunError(
+            f"{field}={image} is not on this engine and cannot be pulled ({exc}); build it with `make images` "
+            f"and pass the overrides it prints, e.g. {field}=zonda/zonda-data:<tag>"
+        ) from None
+
+
+def run_user(client: "docker.DockerClient", image: str, user: ContainerUser) -> str:
+    """The user the tasks in ``image`` run as: the image's USER, or the invoking uid:gid."""
+    if user == "host":
+        return f"{os.getuid()}:{os.getgid()}"
+    return client.images.get(image).attrs.get("Config", {}).get("User") or "0"
+
+
+def check_writable(
+    client: "docker.DockerClient", image: str, *, root: Path, pipeline_root: Path, user: str, field: str
+) -> None:
+    """Fails unless ``user`` in ``image`` can write ``root`` and everything under it; makes ``pipeline_root``.
+
+    The pipeline root (inside ``root``) is made by the task user, so that the tasks can write it.
+    """
+    container = client.containers.run(
+        image, entrypoint=["sh", "-c", _WRITE_PROBE, "probe", str(root), str(pipeline_root)], user=user, detach=True,
+        volumes={str(root): {"bind": str(root), "mode": "rw"}},
+    )
+    try:
+        status = container.wait()["StatusCode"]
+        unwritable = container.logs(stdout=True, stderr=False).decode().split()
+    finally:
+        container.remove(force=True)
+    if status == 0 and not unwritable:
+        return
+    owner = root.stat()
+    what = f"{root} (owner uid {owner.st_uid}, mode {owner.st_mode & 0o777:o})" if status else (
+        f"{', '.join(str(root / p) for p in unwritable)} under {root}"
+    )
+    uid = user.split(":")[0]
+    raise ContainerRunError(
+        f"the tasks of {field}={image} run as user {user}, which cannot write {what}: every output of the "
+        f"run would be lost. Give that uid the output root (runtime.output_root), e.g. `chown -R {uid} {root}`, "
+        f"or run the tasks as yourself (--container-user host, make run-pipeline RUNNER=docker CONTAINER_USER=host)"
+    )
+
+
+def preflight(params: Params, *, pipeline_root: Path, user: ContainerUser) -> "docker.DockerClient":
+    """Every check a container run needs before its first task; makes ``pipeline_root``; returns the client."""
+    root = Path(params.runtime.output_root)
+    if not root.is_absolute():
+        raise ValueError(f"runtime.output_root must be absolute for a container run, not {root}")
+    root.mkdir(parents=True, exist_ok=True)  # a bind mount needs its source
+    client = docker_client()
+    for field, image in task_images(params).items():
+        ensure_image(client, image, field=field)
+        check_writable(
+            client, image, root=root, pipeline_root=pipeline_root, user=run_user(client, image, user), field=field
+        )
+    return client
+
+
+def docker_runner(params: Params, *, user: ContainerUser):
+    """The ``kfp.local.DockerRunner`` for these params: output root mounted at its own path, the task user set."""
+    from docker.types import Mount
+    from kfp import local
+
+    root = str(Path(params.runtime.output_root))
+    args: dict = {"mounts": [Mount(target=root, source=root, type="bind")], "network_mode": "host"}
+    environment = {name: os.environ[name] for name in PASSED_ENVIRONMENT if os.environ.get(name)}
+    if user == "host":
+        args["user"] = f"{os.getuid()}:{os.getgid()}"
+        environment["HOME"] = "/tmp"  # the image's home belongs to its own user
+    if environment:
+        args["environment"] = environment
+    return local.DockerRunner(**args)
