@@ -211,6 +211,40 @@ def reference_rollout(last_index: int, steps: int) -> np.ndarray:
     return out[0].numpy()
 
 
+@functools.lru_cache(maxsize=None)
+def true_rmse(seed: int) -> np.ndarray:
+    """``(12,)`` per-init RMSE of Z500 at 1 day of the seed's model on :func:`init_times`, computed here:
+    the Forecaster's own rollout from the snapshot (as evaluation reads it) and an area-weighted RMSE by hand."""
+    from zonda.channels import ChannelLayout
+    from zonda.evaluation.metrics import latitude_weights
+    from zonda.snapshot import DATA_DIRNAME, open_snapshot
+    from zonda.training.artifacts import load_forecaster
+    from zonda.training.data import SnapshotReader
+
+    p, dirs = params(), stage_dirs()
+    forecaster = load_forecaster(model_dir(seed), dirs["graph"], dirs["statistics"])
+    layout = ChannelLayout.of(p.data.variables, p.data.levels)
+    reader = SnapshotReader(dirs["snapshot"] / DATA_DIRNAME, layout, list(p.data.forcings), list(p.data.static),
+                            list(p.data.levels), (N_LAT, N_LON))
+    snapshot = open_snapshot(dirs["snapshot"])
+    times = snapshot["time"].values
+    z500 = snapshot["geopotential"].sel(level=500).values  # (time, lat, lon)
+    w = latitude_weights(snapshot["latitude"].values).values
+    w = w / w.sum()  # (lat,)
+    c = layout.index("geopotential", 500)
+    out = []
+    for init in init_times():
+        i = int(np.flatnonzero(times == init)[0])
+        t_in = forecaster.input_steps
+        with torch.inference_mode():
+            f = forecaster.rollout(torch.from_numpy(reader.states(i - t_in + 1, i + 1))[None],
+                                   torch.from_numpy(reader.forcings(i - t_in + 1, i + 1 + 4))[None],
+                                   torch.from_numpy(reader.static()), 4)[0, 3, :, c].numpy()  # (G,) at 1 day
+        err = f.reshape(N_LAT, N_LON).astype(np.float64) - z500[i + 4]
+        out.append(np.sqrt(np.sum(w * np.mean(err**2, axis=1))))
+    return np.array(out)
+
+
 def register(p, scores: dict[str, float], seed: int = 0, per_init_scores=None) -> dict:
     """Registers the seed's model with an evaluation holding ``scores`` (MLflow store of ``p``)."""
     from zonda.registry.register import register_model

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import mlflow
 import pytest
 
 from pipelines.run import resolved_for_run, run_local
+from zonda.evaluation.per_init import read_per_init
 from zonda.params import load_params
 from zonda.tracking import pipeline_report
 
@@ -64,6 +66,9 @@ def test_local_pipeline_runs_every_stage_and_logs_to_mlflow(ci_params) -> None:
     assert evaluation["init_times"]["count"] == 3 and evaluation["lead_steps"] == 8
     assert run_metric(client, run.info.run_id, "test.rmse.geopotential.500.1d") == evaluation["headline"]["rmse.geopotential.500.1d"]
     assert (Path(outputs["evaluation"]) / "summary.md").read_text().startswith("# Evaluation summary")
+    per_init = read_per_init(Path(outputs["evaluation"]) / "per_init.nc").sel(key="rmse.geopotential.500.1d")
+    assert per_init.sizes["time"] == 3 and per_init.attrs["snapshot_id"] == manifest["snapshot_id"]
+    assert math.sqrt(float((per_init**2).mean())) == pytest.approx(evaluation["headline"]["rmse.geopotential.500.1d"], rel=1e-9)
 
     registration = json.loads((Path(outputs["registration"]) / "manifest.json").read_text())
     assert registration["name"] == "zonda-ci" and registration["version"] is not None

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import shutil
 from urllib.parse import urlparse
 
 import mlflow
 import numpy as np
 import pytest
-import torch
 from mlflow import MlflowClient
 
 import registry_fixtures as rf
-from zonda.channels import ChannelLayout
-from zonda.evaluation.metrics import latitude_weights
 from zonda.registry.promotion import TAG_DECISION, TAG_METRIC, TAG_N_INITS, TAG_REASON, TAG_RESCORED
 
 
@@ -22,41 +18,6 @@ from zonda.registry.promotion import TAG_DECISION, TAG_METRIC, TAG_N_INITS, TAG_
 def _restore_tracking_uri():
     with rf.preserved_tracking_uri():
         yield
-
-
-@functools.lru_cache(maxsize=None)
-def true_rmse(seed: int) -> np.ndarray:
-    """``(12,)`` per-init RMSE of Z500 at 1 day of the seed's model on :func:`rf.init_times`, computed here:
-    the Forecaster's own rollout from the snapshot (as evaluation reads it) and an area-weighted RMSE by hand."""
-    from zonda.snapshot import DATA_DIRNAME, open_snapshot
-    from zonda.training.artifacts import load_forecaster
-    from zonda.training.data import SnapshotReader
-
-    p, dirs = rf.params(), rf.stage_dirs()
-    forecaster = load_forecaster(rf.model_dir(seed), dirs["graph"], dirs["statistics"])
-    layout = ChannelLayout.of(p.data.variables, p.data.levels)
-    reader = SnapshotReader(dirs["snapshot"] / DATA_DIRNAME, layout, list(p.data.forcings), list(p.data.static),
-                            list(p.data.levels), (rf.N_LAT, rf.N_LON))
-    snapshot = open_snapshot(dirs["snapshot"])
-    times = snapshot["time"].values
-    z500 = snapshot["geopotential"].sel(level=500).values  # (time, lat, lon)
-    w = latitude_weights(snapshot["latitude"].values).values
-    w = w / w.sum()  # (lat,)
-    channel = layout.unstack(np.arange(len(layout), dtype=float)[None, None, None, :].repeat(rf.N_LAT * rf.N_LON, 2),
-                             snapshot["latitude"].values, snapshot["longitude"].values,
-                             {"time": times[:1], "prediction_timedelta": np.array([6], "timedelta64[h]")})
-    c = int(channel["geopotential"].sel(level=500).values.flat[0])  # Z500's channel in the stacked layout
-    out = []
-    for init in rf.init_times():
-        i = int(np.flatnonzero(times == init)[0])
-        t_in = forecaster.input_steps
-        with torch.inference_mode():
-            f = forecaster.rollout(torch.from_numpy(reader.states(i - t_in + 1, i + 1))[None],
-                                   torch.from_numpy(reader.forcings(i - t_in + 1, i + 1 + 4))[None],
-                                   torch.from_numpy(reader.static()), 4)[0, 3, :, c].numpy()  # (G,) at 1 day
-        err = f.reshape(rf.N_LAT, rf.N_LON).astype(np.float64) - z500[i + 4]
-        out.append(np.sqrt(np.sum(w * np.mean(err**2, axis=1))))
-    return np.array(out)
 
 
 def rmse_of(values: np.ndarray) -> float:
@@ -74,13 +35,13 @@ def test_the_champion_is_rescored_on_the_challengers_inits_and_its_stored_score_
     first = rf.register(p, {rf.METRIC: 1.0}, per_init_scores=rf.per_init({rf.METRIC: 1.0}))
     assert first["decision"] == "promoted"
     # v2's evaluation: 10 % below the champion's true per-init RMSE at every init
-    better = rf.per_init({rf.METRIC: 0.9 * true_rmse(0)})
-    second = rf.register(p, {rf.METRIC: rmse_of(0.9 * true_rmse(0))}, seed=1, per_init_scores=better)
+    better = rf.per_init({rf.METRIC: 0.9 * rf.true_rmse(0)})
+    second = rf.register(p, {rf.METRIC: rmse_of(0.9 * rf.true_rmse(0))}, seed=1, per_init_scores=better)
     assert second["decision"] == "promoted", second["reason"]
     assert second["champion_rescored"] == first["version"] and second["n_inits"] == 12
     verdict = second["metrics"][0]
-    assert verdict["champion"] == pytest.approx(rmse_of(true_rmse(0)), rel=1e-5)  # re-scored, not the stored 1.0
-    assert verdict["mean_improvement"] == pytest.approx(0.1 * true_rmse(0).mean(), rel=1e-4)
+    assert verdict["champion"] == pytest.approx(rmse_of(rf.true_rmse(0)), rel=1e-5)  # re-scored, not the stored 1.0
+    assert verdict["mean_improvement"] == pytest.approx(0.1 * rf.true_rmse(0).mean(), rel=1e-4)
     tags = client_for(p).get_model_version("zonda-rescore", second["version"]).tags
     assert tags[TAG_RESCORED] == first["version"] and tags[TAG_N_INITS] == "12"
     assert float(tags[f"{TAG_METRIC}{rf.METRIC}.champion"]) == verdict["champion"]
@@ -88,10 +49,10 @@ def test_the_champion_is_rescored_on_the_challengers_inits_and_its_stored_score_
 
     # v3 is 5 % worse than the champion (v2, whose stored score claims 1e9) truly is: rejected
     client_for(p).set_model_version_tag("zonda-rescore", second["version"], f"score.{rf.METRIC}", "1000000000.0")
-    worse = rf.per_init({rf.METRIC: 1.05 * true_rmse(1)})
+    worse = rf.per_init({rf.METRIC: 1.05 * rf.true_rmse(1)})
     third = rf.register(p, {rf.METRIC: 1.0}, seed=2, per_init_scores=worse)
     assert third["decision"] == "rejected" and third["champion"] == second["version"]
-    assert third["metrics"][0]["champion"] == pytest.approx(rmse_of(true_rmse(1)), rel=1e-5)
+    assert third["metrics"][0]["champion"] == pytest.approx(rmse_of(rf.true_rmse(1)), rel=1e-5)
     assert third["metrics"][0]["outcome"] == "worse"
 
 

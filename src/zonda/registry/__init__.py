@@ -4,7 +4,7 @@ Public API::
 
     register_model(params, model_dir, statistics_dir, graph_dir, evaluation_dir, *,
                    snapshot_dir, mlflow_run_id=None) -> dict      # zonda.registry.register
-    gate(name, version, promotion, *, client=None) -> dict         # zonda.registry.promotion
+    gate(name, version, promotion, *, challenger_scores, rescore, client=None) -> dict  # zonda.registry.promotion
     promote(name, version, reason, *, client=None, user=None) -> dict
     compare_paired(challenger, champion, promotion) -> Comparison   # per-init scores, paired test
     paired_test(improvement, *, confidence, method) -> PairedTest   # zonda.registry.significance
