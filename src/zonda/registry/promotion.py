@@ -40,9 +40,10 @@ so a pipeline reports it and succeeds.
 
 The decision is taken inside :class:`~zonda.registry.lock.PromotionLock`,
 re-reading the champion there, so two concurrent promotions are serialised:
-the later one compares against whatever the earlier one left as champion
-(re-scored before taking the lock, and again inside it if the champion
-changed meanwhile). :func:`promote` is the manual override
+the later one compares against whatever the earlier one left as champion.
+The re-score and the tests run before the lock is taken and are redone inside
+it only if the champion changed meanwhile, so the lock is held for a few
+registry calls. :func:`promote` is the manual override
 (``zonda promote NAME VERSION --reason``).
 """
 
@@ -377,16 +378,22 @@ def gate(
             f"{name!r} version {version} has no per-init scores for registry.promotion.metrics {missing} (keys: {keys})"
         )
     cache: dict[str, Any] = {}
+
+    def decision(champion: Any | None) -> dict[str, Any]:
+        scores = None if champion is None or str(champion.version) == version else _scored(rescore, champion, cache)
+        return decide(name, version, challenger_scores, champion, scores, promotion)
+
+    def version_of(champion: Any | None) -> str | None:
+        return None if champion is None else str(champion.version)
+
     before = current_champion(client, name)
-    if before is not None and str(before.version) != version:
-        _scored(rescore, before, cache)  # the slow part, outside the lock
+    planned = decision(before)  # the slow part (re-score, paired tests), outside the lock
     with PromotionLock(client, name, timeout=lock_timeout, stale_after=stale_after) as lock:
         champion = current_champion(client, name)
-        scores = None if champion is None or str(champion.version) == version else _scored(rescore, champion, cache)
-        result = decide(name, version, challenger_scores, champion, scores, promotion)
+        result = planned if version_of(champion) == version_of(before) else decision(champion)
         if result["promoted"]:
             _set_champion(client, lock, name, version)
-        _record(client, name, version, decision_tags(result))
+    _record(client, name, version, decision_tags(result))  # this version's own tags: no lock needed
     log.info("promotion gate %s v%s: %s", name, version, result["reason"])
     return result
 
