@@ -56,6 +56,7 @@ def test_the_champion_is_rescored_on_the_challengers_inits_and_its_stored_score_
     assert third["metrics"][0]["outcome"] == "worse"
 
 
+@pytest.mark.slow  # three registrations; the policy itself is covered fast in test_registry_promotion
 def test_a_champion_that_cannot_be_loaded_follows_on_incomparable(tmp_path):
     p = rf.params("registry.model_name=zonda-gone", store=rf.new_store(tmp_path / "store"))
     first = rf.register(p, {rf.METRIC: 100.0})
