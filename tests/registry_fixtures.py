@@ -139,14 +139,41 @@ def _model_dir(seed: int) -> Path:
     return out
 
 
-def evaluation_dir(scores: dict[str, float], name: str | None = None, lineage_of: Path | None = None) -> Path:
-    """An evaluation output with the model's headline ``scores`` and the lineage of ``lineage_of`` (a model dir)."""
+def init_times() -> np.ndarray:
+    """The init times the fixture evaluations score: 12 six-hourly times, each with a 1-day forecast in the data."""
+    from zonda.snapshot import open_snapshot
+
+    return open_snapshot(stage_dirs()["snapshot"])["time"].values[16:28]
+
+
+def per_init(values: dict[str, np.ndarray | float], times: np.ndarray | None = None, snapshot_id: str | None = None):
+    """A ``(key, time)`` per-init scores DataArray (constant where a value is a float)."""
+    from zonda.evaluation.per_init import KEY_DIM, SCORE
+
+    times = init_times() if times is None else np.asarray(times)
+    rows = np.stack([np.broadcast_to(np.asarray(v, dtype=np.float64), times.shape) for v in values.values()])
+    return xr.DataArray(rows, dims=[KEY_DIM, "time"], coords={KEY_DIM: list(values), "time": times}, name=SCORE,
+                        attrs={"snapshot_id": str(snapshot_id)})
+
+
+def evaluation_dir(
+    scores: dict[str, float], name: str | None = None, lineage_of: Path | None = None, per_init_scores=None
+) -> Path:
+    """An evaluation output with the model's headline ``scores`` and the lineage of ``lineage_of`` (a model dir).
+
+    ``per_init.nc`` holds ``per_init_scores`` (a DataArray from :func:`per_init`), by default each
+    rmse/acc score constant over :func:`init_times`.
+    """
+    from zonda.evaluation.per_init import write_per_init
     from zonda.provenance import write_manifest
 
     card = json.loads(((lineage_of or model_dir()) / "model.json").read_text())
     out = Path(tempfile.mkdtemp(prefix=f"{name or 'evaluation'}-", dir=ROOT))
     headline = {"model": dict(scores), "persistence": {k: v * 2 for k, v in scores.items()}}
     (out / "headline.json").write_text(json.dumps(headline))
+    if per_init_scores is None:
+        per_init_scores = per_init({k: v for k, v in scores.items() if k.partition(".")[0] in ("rmse", "acc")})
+    write_per_init(per_init_scores, out / "per_init.nc", snapshot_id=card["snapshot_id"])
     write_manifest(out, {"kind": "zonda.evaluation",
                          "model_lineage": {k: card[k] for k in ("snapshot_id", "statistics_hash", "graph_hash")}})
     return out
@@ -184,7 +211,41 @@ def reference_rollout(last_index: int, steps: int) -> np.ndarray:
     return out[0].numpy()
 
 
-def register(p, scores: dict[str, float], seed: int = 0) -> dict:
+@functools.lru_cache(maxsize=None)
+def true_rmse(seed: int) -> np.ndarray:
+    """``(12,)`` per-init RMSE of Z500 at 1 day of the seed's model on :func:`init_times`, computed here:
+    the Forecaster's own rollout from the snapshot (as evaluation reads it) and an area-weighted RMSE by hand."""
+    from zonda.channels import ChannelLayout
+    from zonda.evaluation.metrics import latitude_weights
+    from zonda.snapshot import DATA_DIRNAME, open_snapshot
+    from zonda.training.artifacts import load_forecaster
+    from zonda.training.data import SnapshotReader
+
+    p, dirs = params(), stage_dirs()
+    forecaster = load_forecaster(model_dir(seed), dirs["graph"], dirs["statistics"])
+    layout = ChannelLayout.of(p.data.variables, p.data.levels)
+    reader = SnapshotReader(dirs["snapshot"] / DATA_DIRNAME, layout, list(p.data.forcings), list(p.data.static),
+                            list(p.data.levels), (N_LAT, N_LON))
+    snapshot = open_snapshot(dirs["snapshot"])
+    times = snapshot["time"].values
+    z500 = snapshot["geopotential"].sel(level=500).values  # (time, lat, lon)
+    w = latitude_weights(snapshot["latitude"].values).values
+    w = w / w.sum()  # (lat,)
+    c = layout.index("geopotential", 500)
+    out = []
+    for init in init_times():
+        i = int(np.flatnonzero(times == init)[0])
+        t_in = forecaster.input_steps
+        with torch.inference_mode():
+            f = forecaster.rollout(torch.from_numpy(reader.states(i - t_in + 1, i + 1))[None],
+                                   torch.from_numpy(reader.forcings(i - t_in + 1, i + 1 + 4))[None],
+                                   torch.from_numpy(reader.static()), 4)[0, 3, :, c].numpy()  # (G,) at 1 day
+        err = f.reshape(N_LAT, N_LON).astype(np.float64) - z500[i + 4]
+        out.append(np.sqrt(np.sum(w * np.mean(err**2, axis=1))))
+    return np.array(out)
+
+
+def register(p, scores: dict[str, float], seed: int = 0, per_init_scores=None) -> dict:
     """Registers the seed's model with an evaluation holding ``scores`` (MLflow store of ``p``)."""
     from zonda.registry.register import register_model
 
@@ -193,7 +254,8 @@ def register(p, scores: dict[str, float], seed: int = 0) -> dict:
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     dirs = stage_dirs()
     return register_model(
-        p, model_dir(seed), dirs["statistics"], dirs["graph"], evaluation_dir(scores, lineage_of=model_dir(seed)),
+        p, model_dir(seed), dirs["statistics"], dirs["graph"],
+        evaluation_dir(scores, lineage_of=model_dir(seed), per_init_scores=per_init_scores),
         snapshot_dir=dirs["snapshot"],
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from dvc_fixtures import ZARR_PATH, make_data_repo
 
 from pipelines.run import pin_run_inputs, resolved_for_run, run_local
+from zonda.evaluation.per_init import read_per_init
 from zonda.params import load_params
 from zonda.snapshot_store import fetch_snapshot
 from zonda.tracking import pipeline_report
@@ -67,6 +69,10 @@ def test_local_pipeline_runs_every_stage_and_logs_to_mlflow(ci_params) -> None:
     assert evaluation["init_times"]["count"] == 3 and evaluation["lead_steps"] == 8
     assert run_metric(client, run.info.run_id, "test.rmse.geopotential.500.1d") == evaluation["headline"]["rmse.geopotential.500.1d"]
     assert (Path(outputs["evaluation"]) / "summary.md").read_text().startswith("# Evaluation summary")
+    per_init = read_per_init(Path(outputs["evaluation"]) / "per_init.nc").sel(key="rmse.geopotential.500.1d")
+    assert per_init.sizes["time"] == 3
+    assert per_init.attrs["snapshot_id"].removeprefix("sha256:") == manifest["snapshot_id"].removeprefix("sha256:")
+    assert math.sqrt(float((per_init**2).mean())) == pytest.approx(evaluation["headline"]["rmse.geopotential.500.1d"], rel=1e-9)
 
     registration = json.loads((Path(outputs["registration"]) / "manifest.json").read_text())
     assert registration["name"] == "zonda-ci" and registration["version"] is not None

@@ -113,13 +113,14 @@ def test_bad_initial_states_are_rejected_with_clear_errors(champion, change, mes
 def test_a_worse_model_stays_challenger_with_the_reason_recorded(tmp_path):
     p = rf.params("registry.model_name=zonda-sequence", store=rf.new_store(tmp_path / "store"))
     first = rf.register(p, {rf.METRIC: 100.0})
-    second = rf.register(p, {rf.METRIC: 120.0}, seed=1)
+    worse = 1.2 * rf.true_rmse(0)  # (12,) 20 % above the champion's true per-init RMSE
+    second = rf.register(p, {rf.METRIC: 120.0}, seed=1, per_init_scores=rf.per_init({rf.METRIC: worse}))
     assert first["decision"] == "promoted" and second["decision"] == "rejected"
     assert second["champion"] == first["version"] and second["aliases"] == ["challenger"]
     client = client_for(p)
     assert str(client.get_registered_model("zonda-sequence").aliases["champion"]) == first["version"]
     tags = client.get_model_version("zonda-sequence", second["version"]).tags
-    assert tags[TAG_DECISION] == "rejected" and "120" in tags[TAG_REASON] and rf.METRIC in tags[TAG_REASON]
+    assert tags[TAG_DECISION] == "rejected" and "(worse" in tags[TAG_REASON] and rf.METRIC in tags[TAG_REASON]
     challenger = mlflow.pyfunc.load_model("models:/zonda-sequence@challenger")
     assert challenger.predict(rf.initial_state(12, 2), params={"lead": "6h"}).attrs["weights_sha256"] == json.loads(
         (rf.model_dir(1) / "model.json").read_text()

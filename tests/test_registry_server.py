@@ -102,7 +102,7 @@ def test_register_load_and_promote_over_http(server):
     layout = ChannelLayout.of(p.data.variables, p.data.levels)
     np.testing.assert_allclose(layout.stack(forecast.isel(time=0)), rf.reference_rollout(12, 2), **rf.CLOSE)
 
-    second = rf.register(p, {rf.METRIC: 130.0}, seed=1)
+    second = rf.register(p, {rf.METRIC: 130.0}, seed=1, per_init_scores=rf.per_init({rf.METRIC: 1.3 * rf.true_rmse(0)}))
     assert second["decision"] == "rejected" and str(client.get_registered_model(NAME).aliases[CHAMPION]) == first["version"]
 
     manual = promote(NAME, second["version"], "seed 1 is sharper over the tropics", client=client, user="bob")
@@ -117,14 +117,21 @@ def test_the_lock_serialises_concurrent_promotions_over_http(server):
     client = MlflowClient(tracking_uri=server, registry_uri=server)
     name = "zonda-http-lock"
     client.create_registered_model(name)
-    source = client.get_model_version(NAME, "1").source  # models:/<logged model id>; the gate reads only tags
+    source = client.get_model_version(NAME, "1").source  # models:/<logged model id>; re-scores come from `truth`
     model_id = source.removeprefix("models:/")
     rules = rf.params().registry.promotion
     v1, v2, v3 = (
         str(client.create_model_version(name, source, tags=score_tags({rf.METRIC: s}), model_id=model_id).version)
         for s in (100.0, 80.0, 60.0)
     )
-    gate(name, v1, rules, client=client)
+    noise = np.random.default_rng(0).normal(0.0, 1.0, 12)  # (12,)
+    truth = {v: rf.per_init({rf.METRIC: s + noise}) for v, s in ((v1, 100.0), (v2, 80.0), (v3, 60.0))}
+
+    def gate_with(version: str, **kwargs) -> dict:
+        return gate(name, version, rules, challenger_scores=truth[version], rescore=lambda c: truth[str(c.version)],
+                    client=client, **kwargs)
+
+    gate_with(v1)
 
     held = PromotionLock(client, name).acquire()
     with pytest.raises(PromotionLockTimeout, match=name):
@@ -136,7 +143,7 @@ def test_the_lock_serialises_concurrent_promotions_over_http(server):
 
     def run(version: str) -> None:
         barrier.wait()
-        results[version] = gate(name, version, rules, client=client, lock_timeout=60)
+        results[version] = gate_with(version, lock_timeout=60)
 
     threads = [threading.Thread(target=run, args=(v,)) for v in (v2, v3)]
     for t in threads:

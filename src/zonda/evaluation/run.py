@@ -15,6 +15,7 @@ Output directory::
     results.nc        WB2 results layout, one data variable per variable, dims (model, metric, lead_time[, level])
     baselines/<name>.zarr  each physics baseline's forecasts (WB2 layout), see evaluation.baselines
     headline.json     headline scores (e.g. rmse.geopotential.500.5d) of the model and the baselines
+    per_init.nc       the model's rmse/acc headline scores per init time (the promotion gate's paired test)
     summary.md        Markdown summary (the KFP UI shows it); verdict.txt the same verdict as plain text
     spectra.nc, spectra.png  zonal power spectra of every forecast and the truth (zonda.evaluation.spectra)
     scorecard.png, error_growth.png, maps_<variable>_<level>.png
@@ -40,6 +41,7 @@ from zonda.channels import ChannelLayout
 from zonda.files import read_json_file, write_json_atomic, write_text_atomic
 from zonda.models.forecaster import inference_device
 from zonda.evaluation.external import PreparedBaseline, Target, prepare_baselines
+from zonda.evaluation.per_init import PER_INIT_FILE, PER_INIT_METRICS, per_init_scores, write_per_init
 from zonda.params import Params, write_resolved
 from zonda.provenance import code_version, read_manifest, write_manifest
 from zonda.snapshot import DATA_DIRNAME, open_snapshot
@@ -205,6 +207,8 @@ def run_evaluation(
 
     headline = {name: ev.headline_scores(res, spec, leads, metrics=["rmse", "acc"]) for name, res in results.items()}
     write_json_atomic(out_dir / HEADLINE_FILE, headline)
+    paired = [key for key in headline["model"] if key.partition(".")[0] in PER_INIT_METRICS]
+    write_per_init(per_init_scores(forecast, truth, clim, paired), out_dir / PER_INIT_FILE, snapshot_id=card.get("snapshot_id"))
     ev.plot_scorecard(results, out_dir / "scorecard.png", spec, leads)
     ev.plot_error_growth(results, out_dir / "error_growth.png", spec)
     ev.plot_maps(forecast, truth, out_dir, spec, params.evaluation.map_lead_days, init_time=times[inits[0]])

@@ -17,3 +17,7 @@ class LeadError(RegistryError):
 
 class PromotionLockTimeout(RegistryError):
     """Another promotion of the same registered model held the lock for longer than we waited."""
+
+
+class ChampionIncomparable(RegistryError):
+    """The champion cannot be scored on the challenger's evaluation data (the gate applies ``on_incomparable``)."""

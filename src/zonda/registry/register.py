@@ -5,7 +5,9 @@ bundles what a forecast needs (:mod:`zonda.registry.bundle`), checks that the
 bundle loads, logs it as a pyfunc model into the pipeline's MLflow run,
 registers it as ``registry.model_name`` with its lineage and headline scores
 as version tags, gives it the ``challenger`` alias and runs the promotion
-gate (:mod:`zonda.registry.promotion`). A rejected challenger is a normal
+gate (:mod:`zonda.registry.promotion`), which re-scores the champion on this
+evaluation's snapshot and init times (:mod:`zonda.registry.rescore`) and
+promotes only on a significant improvement. A rejected challenger is a normal
 outcome: the reason is returned and tagged, nothing is raised.
 
 Registration is idempotent by model content: a model whose ``zonda.model_id``
@@ -27,7 +29,9 @@ Version tags::
     zonda.source.dvc.*       a dvc source's repo, rev, commit, path and md5 (from the snapshot manifest)
     zonda.snapshot.dvc_*     the snapshot's DVC md5s and the remote it was pushed to
     score.<headline key>     the evaluation's model scores (e.g. score.rmse.geopotential.500.5d)
-    zonda.promotion.*        the gate's decision, reason, time, previous champion
+    zonda.promotion.*        the gate's decision, reason, time, previous champion, champion version
+                             re-scored, n inits, test, and per metric (zonda.promotion.metric.<key>.<field>)
+                             outcome, aggregates, mean improvement, CI, p-value, bootstrap fraction
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from zonda.registry.bundle import check_lineage, check_promotion_metrics, read_c
 from zonda.registry.errors import RegistryError
 from zonda.registry.lock import PromotionLock
 from zonda.registry.promotion import CHALLENGER, TAG_DECISION, TAG_MODEL_VERSION, TAG_REGISTERED_MODEL, gate, score_tags
+from zonda.registry.rescore import challenger_scores, rescore_champion
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +177,8 @@ def _description(params: Params, card: dict[str, Any], scores: dict[str, float])
 
 MANIFEST_KEYS = (
     "name", "version", "aliases", "decision", "promoted", "reason", "champion", "previous_champion",
-    "model_uri", "logged_model_uri", "mlflow_run_id", "scores", "metrics",
+    "model_uri", "logged_model_uri", "mlflow_run_id", "scores", "champion_rescored", "n_inits", "test", "confidence",
+    "metrics",
 )
 
 
@@ -207,13 +213,14 @@ def register_model(
         params: the resolved params (``registry``, ``evaluation.lead_days``, ``runtime`` for tracking).
         model_dir: training output (``weights.safetensors`` + ``model.json``).
         statistics_dir, graph_dir: the statistics and graph stage outputs the model was trained with.
-        evaluation_dir: evaluation output (``headline.json``, ``manifest.json``).
-        snapshot_dir: the snapshot, for the static fields bundled with the model.
+        evaluation_dir: evaluation output (``headline.json``, ``per_init.nc``, ``manifest.json``).
+        snapshot_dir: the snapshot, for the static fields bundled with the model and the champion's re-score.
         mlflow_run_id: the pipeline's MLflow run; None logs into a run of this stage alone.
 
     Returns:
         ``name``, ``version``, ``aliases``, ``decision`` (``promoted``/``rejected``),
-        ``promoted``, ``reason``, ``champion``, ``previous_champion``, ``metrics``,
+        ``promoted``, ``reason``, ``champion``, ``previous_champion``, ``champion_rescored``,
+        ``n_inits``, ``metrics`` (per metric: the paired test),
         ``model_uri`` (``models:/name/version``), ``logged_model_uri``,
         ``mlflow_run_id``, ``scores`` and ``tags``.
     """
@@ -224,6 +231,7 @@ def register_model(
     card = read_card(model_dir)
     scores = read_model_scores(evaluation_dir)
     check_promotion_metrics(scores, params.registry.promotion.metrics, evaluation_dir)
+    paired = challenger_scores(evaluation_dir, params.registry.promotion.metrics)
     check_lineage(card, snapshot_dir, statistics_dir, graph_dir, evaluation_dir)
     model_id = registered_model_id(model_dir, card)
     name = params.registry.model_name
@@ -243,7 +251,11 @@ def register_model(
         log.info("%s: model %s already is %s version %s; not registered again", model_dir, model_id, name, version)
     client.update_model_version(name, version, description=_description(params, card, scores))
     client.set_registered_model_alias(name, CHALLENGER, version)
-    decision = gate(name, version, params.registry.promotion, client=client)
+
+    def rescore(champion: Any) -> Any:
+        return rescore_champion(f"models:/{name}/{champion.version}", snapshot_dir, paired, params)
+
+    decision = gate(name, version, params.registry.promotion, challenger_scores=paired, rescore=rescore, client=client)
     for key, value in {TAG_REGISTERED_MODEL: name, TAG_MODEL_VERSION: version, TAG_DECISION: decision["decision"]}.items():
         client.set_tag(run_id, key, value)
     return {
