@@ -220,16 +220,18 @@ def _inputs(p: argparse.ArgumentParser, *names: str) -> None:
 
 
 def _bad_input_errors() -> tuple[type[BaseException], ...]:
+    from zonda.data.reading import ChunkReadError
     from zonda.data.sources import SourceError
     from zonda.data.validation import SnapshotValidationError
     from zonda.graph import GraphCoverageError
+    from zonda.integrity import IntegrityError
     from zonda.params import ParamsError
     from zonda.registry.errors import RegistryError
     from zonda.training.errors import TrainingInputError
 
     return (
         ParamsError, SnapshotValidationError, SourceError, FileNotFoundError, GraphCoverageError, RegistryError,
-        TrainingInputError,
+        TrainingInputError, IntegrityError, ChunkReadError,
     )
 
 
