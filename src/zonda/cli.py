@@ -6,8 +6,10 @@ dotted overrides after the options, e.g.::
     zonda snapshot --params params/local.yaml --out artifacts/snapshot data.levels=[500,850]
     zonda params show --params params/aifs.yaml training.lr=3e-4
 
-Bad params, bad input data or an unreachable source end with a one-paragraph
-message naming the file, field or variable, and exit status 2.
+Bad params, bad input data (including a corrupt chunk or an artifact that
+differs from its recorded digests) or an unreachable source end with a
+one-paragraph message naming the file, field or variable, and exit status 2;
+a full disk with one naming the artifact being written, and exit status 1.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Callable
 
 DEFAULT_PARAMS = "params/local.yaml"
 EXIT_BAD_INPUT = 2
+EXIT_FAULT = 1
 
 
 def _common(p: argparse.ArgumentParser, *, tracked: bool = True) -> None:
@@ -242,11 +245,16 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     func: Callable[[argparse.Namespace], None] = args.func
+    from zonda.files import DiskFullError
+
     try:
         func(args)
     except _bad_input_errors() as exc:
         print(f"zonda {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except DiskFullError as exc:  # not bad input, but a fault with one clear cause: no traceback
+        print(f"zonda {args.command}: error: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAULT
     return 0
 
 
