@@ -111,8 +111,9 @@ def verify_tree(
         size = (root / name).stat().st_size
         if size != expected[name].get("bytes"):
             raise IntegrityError(
-                f"{label(name)}: {size} bytes, but {recorded_in} records {expected[name].get('bytes')} bytes "
-                f"(sha256 {expected[name].get('sha256')}): truncated or replaced after it was written; rebuild it"
+                f"{label(name)}: {size} bytes with sha256 {file_sha256(root / name)}, but {recorded_in} records "
+                f"{expected[name].get('bytes')} bytes with sha256 {expected[name].get('sha256')}: truncated or replaced "
+                f"after it was written; rebuild it"
             )
     key = str(root.resolve())
     signature = _signature(root, present)
