@@ -28,6 +28,8 @@ def _source(path: Path, n_time: int, n_lat: int = 121, n_lon: int = 240) -> int:
             "u_component_of_wind": (5.0, 10.0, "m s**-1"), "v_component_of_wind": (0.0, 10.0, "m s**-1")}
     data = {k: (("time", "level", "latitude", "longitude"), (m + s * rng.standard_normal(shape)).astype("f4"), {"units": u})
             for k, (m, s, u) in base.items()}
+    z = 287.0 * 250.0 * np.log(1013.25 / np.asarray(LEVELS, dtype="f8"))[:, None, None]  # (level, 1, 1): isothermal column
+    data["geopotential"] = (data["geopotential"][0], (data["geopotential"][1] - 5.0e4 + z).astype("f4"), {"units": "m**2 s**-2"})
     data["surface_pressure"] = (("time", "latitude", "longitude"),
                                 (1e5 + 500 * rng.standard_normal((n_time, n_lat, n_lon))).astype("f4"), {"units": "Pa"})
     data["geopotential_at_surface"] = (("latitude", "longitude"), np.zeros((n_lat, n_lon), "f4"), {"units": "m**2 s**-2"})

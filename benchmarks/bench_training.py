@@ -59,6 +59,8 @@ def _synthetic_artifacts(params: Any, root: Path) -> dict[str, Path]:
         mean, std = base[name]
         shape = (times.size, len(d.levels), n_lat, n_lon) if variable(name).has_levels else (times.size, n_lat, n_lon)
         dims = ("time", "level", "latitude", "longitude") if variable(name).has_levels else ("time", "latitude", "longitude")
+        if name == "geopotential":  # per level, an isothermal 250 K column: Phi = R T ln(1013.25 hPa / p)
+            mean = 287.0 * 250.0 * np.log(1013.25 / np.asarray(d.levels, dtype="f8"))[:, None, None]  # (level, 1, 1)
         data[name] = (dims, (mean + std * rng.standard_normal(shape)).astype("f4"), {"units": variable(name).units})
     data["geopotential_at_surface"] = (("latitude", "longitude"), np.zeros((n_lat, n_lon), "f4"), {"units": "m**2 s**-2"})
     ds = xr.Dataset(data, coords={"time": times, "level": np.asarray(d.levels), "latitude": lat, "longitude": lon})

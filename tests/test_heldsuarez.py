@@ -21,6 +21,7 @@ import xarray as xr
 from zonda.data import heldsuarez, hs_dycore
 from zonda.data.heldsuarez import builtin_restart_path, generate, main_heldsuarez, spin_up, write_dataset
 from zonda.data.hs_restart import RestartError, read_restart
+from zonda.data.validation import check_values
 from zonda.params import HeldSuarezParams, load_params
 from zonda.variables import variable
 
@@ -129,6 +130,7 @@ def test_values_finite_and_in_catalogue_valid_ranges(ds):
         assert np.all(np.isfinite(values)), name
         lo, hi = variable(name).valid_range
         assert lo <= values.min() and values.max() <= hi, (name, values.min(), values.max())
+    check_values(ds, list(ds.data_vars))  # what a snapshot checks: per-level geopotential ranges, no constant field
 
 
 def test_westerly_jets_in_both_hemispheres_like_held_suarez_1994(ds):

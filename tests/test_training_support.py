@@ -39,11 +39,13 @@ def one_thread():
 
 
 def time_coded_dataset():
-    """The synthetic source, with temperature encoding its time index: T = 200 + 0.5 * t + 0.01 * level index."""
+    """The synthetic source, with temperature encoding its time index: T = 200 + 0.5 * t + 0.01 * level index
+    at grid point 0 (plus 0.001 per grid index elsewhere, so that no field is constant: validation refuses those)."""
     ds = synthetic_dataset(n_time=N_TIME, levels=LEVELS, n_lat=N_LAT, n_lon=N_LON, seed=3)
     t = np.arange(N_TIME, dtype=np.float32)[:, None, None, None]
     lev = np.arange(len(LEVELS), dtype=np.float32)[None, :, None, None]
-    ds["temperature"].values[:] = 200.0 + 0.5 * t + 0.01 * lev
+    grid = 0.001 * np.arange(N_LAT * N_LON, dtype=np.float32).reshape(1, 1, N_LAT, N_LON)  # 0 at grid point 0
+    ds["temperature"].values[:] = 200.0 + 0.5 * t + 0.01 * lev + grid
     return ds
 
 

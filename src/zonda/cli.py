@@ -7,8 +7,10 @@ dotted overrides after the options, e.g.::
     zonda params show --params params/aifs.yaml training.lr=3e-4
     zonda snapshot fetch sha256:<64 hex> --out artifacts/snapshot [--remote s3://bucket/dvc]
 
-Bad params, bad input data or an unreachable source end with a one-paragraph
-message naming the file, field or variable, and exit status 2.
+Bad params, bad input data (including a corrupt chunk or an artifact that
+differs from its recorded digests) or an unreachable source end with a
+one-paragraph message naming the file, field or variable, and exit status 2;
+a full disk with one naming the artifact being written, and exit status 1.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from zonda.params import RuntimeParams
 DEFAULT_PARAMS = "params/local.yaml"
 FETCH_COMMAND = "snapshot-fetch"
 EXIT_BAD_INPUT = 2
+EXIT_FAULT = 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -265,9 +268,11 @@ def _inputs(p: argparse.ArgumentParser, *names: str) -> None:
 
 
 def _bad_input_errors() -> tuple[type[BaseException], ...]:
+    from zonda.data.reading import ChunkReadError
     from zonda.data.sources import SourceError
     from zonda.data.validation import SnapshotValidationError
     from zonda.graph import GraphCoverageError
+    from zonda.integrity import IntegrityError
     from zonda.params import ParamsError
     from zonda.registry.errors import RegistryError
     from zonda.snapshot_store import SnapshotStoreError
@@ -276,7 +281,7 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
 
     return (
         ParamsError, SnapshotValidationError, SourceError, FileNotFoundError, GraphCoverageError, RegistryError,
-        TrainingInputError, SnapshotStoreError, TrackingServerError,
+        TrainingInputError, SnapshotStoreError, TrackingServerError, IntegrityError, ChunkReadError,
     )
 
 
@@ -295,11 +300,16 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     func: Callable[[argparse.Namespace], None] = args.func
+    from zonda.files import DiskFullError
+
     try:
         func(args)
     except _bad_input_errors() as exc:
         print(f"zonda {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except DiskFullError as exc:  # not bad input, but a fault with one clear cause: no traceback
+        print(f"zonda {args.command}: error: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAULT
     return 0
 
 

@@ -3,7 +3,9 @@
 Layout of a snapshot directory::
 
     <out>/data.zarr            zarr v3, xarray Dataset (WB2 names, dims and units)
-    <out>/manifest.json        source, selection, content hash (= snapshot ID), shapes, time range, code version
+    <out>/manifest.json        source, selection, content hash (= snapshot ID), shapes, time range, code version,
+                               sha256 of store_digests.json
+    <out>/store_digests.json   sha256 and size of every file (chunk) of data.zarr, taken when it was written
     <out>/params.resolved.yaml the fully resolved params that made it
     <out>/truth_states.nc      Held-Suarez sources only: the truth's spectral states over the
                                test split, for the physics baseline (:mod:`zonda.data.truth_states`)
@@ -21,6 +23,13 @@ The content hash is a sha256 over every array's name, dims, dtype, shape and
 bytes (each variable hashed in time order, so it does not depend on how the
 data were chunked) and over the coordinates. A rerun with the same inputs finds
 the existing snapshot's ``input_key`` in its manifest and does nothing.
+
+Every later stage opens the snapshot through :func:`open_snapshot` (or calls
+:func:`verify_snapshot`), which checks each file of ``data.zarr`` against
+``store_digests.json`` (sizes, then sha256) and that listing against the
+manifest, so a chunk edited, swapped or truncated after writing is refused,
+naming the file, its variable and time steps, and both hashes, instead of
+being read under the original snapshot ID.
 """
 
 from __future__ import annotations
@@ -44,15 +53,18 @@ from zonda.data.sources import SourceError, normalise_grid, open_source
 from zonda.data.truth_states import MANIFEST_KEY as TRUTH_STATES_KEY
 from zonda.data.truth_states import split_states, write_truth_states
 from zonda.data.validation import check_structure, check_values
-from zonda.files import atomic_dir
+from zonda.data.reading import load_block
+from zonda.files import atomic_dir, read_json_file, write_json_atomic
+from zonda.integrity import IntegrityError, file_entry, tree_entries, verify_file, verify_tree
 from zonda.params import Params, write_resolved
 from zonda.provenance import canonical_json_hash, code_version, read_manifest, write_manifest
-from zonda.variables import variable
+from zonda.variables import TIME_STEP, variable
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_SCHEMA_VERSION = 1
+SNAPSHOT_SCHEMA_VERSION = 2  # 2: store_digests.json (per-file sha256 of data.zarr)
 DATA_DIRNAME = "data.zarr"
+DIGESTS_FILENAME = "store_digests.json"
 _BLOCK_BYTES = 256 * 2**20
 
 
@@ -68,11 +80,64 @@ class SnapshotResult:
 
 
 def open_snapshot(directory: str | os.PathLike[str]) -> xr.Dataset:
-    """Opens a snapshot's data lazily (dask-backed)."""
+    """Opens a snapshot's data lazily (dask-backed), after :func:`verify_snapshot`."""
     path = Path(directory) / DATA_DIRNAME
     if not path.exists():
         raise FileNotFoundError(f"{directory}: not a zonda snapshot (no {DATA_DIRNAME})")
+    verify_snapshot(directory)
     return xr.open_zarr(path, chunks={}, consolidated=False)
+
+
+def verify_snapshot(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """Checks every file of ``data.zarr`` against the digests recorded at write time; returns the manifest.
+
+    Raises FileNotFoundError (no manifest) or IntegrityError naming the file
+    (for a chunk: its variable, chunk index and time steps) and both hashes.
+    Files unchanged since their last check in this process are not hashed again.
+    """
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    if manifest is None:
+        raise FileNotFoundError(f"{directory}: not a zonda snapshot (no manifest.json)")
+    recorded = manifest.get("store_digests")
+    manifest_path = directory / "manifest.json"
+    if not isinstance(recorded, dict):
+        raise IntegrityError(
+            f"{manifest_path}: no store_digests (snapshot schema {manifest.get('schema_version')}, written by an older "
+            f"zonda): its chunks cannot be verified; rebuild it with `zonda snapshot` (schema {SNAPSHOT_SCHEMA_VERSION})"
+        )
+    listing_path = directory / DIGESTS_FILENAME
+    verify_file(listing_path, recorded, recorded_in=manifest_path)
+    listing = read_json_file(listing_path, "the snapshot's digest listing")
+    verify_tree(
+        directory / DATA_DIRNAME, listing["files"], recorded_in=listing_path, describe=_store_file_describer(manifest)
+    )
+    return manifest
+
+
+def _store_file_describer(manifest: dict[str, Any]):
+    """``relative path -> "variable 'temperature', chunk (3, 0, 0, 0), time steps 12..15 (2000-01-04T00..)"``."""
+    dims = manifest.get("dims", {})
+    chunk_time = int(manifest.get("chunk_time") or 1)
+    start = np.datetime64(manifest["time_range"]["start"]) if "time_range" in manifest else None
+    steps = int(manifest.get("time_range", {}).get("steps", 0))
+
+    def describe(name: str) -> str:
+        parts = name.split("/")
+        if len(parts) < 2 or parts[0] not in dims:
+            return f"array {parts[0]!r}" if len(parts) > 1 else ""
+        text = f"variable {parts[0]!r}"
+        if parts[1] != "c" or not all(p.isdigit() for p in parts[2:]):
+            return text + " metadata"
+        index = tuple(int(p) for p in parts[2:])
+        text += f", chunk {index}"
+        if dims[parts[0]][:1] == ["time"] and index and start is not None:
+            a, b = index[0] * chunk_time, min(steps, (index[0] + 1) * chunk_time) - 1
+            first, last = (pd.Timestamp(start + i * TIME_STEP).isoformat() for i in (a, b))
+            text += f", time steps {a}..{b} ({first} .. {last})"
+        return text
+
+    return describe
 
 
 def input_key(params: Params) -> str:
@@ -215,11 +280,20 @@ def build_snapshot(params: Params, out_dir: str | os.PathLike[str], *, progress:
         "zonda_version": code_version()["zonda"] or "",
     }
 
+    source_label = f"data.source.path {data.source.path!r}" if data.source.path else f"{data.source.kind} source"
+    source_offset = int(np.searchsorted(source["time"].values, times[0]))
     with atomic_dir(out_dir) as tmp:
-        content_hash = _write_zarr(snapshot, tmp / DATA_DIRNAME, data.chunk_time, data.variables, progress)
+        content_hash = _write_zarr(
+            snapshot, tmp / DATA_DIRNAME, data.chunk_time, data.variables, progress,
+            source_label=source_label, source_offset=source_offset,
+        )
+        listing = write_json_atomic(
+            tmp / DIGESTS_FILENAME, {"root": DATA_DIRNAME, "algorithm": "sha256", "files": tree_entries(tmp / DATA_DIRNAME)}
+        )
         manifest = _manifest(params, snapshot, key, content_hash)
         if truth_states is not None:
             manifest[TRUTH_STATES_KEY] = write_truth_states(truth_states, tmp)
+        manifest["store_digests"] = {"file": DIGESTS_FILENAME, **file_entry(listing)}
         if dvc_lineage:
             manifest["source"]["dvc"] = dvc_lineage  # repo, rev, commit, path, md5 of what was read
         write_resolved(params, tmp)
@@ -228,14 +302,21 @@ def build_snapshot(params: Params, out_dir: str | os.PathLike[str], *, progress:
     return SnapshotResult(out_dir, manifest, reused=False)
 
 
-def _write_zarr(ds: xr.Dataset, path: Path, chunk_time: int, checked: list[str], progress: bool) -> str:
-    """Streams ``ds`` into a new zarr v3 store block by block; validates and hashes on the way."""
+def _write_zarr(
+    ds: xr.Dataset, path: Path, chunk_time: int, checked: list[str], progress: bool, *, source_label: str, source_offset: int
+) -> str:
+    """Streams ``ds`` into a new zarr v3 store block by block; validates and hashes on the way.
+
+    A block the source cannot give (corrupt chunk) raises ChunkReadError naming
+    ``source_label``, the variable and the time steps (counted from the source's
+    first step: ``ds`` starts at the source's step ``source_offset``).
+    """
     timed = [n for n, da in ds.data_vars.items() if "time" in da.dims]
     static = [n for n in ds.data_vars if n not in timed]
     hasher = _ContentHasher()
     for name in ds.data_vars:
         hasher.set_meta(name, ds[name], tuple(ds[name].shape))
-    static_block = ds[static].load() if static else None
+    static_block = load_block(ds[static], store=source_label) if static else None
     if static_block is not None:
         check_values(static_block, static)
         for name in static:
@@ -250,7 +331,7 @@ def _write_zarr(ds: xr.Dataset, path: Path, chunk_time: int, checked: list[str],
     bar = tqdm(total=n_time, desc="snapshot", unit="step", disable=not progress)
     for a in range(0, n_time, step):
         b = min(n_time, a + step)
-        block = ds[timed].isel(time=slice(a, b)).load()
+        block = load_block(ds[timed].isel(time=slice(a, b)), store=source_label, offset=source_offset + a)
         check_values(block, [n for n in timed if n in checked])
         for name in timed:
             hasher.update(name, block[name])

@@ -17,8 +17,15 @@ areas (see :func:`zonda.grid.cell_area_weights`).
 Output directory::
 
     <out>/statistics.nc        one data variable per name, dims (statistic[, level])
-    <out>/manifest.json        period, snapshot ID, statistics hash
+    <out>/manifest.json        period, snapshot ID, statistics hash, sha256 and size of statistics.nc
     <out>/params.resolved.yaml
+
+The snapshot's chunks are checked against their recorded digests before the
+pass (:func:`zonda.snapshot.verify_snapshot`), and a chunk that cannot be read
+is reported naming store, variable, time steps and chunk. Every reader of the
+artifact goes through :func:`load_statistics`, which checks ``statistics.nc``
+against its manifest (the file's sha256, then the statistics hash of what it
+holds), so a model never records the manifest's hash while using other numbers.
 """
 
 from __future__ import annotations
@@ -36,11 +43,13 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
+from zonda.data.reading import read_values
 from zonda.files import atomic_dir
 from zonda.grid import cell_area_weights
+from zonda.integrity import IntegrityError, file_entry, verify_file
 from zonda.params import Params, write_resolved
-from zonda.provenance import code_version, read_manifest, write_manifest
-from zonda.snapshot import DATA_DIRNAME
+from zonda.provenance import MANIFEST_FILENAME, code_version, read_manifest, sha256_id, write_manifest
+from zonda.snapshot import DATA_DIRNAME, verify_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +162,10 @@ def block_moments(
     da = ds[name]
     lat_w = cell_area_weights(ds["latitude"].values) if area_weighted else None
     lead = 1 if start > 0 else 0
-    values = np.asarray(da.isel(time=slice(start - lead, stop)).values)
+    chunk_steps = (da.encoding.get("chunks") or (None,))[da.dims.index("time")]
+    values = read_values(
+        da.isel(time=slice(start - lead, stop)), store=store, name=name, offset=start - lead, chunk_steps=chunk_steps
+    )
     value_moments = _moments(values[lead:], da.dims, lat_w)
     diffs = np.diff(values, axis=da.dims.index("time"))
     tendency = _moments(diffs, da.dims, lat_w) if diffs.shape[0] else None
@@ -164,7 +176,7 @@ def _static_moments(store: str, name: str, area_weighted: bool) -> Moments:
     ds = _open(store)
     da = ds[name]
     lat_w = cell_area_weights(ds["latitude"].values) if area_weighted else None
-    return _moments(np.asarray(da.values), da.dims, lat_w)
+    return _moments(read_values(da, store=store, name=name), da.dims, lat_w)
 
 
 def time_blocks(n_steps: int, bytes_per_step: int, budget_bytes: float) -> list[tuple[int, int]]:
@@ -272,20 +284,40 @@ def statistics_hash(stats: xr.Dataset) -> str:
 
 
 def load_statistics(directory: str | os.PathLike[str]) -> xr.Dataset:
-    path = Path(directory) / STATISTICS_FILENAME
+    """The statistics of an artifact directory, checked against its ``manifest.json`` before use.
+
+    The file's sha256 must be the one recorded at write time (artifacts written
+    before it was recorded skip this) and the statistics hash of the values read
+    must be the manifest's ``statistics_hash``; otherwise IntegrityError names the
+    file and both hashes.
+    """
+    directory = Path(directory)
+    path = directory / STATISTICS_FILENAME
     if not path.is_file():
         raise FileNotFoundError(f"{directory}: not a zonda statistics artifact (no {STATISTICS_FILENAME})")
+    manifest_path = directory / MANIFEST_FILENAME
+    manifest = read_manifest(directory)
+    if manifest is None or "statistics_hash" not in manifest:
+        raise IntegrityError(f"{manifest_path}: missing or without statistics_hash; {path} cannot be verified")
+    recorded = manifest.get("files", {}).get(STATISTICS_FILENAME)
+    if recorded is not None:
+        verify_file(path, recorded, recorded_in=manifest_path)
     with xr.open_dataset(path, engine="h5netcdf") as ds:
-        return ds.load()
+        stats = ds.load()
+    digest = sha256_id(statistics_hash(stats))
+    if digest != sha256_id(manifest["statistics_hash"]):
+        raise IntegrityError(
+            f"{path}: holds statistics with hash {digest}, not the statistics_hash {manifest['statistics_hash']} "
+            f"recorded in {manifest_path}: the file was changed after it was written; rebuild it with `zonda statistics`"
+        )
+    return stats
 
 
 def build_statistics(
     params: Params, snapshot_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, progress: bool = True
 ) -> dict[str, Any]:
     """Computes the statistics artifact into ``out_dir`` atomically; returns its manifest."""
-    snapshot_manifest = read_manifest(snapshot_dir)
-    if snapshot_manifest is None:
-        raise FileNotFoundError(f"{snapshot_dir}: not a zonda snapshot (no manifest.json)")
+    snapshot_manifest = verify_snapshot(snapshot_dir)
     stats = compute_statistics(snapshot_dir, params, progress=progress)
     stats.attrs["snapshot_id"] = snapshot_manifest["snapshot_id"]
     digest = statistics_hash(stats)
@@ -296,6 +328,7 @@ def build_statistics(
         manifest = {
             "kind": "zonda.statistics",
             "statistics_hash": f"sha256:{digest}",
+            "files": {STATISTICS_FILENAME: file_entry(tmp / STATISTICS_FILENAME)},
             "snapshot_id": snapshot_manifest["snapshot_id"],
             "period": stats.attrs["period"],
             "time_steps": stats.attrs["time_steps"],

@@ -9,9 +9,11 @@ code base spells a unit string.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
+
+from zonda.standard_atmosphere import plausible_geopotential
 
 Kind = Literal["atmospheric", "surface", "static", "forcing"]
 
@@ -27,11 +29,16 @@ class Variable:
         ``static`` has no time dim; ``forcing`` is derived from the clock.
       long_name: CF long_name.
       valid_range: physically plausible (min, max), used by validation to catch
-        unit mix-ups (e.g. geopotential height in m instead of m**2 s**-2).
+        unit mix-ups; for a variable with ``level_range``, the envelope over all levels.
       standard_name: CF standard name where one exists.
       grib_name: the name cfgrib gives the variable when it reads ECMWF GRIB
         (the ecCodes ``cfVarName``: ``t``, ``z``, ``t2m``, ...), or None where a
         GRIB field does not map one to one (accumulations, surface geopotential).
+      level_range: plausible (min, max) at a pressure level (hPa), where the
+        physics makes it depend on the level (geopotential: from the standard
+        atmosphere, so geopotential height in m labelled m**2 s**-2 is caught).
+      may_be_constant: a whole field may legitimately be one value at a time
+        (precipitation over a dry region); otherwise a constant field is flagged.
     """
 
     name: str
@@ -41,6 +48,14 @@ class Variable:
     valid_range: tuple[float, float]
     standard_name: str | None = None
     grib_name: str | None = None
+    level_range: Callable[[float], tuple[float, float]] | None = None
+    may_be_constant: bool = False
+
+    def plausible_range(self, level_hpa: float | None = None) -> tuple[float, float]:
+        """(min, max) plausible values, at ``level_hpa`` where the variable has a per-level range."""
+        if level_hpa is not None and self.level_range is not None:
+            return self.level_range(float(level_hpa))
+        return self.valid_range
 
     @property
     def has_levels(self) -> bool:
@@ -53,7 +68,10 @@ class Variable:
 
 _CATALOGUE = [
     Variable("temperature", "K", "atmospheric", "Temperature", (150.0, 350.0), "air_temperature", "t"),
-    Variable("geopotential", "m**2 s**-2", "atmospheric", "Geopotential", (-5.0e3, 3.5e5), "geopotential", "z"),
+    Variable(  # envelope: plausible_geopotential from 1100 to 0.1 hPa
+        "geopotential", "m**2 s**-2", "atmospheric", "Geopotential", (-2.5e4, 8.0e5), "geopotential", "z",
+        level_range=plausible_geopotential,
+    ),
     Variable("u_component_of_wind", "m s**-1", "atmospheric", "U component of wind", (-250.0, 250.0), "eastward_wind", "u"),
     Variable("v_component_of_wind", "m s**-1", "atmospheric", "V component of wind", (-250.0, 250.0), "northward_wind", "v"),
     Variable("specific_humidity", "kg kg**-1", "atmospheric", "Specific humidity", (0.0, 0.1), "specific_humidity", "q"),
@@ -65,7 +83,10 @@ _CATALOGUE = [
     Variable("2m_temperature", "K", "surface", "2 metre temperature", (150.0, 350.0), "air_temperature", "t2m"),
     Variable("10m_u_component_of_wind", "m s**-1", "surface", "10 metre U wind component", (-150.0, 150.0), "eastward_wind", "u10"),
     Variable("10m_v_component_of_wind", "m s**-1", "surface", "10 metre V wind component", (-150.0, 150.0), "northward_wind", "v10"),
-    Variable("total_precipitation_6hr", "m", "surface", "Total precipitation over 6 hours", (0.0, 1.0), "precipitation_amount"),
+    Variable(
+        "total_precipitation_6hr", "m", "surface", "Total precipitation over 6 hours", (0.0, 1.0), "precipitation_amount",
+        may_be_constant=True,
+    ),
     Variable("geopotential_at_surface", "m**2 s**-2", "static", "Geopotential at surface (orography)", (-5.0e3, 1.0e5), "surface_geopotential"),
     Variable("land_sea_mask", "1", "static", "Land-sea mask", (0.0, 1.0), "land_binary_mask"),
     Variable(

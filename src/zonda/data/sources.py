@@ -95,6 +95,8 @@ def open_grib_source(path: str) -> xr.Dataset:
     A GRIB file usually mixes level types (pressure-level ``t``, ``z``, ... and
     surface ``sp``, ``msl``, ...), which cfgrib reads as one hypercube each;
     they are merged here, per file, and the files concatenated along time.
+    Surface ``z`` (ERA5's orography, which would clash with pressure-level
+    ``z``) becomes ``geopotential_at_surface``.
     ``time`` becomes the valid time (analysis time + step). cfgrib's variable
     names (``t``, ``t2m``) are kept; :func:`standardise_names` maps them to the
     catalogue's. cfgrib's index files are not written (the source may be
@@ -120,7 +122,7 @@ def open_grib_source(path: str) -> xr.Dataset:
         if not cubes:
             raise SourceError(f"data.source.path {path!r}: {file} holds no GRIB messages")
         try:
-            cubes = [_grib_cube_on_valid_time(c) for c in cubes]
+            cubes = [_orography_as_static(_grib_cube_on_valid_time(c)) for c in cubes]
         except ValueError as exc:
             raise SourceError(f"data.source.path {path!r}: {file}: {exc}") from None
         try:
@@ -128,7 +130,9 @@ def open_grib_source(path: str) -> xr.Dataset:
         except (ValueError, xr.MergeError) as exc:
             raise SourceError(f"data.source.path {path!r}: the GRIB fields of {file} do not fit one grid: {exc}") from None
     try:
-        return xr.combine_by_coords(parts, combine_attrs="drop_conflicts") if len(parts) > 1 else parts[0]
+        # data_vars="minimal": only fields with a time axis are concatenated; the orography is one field
+        return (xr.combine_by_coords(parts, data_vars="minimal", compat="no_conflicts", combine_attrs="drop_conflicts")
+                if len(parts) > 1 else parts[0])
     except ValueError as exc:
         raise SourceError(f"data.source.path {path!r}: the GRIB files do not combine along time: {exc}") from None
 
@@ -145,6 +149,17 @@ def _grib_cube_on_valid_time(ds: xr.Dataset) -> xr.Dataset:
             raise ValueError(f"fields with several forecast steps (valid_time dims {valid.dims}); "
                              "snapshots take analyses, one step per time")
     return ds.drop_vars([c for c in _GRIB_MESSAGE_COORDS if c in ds.coords])
+
+
+def _orography_as_static(ds: xr.Dataset) -> xr.Dataset:
+    """``z`` on the surface (ERA5's orography, beside pressure-level ``z``) as ``geopotential_at_surface (lat, lon)``.
+
+    ERA5 repeats the invariant orography with every analysis time; the first is taken.
+    """
+    if "z" not in ds.data_vars or ds["z"].attrs.get("GRIB_typeOfLevel") != "surface" or "geopotential_at_surface" in ds:
+        return ds
+    orography = ds["z"].isel(time=0, drop=True) if "time" in ds["z"].dims else ds["z"]
+    return ds.drop_vars("z").assign(geopotential_at_surface=orography)
 
 
 def heldsuarez_cache_key(data: DataParams) -> str:

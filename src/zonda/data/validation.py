@@ -149,7 +149,13 @@ def _check_time_axis(times: np.ndarray, start: np.datetime64, end: np.datetime64
 
 
 def check_values(block: xr.Dataset, names: Iterable[str]) -> None:
-    """NaN/inf and plausible-range checks on an in-memory block; names variable and first bad time."""
+    """NaN/inf, plausible-range and constant-field checks on an in-memory block.
+
+    Ranges are per pressure level where the catalogue has one (geopotential).
+    A time-dependent field that is one value everywhere at one time (and level),
+    e.g. zero-filled, is flagged unless the catalogue allows it. Each problem
+    names the variable, level and first bad time.
+    """
     problems: list[str] = []
     for name in names:
         meta = variable(name)
@@ -159,15 +165,52 @@ def check_values(block: xr.Dataset, names: Iterable[str]) -> None:
         if bad.any():
             problems.append(f"variable {name!r} has {int(bad.sum())} NaN/inf value(s), first at {_where(da, bad)}")
             continue
-        lo, hi = meta.valid_range
-        out = (values < lo) | (values > hi)
-        if out.any():
-            problems.append(
-                f"variable {name!r} has values outside the plausible range [{lo:g}, {hi:g}] {meta.units} "
-                f"(min {values.min():g}, max {values.max():g}), first at {_where(da, out)}: wrong units or corrupt data?"
-            )
+        problems.extend(_range_problems(name, da, values))
+        if meta.has_time and not meta.may_be_constant:
+            problems.extend(_constant_field_problems(name, da, values))
     if problems:
         raise SnapshotValidationError(problems)
+
+
+def _range_problems(name: str, da: xr.DataArray, values: np.ndarray) -> list[str]:
+    """Values outside the plausible range, per level where the variable's range depends on it."""
+    meta = variable(name)
+    if meta.level_range is not None and "level" in da.dims:
+        axis = da.dims.index("level")
+        pieces = [(float(lv), da.isel(level=[i]), np.take(values, [i], axis=axis))
+                  for i, lv in enumerate(np.asarray(da["level"].values))]
+    else:
+        pieces = [(None, da, values)]
+    problems = []
+    for level, piece, piece_values in pieces:
+        lo, hi = meta.plausible_range(level)
+        out = (piece_values < lo) | (piece_values > hi)
+        if out.any():
+            at = f" at level {level:g} hPa" if level is not None else ""
+            problems.append(
+                f"variable {name!r}{at} has values outside the plausible range [{lo:g}, {hi:g}] {meta.units} "
+                f"(min {piece_values.min():g}, max {piece_values.max():g}), first at {_where(piece, out)}: "
+                f"wrong units or corrupt data?"
+            )
+    return problems
+
+
+def _constant_field_problems(name: str, da: xr.DataArray, values: np.ndarray) -> list[str]:
+    """Fields (one time, one level) that hold a single value at more than one grid point."""
+    spatial = tuple(i for i, d in enumerate(da.dims) if d not in ("time", "level"))
+    if not spatial or int(np.prod([values.shape[i] for i in spatial])) < 2:
+        return []
+    constant = np.ptp(values, axis=spatial) == 0  # (time[, level])
+    if not constant.any():
+        return []
+    kept = [d for d in da.dims if d in ("time", "level")]
+    index = np.unravel_index(int(np.flatnonzero(constant)[0]), constant.shape)
+    where = ", ".join(f"{d}={_fmt(np.asarray(da[d].values)[i])}" for d, i in zip(kept, index) if d in da.coords)
+    first = values[tuple(index[kept.index(d)] if d in kept else 0 for d in da.dims)]  # the field's one value
+    return [
+        f"variable {name!r} is constant ({float(first):g} everywhere) in {int(constant.sum())} field(s), first at "
+        f"{where}: a missing or zero-filled field?"
+    ]
 
 
 def _where(da: xr.DataArray, mask: np.ndarray) -> str:

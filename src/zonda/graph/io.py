@@ -31,6 +31,7 @@ from zonda.graph.build import EDGE_SET_NAMES, EDGE_TYPES, NODE_TYPES, check_sche
 from zonda.graph.hashing import SCHEMA_VERSION, graph_hash
 from zonda.graph.plot import plot_edge_lengths, plot_mesh
 from zonda.graph.summary import graph_summary
+from zonda.integrity import verify_file
 
 TENSORS_FILE = "graph.safetensors"
 MANIFEST_FILE = "graph.json"
@@ -128,10 +129,7 @@ def load_graph(directory: Path) -> HeteroData:
     path = directory / TENSORS_FILE
     if not path.is_file():
         raise ValueError(f"{path}: not found")
-    expected = manifest.get("files", {}).get(TENSORS_FILE, {}).get("sha256")
-    if file_sha256(path) != expected:
-        raise ValueError(f"{path}: sha256 does not match graph.json files.{TENSORS_FILE}.sha256 "
-                         "(corrupt or mixed files)")
+    verify_file(path, manifest.get("files", {}).get(TENSORS_FILE, {}), recorded_in=directory / MANIFEST_FILE)
     tensors = load_file(str(path))
     data = HeteroData()
     try:

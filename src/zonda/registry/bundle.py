@@ -84,9 +84,12 @@ def check_promotion_metrics(scores: dict[str, float], metrics: list[str], evalua
 def check_lineage(
     card: dict[str, Any], snapshot_dir: PathLike, statistics_dir: PathLike, graph_dir: PathLike, evaluation_dir: PathLike
 ) -> None:
-    """The model card's lineage must match the snapshot, statistics, graph and evaluation outputs."""
+    """The model card's lineage must match the snapshot, statistics, graph and evaluation outputs,
+    and the snapshot's chunks and ``statistics.nc`` the digests recorded when they were written."""
     from zonda.graph.io import read_manifest as read_graph_manifest
     from zonda.provenance import read_manifest
+    from zonda.snapshot import verify_snapshot
+    from zonda.statistics import load_statistics
 
     found = {
         "snapshot_id": ((read_manifest(snapshot_dir) or {}).get("snapshot_id"), Path(snapshot_dir) / "manifest.json"),
@@ -100,6 +103,8 @@ def check_lineage(
             raise RegistryError(
                 f"{source}: {key} {value} is not the model's ({card.get(key)}); these outputs come from different pipeline runs"
             )
+    verify_snapshot(snapshot_dir)
+    load_statistics(statistics_dir)  # checks the file and its values against the manifest
     evaluated = (read_manifest(evaluation_dir) or {}).get("model_lineage")
     if evaluated is not None:
         for key in LINEAGE_KEYS:
