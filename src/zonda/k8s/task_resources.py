@@ -38,8 +38,6 @@ def task_resources(params: Params, task: str) -> StageResources:
         return mlflow_task_resources(params)
     if task == "train":
         return train_task_resources(params)
-    if task == "register":
-        return params.runtime.resources.for_stage("register").model_copy(update={"caching": False})
     if task not in STAGES:
         raise ValueError(f"unknown pipeline task {task!r}; expected one of {', '.join((*STAGES, MLFLOW_RUN_TASK))}")
     return params.runtime.resources.for_stage(task)
