@@ -214,7 +214,8 @@ def test_task_resources_for_the_presets() -> None:
     assert [s.secret_name for s in mlflow.secrets_as_env] == ["zonda-mlflow"]  # one Secret, not one per stage
     assert mlflow.caching is False and mlflow.accelerator_count == 0 and not mlflow.pvc_mounts
     assert task_resources(params, "evaluate").accelerator_count == 1
+    # register takes the model, its evaluation and the registry section: a cache hit means that same version exists
     cached = load_params(REPO / "params" / "aifs.yaml", ["runtime.resources.register.caching=true"])
-    assert task_resources(cached, "register").caching is False  # a cached register would skip the new version
+    assert task_resources(cached, "register").caching is True
     with pytest.raises(ValueError, match="unknown pipeline task 'trian'"):
         task_resources(params, "trian")

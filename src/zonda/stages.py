@@ -43,12 +43,16 @@ def _record(
     tags: dict[str, str] | None = None,
     metrics: dict[str, float] | None = None,
     artifacts: list[Path] | None = None,
+    lead_metrics: Path | None = None,
 ) -> None:
     import mlflow
 
     from zonda import tracking
+    from zonda.lead_metrics import log_lead_metrics
 
-    with tracking.stage_run(params, mlflow_run_id, stage):
+    with tracking.stage_run(params, mlflow_run_id, stage) as run:
+        if lead_metrics is not None:
+            log_lead_metrics(lead_metrics, run.info.run_id)
         if tags:
             mlflow.set_tags(tags)
         if metrics:
@@ -89,6 +93,11 @@ def record_reuse(params: Params, stage: str, manifest: dict[str, Any], out_dir: 
     _record(params, stage, manifest, out_dir, mlflow_run_id=mlflow_run_id, tags={"zonda.reused_from": str(source)})
 
 
+def headline_metric_name(key: str) -> str:
+    """MLflow name of a headline score: ``rmse.geopotential.500.1d`` -> ``test/rmse/geopotential/500/1d``."""
+    return "test/" + key.replace(".", "/")
+
+
 def snapshot_stage(
     params: Params, out_dir: PathLike, *, mlflow_run_id: str | None = None, track: bool = True, progress: bool = True
 ) -> dict[str, Any]:
@@ -118,7 +127,7 @@ def snapshot_stage(
         _record(
             params, "snapshot", manifest, out_dir, mlflow_run_id=mlflow_run_id,
             tags={"zonda.snapshot_id": manifest["snapshot_id"], **tracking.snapshot_lineage_tags(manifest)},
-            metrics={"snapshot.time_steps": manifest["time_range"]["steps"]},
+            metrics={"snapshot/time_steps": manifest["time_range"]["steps"]},
         )
     return manifest
 
@@ -194,7 +203,7 @@ def graph_stage(
         _record(
             params, "graph", manifest, out_dir, mlflow_run_id=mlflow_run_id,
             tags={"zonda.graph_hash": manifest["graph_hash"]},
-            metrics={f"graph.{k}": float(v) for k, v in summary.items() if isinstance(v, (int, float))},
+            metrics={f"graph/{k}": float(v) for k, v in summary.items() if isinstance(v, (int, float))},
             artifacts=[out_dir / "mesh.png", out_dir / "edge_lengths.png", out_dir / "graph.json"],
         )
     return manifest
@@ -336,9 +345,10 @@ def evaluate_stage(
         plots = sorted(out_dir.glob("*.png"))
         _record(
             params, "evaluate", manifest, out_dir, mlflow_run_id=mlflow_run_id,
-            metrics={f"test.{k}": float(v) for k, v in manifest["headline"].items()},
+            metrics={headline_metric_name(k): float(v) for k, v in manifest["headline"].items()},
             tags={f"zonda.beats_persistence.{k}": str(v) for k, v in manifest["beats_persistence"].items()},
             artifacts=[out_dir / RESULTS_FILE, out_dir / SUMMARY_FILE, out_dir / HEADLINE_FILE, *plots],
+            lead_metrics=out_dir / RESULTS_FILE,
         )
     return manifest
 
