@@ -23,7 +23,7 @@ from pathlib import Path
 from zonda.params import ParamsError, Params, load_params
 from zonda.pipeline_runs import run_name_for
 
-DEFAULT_PARAMS = "params/local.yaml"
+DEFAULT_PARAMS = "local"  # a preset name (params/local.yaml), found from any directory
 RUNNERS = ("subprocess", "docker")
 
 # Each stage's output artifact, as the components name them.

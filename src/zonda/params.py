@@ -17,6 +17,7 @@ Pluggable classes (optimizer, scheduler, loss) are chosen Anemoi-style by a
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import importlib
 import inspect
@@ -1071,13 +1072,51 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
         path = ".".join(str(p) for p in err["loc"]) or "<root>"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (not in the params schema)"
+            msg = "unknown key (not in the params schema)" + _did_you_mean(err["loc"])
         detail = ""
         if err["type"] not in ("missing", "extra_forbidden") and "input" in err and not isinstance(err["input"], dict):
             shown = MASK if any(is_secret_key(str(p)) for p in err["loc"]) else mask_secrets(err["input"])
             detail = f" (got {shown!r})"
         lines.append(f"  {path}: {msg}{detail}")
     return "\n".join(lines)
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    """``; did you mean 'x'?`` for an unknown key at ``loc``, from the keys the schema has there ('' if none is close)."""
+    model: Any = Params
+    for part in loc[:-1]:
+        fields = getattr(model, "model_fields", None)
+        if fields is None:
+            return ""
+        field = next((f for n, f in fields.items() if part in (n, f.alias)), None)
+        if field is None:
+            return ""
+        model = next((a for a in (field.annotation, *getattr(field.annotation, "__args__", ())) if hasattr(a, "model_fields")), None)
+        if model is None:
+            return ""
+    known = [f.alias or n for n, f in model.model_fields.items()]
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+PARAMS_DIR = Path(__file__).resolve().parents[2] / "params"
+
+
+def resolve_params_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` as given when it exists; a bare preset name (``aifs``) is ``params/<name>.yaml``.
+
+    A name is looked up in ``./params`` and then in the checkout's ``params/``
+    (so ``--params aifs`` works from any directory of a source checkout).
+    """
+    given = Path(path)
+    if given.exists() or given.suffix in (".yaml", ".yml") or len(given.parts) > 1:
+        return given
+    for directory in (Path("params"), PARAMS_DIR):
+        candidate = directory / f"{given.name}.yaml"
+        if candidate.is_file():
+            return candidate
+    names = sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
+    raise ParamsError(f"{path}: no params file and no preset of that name (presets: {', '.join(names) or 'none found'})")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -1119,8 +1158,8 @@ def validate_params(raw: dict[str, Any], source: str = "<params>") -> Params:
 
 
 def load_params(path: str | os.PathLike[str], overrides: list[str] | None = None) -> Params:
-    """Reads, overrides and validates a params YAML; raises ParamsError naming file and field paths."""
-    path = Path(path)
+    """Reads, overrides and validates a params YAML (or preset name); raises ParamsError naming file and field paths."""
+    path = resolve_params_path(path)
     raw = apply_overrides(_read_yaml(path), list(overrides or []))
     shown = [_masked_override(item) for item in overrides or []]
     source = str(path) + (f" (with overrides {' '.join(shown)})" if shown else "")
