@@ -61,3 +61,17 @@ def test_the_batches_log_counts_what_max_steps_lets_run() -> None:
     assert batches_to_run(120, max_steps=50, global_step=0, accumulate=2) == 100
     assert batches_to_run(120, max_steps=200, global_step=150, accumulate=1) == 50
     assert batches_to_run(120, max_steps=-1, global_step=10, accumulate=1) == 120
+
+
+def test_a_snapshot_no_op_says_so(synthetic_params, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from zonda.params import write_resolved
+
+    params_file = write_resolved(synthetic_params(), tmp_path / "params")
+    out = tmp_path / "snapshot"
+    argv = ["snapshot", "--params", str(params_file), "--out", str(out), "--no-mlflow", "-q"]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert main(argv) == 0
+    second = capsys.readouterr().out
+    assert first.startswith("snapshot sha256:") and first.rstrip().endswith(f"written to {out}")
+    assert second.rstrip().endswith(f"already at {out}: nothing written")

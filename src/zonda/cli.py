@@ -80,8 +80,14 @@ def cmd_params_check(args: argparse.Namespace) -> None:
 def cmd_snapshot(args: argparse.Namespace) -> None:
     from zonda.stages import snapshot_stage
 
+    from zonda.provenance import read_manifest
+
+    before = read_manifest(args.out) if Path(args.out).is_dir() else None
     manifest = snapshot_stage(_load(args), args.out, **_track(args))
-    print(f"snapshot {manifest['snapshot_id']} at {args.out}")
+    if before is not None and before.get("stage_key") == manifest.get("stage_key"):
+        print(f"snapshot {manifest['snapshot_id']} already at {args.out}: nothing written")
+    else:
+        print(f"snapshot {manifest['snapshot_id']} written to {args.out}")
 
 
 def cmd_snapshot_fetch(args: argparse.Namespace) -> None:
