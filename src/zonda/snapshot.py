@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
+import zarr
 from tqdm.auto import tqdm
 
 from zonda.data import dvc_source
@@ -340,6 +341,7 @@ def _write_zarr(
         )
         bar.update(b - a)
     bar.close()
+    zarr.consolidate_metadata(str(path))  # plain xr.open_zarr(path) opens it without a warning
     return hasher.digest(ds)
 
 
