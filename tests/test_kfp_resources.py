@@ -63,15 +63,21 @@ def compile_ir(pipeline, path: Path) -> tuple[dict, dict]:
 
 
 def task_ir(spec: dict, platform_executors: dict, display_name: str) -> dict | None:
-    """The task spec, container and platform config of the task shown as ``display_name``, or None."""
-    for key, task in spec["root"]["dag"]["tasks"].items():
-        if display_name in (key, task.get("taskInfo", {}).get("name")):
-            label = spec["components"][task["componentRef"]["name"]]["executorLabel"]
-            return {
-                "task": task,
-                "container": spec["deploymentSpec"]["executors"][label]["container"],
-                "platform": platform_executors.get(label, {}),
-            }
+    """The task spec, container and platform config of the task shown as ``display_name`` (in the root DAG
+    or a nested one, e.g. the exit handler's), or None."""
+    dags = [spec["root"]["dag"]]
+    while dags:
+        for key, task in dags.pop()["tasks"].items():
+            component = spec["components"][task["componentRef"]["name"]]
+            if "dag" in component:
+                dags.append(component["dag"])
+            elif display_name in (key, task.get("taskInfo", {}).get("name")):
+                label = component["executorLabel"]
+                return {
+                    "task": task,
+                    "container": spec["deploymentSpec"]["executors"][label]["container"],
+                    "platform": platform_executors.get(label, {}),
+                }
     return None
 
 
