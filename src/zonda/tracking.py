@@ -241,7 +241,9 @@ def snapshot_lineage_tags(manifest: dict[str, Any]) -> dict[str, str]:
 
 
 def pipeline_report(params: Params, run_name: str) -> str | None:
-    """Markdown scorecard and promotion decision of the pipeline run named ``run_name``, from MLflow.
+    """Markdown scorecard and promotion decision of the pipeline run named ``run_name``, from MLflow
+    (its evaluate and register child runs; on KFP the stage runs are not nested under the pipeline's
+    run, so there the report finds neither).
 
     None when the run is not found (or MLflow is unreachable): the caller reports what it has.
     The report is best effort, so an unreachable server is given up on after
@@ -295,14 +297,21 @@ def _pipeline_report(params: Params, run_name: str, mlflow: Any) -> str | None:
         return None
     run = runs[0]
     client = mlflow.MlflowClient()
+    children = {
+        r.data.tags.get("zonda.stage"): r
+        for r in mlflow.search_runs(
+            [exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'", output_format="list"
+        )
+    }
     lines = [f"MLflow run `{run.info.run_id}` ({tracking_uri(params)})", ""]
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            path = client.download_artifacts(run.info.run_id, f"evaluate/{SUMMARY_FILE}", tmp)
+            evaluate_run = children.get("evaluate", run)  # the stage's child run; runs before those: the run itself
+            path = client.download_artifacts(evaluate_run.info.run_id, f"evaluate/{SUMMARY_FILE}", tmp)
             lines += [Path(path).read_text().replace(f"# {SUMMARY_TITLE}", "### Scorecard"), ""]
     except Exception:  # noqa: BLE001 - no evaluation (failed earlier): report the rest
         lines.append("(no evaluation summary in the run)")
-    tags = run.data.tags
+    tags = children.get("register", run).data.tags
     if TAG_DECISION in tags:
         lines += [
             "### Promotion",
