@@ -711,12 +711,12 @@ class SnapshotDataModule(L.LightningDataModule):
         runs = len(loader)
         if self.trainer is not None:
             runs = batches_to_run(
-                len(loader), max_steps=self.trainer.max_steps, global_step=self.trainer.global_step,
+                len(loader), max_steps=t.max_steps, global_step=self.trainer.global_step,
                 accumulate=self.trainer.accumulate_grad_batches,
             )
         log.info(
             "epoch %d: %d training samples, rollout %d, %d batches per rank%s", epoch, len(dataset), rollout, runs,
-            f" (of {len(loader)}; training.max_steps={self.trainer.max_steps} ends it)" if runs < len(loader) else "",
+            f" (of {len(loader)}; training.max_steps={t.max_steps} ends it)" if runs < len(loader) else "",
         )
         return FirstBatchForever(loader) if t.fake_dataloading else loader
 
