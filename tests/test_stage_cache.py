@@ -79,6 +79,14 @@ def test_changing_evaluation_changes_only_the_evaluate_and_register_task_inputs(
     assert {stage for stage in STAGE_SECTIONS if before[stage]["inputs"] != registry[stage]["inputs"]} == {"register"}
 
 
+def test_the_snapshot_task_is_given_the_dvc_remote_it_pushes_to(tmp_path: Path) -> None:
+    """runtime.dvc_remote reaches the snapshot task (which pushes there) and no other task's inputs."""
+    before = _compiled_tasks(tmp_path)
+    after = _compiled_tasks(tmp_path, "runtime.dvc_remote=/data/dvc-remote")
+    assert _constant_params(after["snapshot"])["runtime"]["dvc_remote"] == "/data/dvc-remote"
+    assert {stage for stage in STAGE_SECTIONS if before[stage]["inputs"] != after[stage]["inputs"]} == {"snapshot"}
+
+
 def test_a_stage_reading_a_section_it_did_not_declare_fails_loudly() -> None:
     params = load_params(REPO / "params" / "ci.yaml")
     graph_params = params_from_json(json.dumps(params.for_stage("graph")))
