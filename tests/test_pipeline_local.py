@@ -135,7 +135,7 @@ def test_a_rerun_with_nothing_changed_reuses_every_stage(first_run, capsys: pyte
     assert {s: r.data.tags.get("zonda.reused_from") for s, r in stages.items()} == {
         s: first["outputs"][_output(s)] for s in STAGES
     }
-    assert [v.version for v in client.search_model_versions("name = 'zonda-ci'")] == ["1"]  # no version 2
+    assert [str(v.version) for v in client.search_model_versions("name = 'zonda-ci'")] == ["1"]  # no version 2
 
 
 @pytest.mark.slow
