@@ -68,13 +68,31 @@ def output_id(stage: str, manifest: dict[str, Any]) -> str:
     return str(manifest[field])
 
 
+def _verify_upstream(stage: str, directory: PathLike) -> None:
+    """Checks a snapshot, statistics or graph output against the digests recorded at write time (IntegrityError
+    naming the file otherwise): a reused output must not stand for inputs edited since their manifest was written."""
+    if stage == "snapshot":
+        from zonda.snapshot import verify_snapshot
+
+        verify_snapshot(directory)
+    elif stage == "statistics":
+        from zonda.statistics import load_statistics
+
+        load_statistics(directory).close()
+    elif stage == "graph":
+        from zonda.graph import load_graph
+
+        load_graph(Path(directory))
+
+
 def upstream_ids(upstream: dict[str, PathLike]) -> dict[str, str]:
-    """``{stage: output ID}`` of upstream output directories (``{"snapshot": dir, ...}``)."""
+    """``{stage: output ID}`` of upstream output directories (``{"snapshot": dir, ...}``), each verified first."""
     ids = {}
     for stage, directory in upstream.items():
         manifest = read_manifest(directory)
         if manifest is None:
             raise FileNotFoundError(f"{directory}: no manifest.json (not a finished {stage} output)")
+        _verify_upstream(stage, directory)
         ids[stage] = output_id(stage, manifest)
     return ids
 
