@@ -5,7 +5,6 @@ from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 def evaluate(
     params_json: str,
-    mlflow_run_id: str,
     snapshot: Input[Dataset],
     statistics: Input[Artifact],
     graph: Input[Artifact],
@@ -21,7 +20,6 @@ def evaluate(
 
     manifest = evaluate_stage(
         params_from_json(params_json), snapshot.path, statistics.path, graph.path, model.path, evaluation.path,
-        mlflow_run_id=mlflow_run_id or None,
     )
     for name, value in manifest["headline"].items():
         scores.log_metric(name, float(value))

@@ -3,11 +3,11 @@
 from kfp.dsl import Artifact, Dataset, Input, Output
 
 
-def graph(params_json: str, mlflow_run_id: str, snapshot: Input[Dataset], graph: Output[Artifact]) -> str:
+def graph(params_json: str, snapshot: Input[Dataset], graph: Output[Artifact]) -> str:
     """Builds the multi-mesh and grid<->mesh edges for the snapshot's grid; returns the graph hash."""
     from zonda.params import params_from_json
     from zonda.stages import graph_stage
 
-    manifest = graph_stage(params_from_json(params_json), snapshot.path, graph.path, mlflow_run_id=mlflow_run_id or None)
+    manifest = graph_stage(params_from_json(params_json), snapshot.path, graph.path)
     graph.metadata.update({"graph_hash": manifest["graph_hash"], "counts": manifest["counts"]})
     return manifest["graph_hash"]

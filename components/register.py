@@ -5,7 +5,6 @@ from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
 def register(
     params_json: str,
-    mlflow_run_id: str,
     snapshot: Input[Dataset],
     statistics: Input[Artifact],
     graph: Input[Artifact],
@@ -22,7 +21,7 @@ def register(
 
     manifest = register_stage(
         params_from_json(params_json), model.path, statistics.path, graph.path, evaluation.path, registration.path,
-        snapshot_dir=snapshot.path, mlflow_run_id=mlflow_run_id or None,
+        snapshot_dir=snapshot.path,
     )
     registration.metadata.update({k: manifest[k] for k in ("name", "version", "decision", "reason", "champion", "model_uri")})
     return manifest["decision"]

@@ -3,12 +3,12 @@
 from kfp.dsl import Dataset, Metrics, Output
 
 
-def snapshot(params_json: str, mlflow_run_id: str, snapshot: Output[Dataset], metrics: Output[Metrics]) -> str:
+def snapshot(params_json: str, snapshot: Output[Dataset], metrics: Output[Metrics]) -> str:
     """Builds the validated, content-hashed zarr v3 snapshot; returns its snapshot ID."""
     from zonda.params import params_from_json
     from zonda.stages import snapshot_stage
 
-    manifest = snapshot_stage(params_from_json(params_json), snapshot.path, mlflow_run_id=mlflow_run_id or None)
+    manifest = snapshot_stage(params_from_json(params_json), snapshot.path)
     snapshot.metadata.update(
         {"snapshot_id": manifest["snapshot_id"], "time_range": manifest["time_range"], "grid": manifest["grid"]}
     )

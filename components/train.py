@@ -5,7 +5,6 @@ from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
 def train(
     params_json: str,
-    mlflow_run_id: str,
     snapshot: Input[Dataset],
     statistics: Input[Artifact],
     graph: Input[Artifact],
@@ -23,7 +22,7 @@ def train(
 
     params = params_from_json(params_json)
     manifest = train_task_stage(
-        params, snapshot.path, statistics.path, graph.path, model.path, mlflow_run_id=mlflow_run_id or None
+        params, snapshot.path, statistics.path, graph.path, model.path
     )
     model.metadata.update({k: manifest.get(k) for k in ("model_id", "snapshot_id", "statistics_hash", "graph_hash")})
     return str(manifest["model_id"])

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from zonda.params import Params
+from zonda.tracking import PARENT_RUN_ENV
 
 if TYPE_CHECKING:  # docker is imported only for container runs
     import docker
@@ -35,8 +36,9 @@ _WRITE_PROBE = (
     'cd "$1" && probe=".zonda-write-probe.$$" && : > "$probe" && rm -f "$probe" && mkdir -p "$2" '
     '&& find . ! -writable -print 2>/dev/null | head -n 5'
 )
-# Passed to every task: a user's tracking server overrides the sqlite store (as in the venv run).
-PASSED_ENVIRONMENT = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+# Passed to every task: a user's tracking server overrides the sqlite store (as in the venv run); the
+# pipeline's MLflow run, under which each stage's run nests.
+PASSED_ENVIRONMENT = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", PARENT_RUN_ENV)
 
 
 class ContainerRunError(RuntimeError):

@@ -23,8 +23,14 @@ from pathlib import Path
 from zonda.params import ParamsError, Params, load_params
 from zonda.pipeline_runs import run_name_for
 
-DEFAULT_PARAMS = "params/local.yaml"
+DEFAULT_PARAMS = "local"  # a preset name (params/local.yaml), found from any directory
 RUNNERS = ("subprocess", "docker")
+
+# Each stage's output artifact, as the components name them.
+OUTPUT_NAMES = {
+    "snapshot": "snapshot", "statistics": "statistics", "graph": "graph", "train": "model", "evaluate": "evaluation",
+    "register": "registration",
+}
 
 
 def resolved_for_run(params: Params, local: bool) -> Params:
@@ -81,10 +87,11 @@ def run_local(params: Params, *, runner: str = "subprocess", container_user: str
 
     ``runner`` is ``subprocess`` (tasks in this Python environment) or ``docker`` (tasks in their
     images, as ``container_user``: ``image`` or ``host``; see :mod:`pipelines.containers`).
-    """
-    from kfp import local
 
-    from pipelines.zonda_pipeline import build_pipeline
+    When every stage's output for these params already exists (:func:`zonda.stage_cache.locate`),
+    no task is started: each stage is reported (and recorded in MLflow) as reused.
+    """
+    from zonda import stage_cache, tracking
     from zonda.data.sources import preflight
 
     if runner not in RUNNERS:
@@ -93,11 +100,43 @@ def run_local(params: Params, *, runner: str = "subprocess", container_user: str
     preflight(params.data)  # fail in seconds, before any run or artifact exists
     root = Path(params.runtime.output_root).resolve() / "kfp"
     if runner == "docker":
-        from pipelines.containers import docker_runner
         from pipelines.containers import preflight as container_preflight
 
         # the task user makes the pipeline root, so that the tasks can write it
         container_preflight(params, pipeline_root=root, user=container_user)
+    name = run_name_for(params)
+    # The pipeline's MLflow run exists before the tasks start, so every stage's run nests under it.
+    run_id = tracking.start_pipeline_run(params, run_name=name, tags={"zonda.orchestrator": "kfp-local"})
+    os.environ[tracking.PARENT_RUN_ENV] = run_id
+    try:
+        found = stage_cache.locate(params) if stage_cache.reuse_enabled() else {}
+        if set(found) == set(stage_cache.UPSTREAM):
+            _record_all_reused(params, found)
+        else:
+            _run_kfp_local(params, root, name, runner=runner, container_user=container_user)
+    except BaseException:
+        tracking.end_pipeline_run(params, run_id, failed=True)
+        raise
+    finally:
+        os.environ.pop(tracking.PARENT_RUN_ENV, None)
+    tracking.end_pipeline_run(params, run_id, failed=False)
+    found = stage_cache.locate(params)
+    outputs = {OUTPUT_NAMES[stage]: str(path) for stage, path in found.items()}
+    return {"run_name": name, "pipeline_root": str(root), "outputs": {**outputs, "mlflow_run_id": run_id}}
+
+
+def _run_kfp_local(params: Params, root: Path, name: str, *, runner: str, container_user: str) -> None:
+    """The pipeline's tasks in the KFP local runner (each stage still reuses what it can).
+
+    The docker runner is made here, once the pipeline's MLflow run id is in the environment it passes on.
+    """
+    from kfp import local
+
+    from pipelines.zonda_pipeline import build_pipeline
+
+    if runner == "docker":
+        from pipelines.containers import docker_runner
+
         task_runner = docker_runner(params, user=container_user)
     else:
         root.mkdir(parents=True, exist_ok=True)
@@ -106,11 +145,20 @@ def run_local(params: Params, *, runner: str = "subprocess", container_user: str
         task_runner = local.SubprocessRunner(use_venv=False)
     warnings.filterwarnings("ignore", message=".*non-Python base image.*")
     local.init(runner=task_runner, pipeline_root=str(root), raise_on_error=True)
-    pipeline = build_pipeline(params)
-    name = run_name_for(params)
-    task = pipeline(params_json=json.dumps(params.resolved_dict()), run_name=name)
-    outputs = {k: getattr(v, "path", v) for k, v in task.outputs.items()}
-    return {"run_name": name, "pipeline_root": str(root), "outputs": outputs}
+    build_pipeline(params)(params_json=json.dumps(params.resolved_dict()), run_name=name)
+
+
+def _record_all_reused(params: Params, found: dict[str, Path]) -> None:
+    """Says, and records in MLflow, that every stage reused its earlier output (no task runs)."""
+    from zonda import stage_cache
+    from zonda.params import params_from_json
+    from zonda.provenance import read_manifest
+    from zonda.stages import record_reuse
+
+    for stage, path in found.items():
+        manifest = read_manifest(path) or {}
+        print(f"{stage}: reused {stage_cache.output_id(stage, manifest)} from {path}", flush=True)
+        record_reuse(params_from_json(json.dumps(params.for_stage(stage))), stage, manifest, path, path, mlflow_run_id=None)
 
 
 def print_local_summary(params: Params, result: dict) -> None:

@@ -300,20 +300,24 @@ def _command_in(manifest) -> list[str]:
     return []
 
 
-def test_distributed_train_stage_stages_the_inputs_and_returns_the_jobs_model(tmp_path):
+def test_distributed_train_stage_stages_the_inputs_and_returns_the_jobs_model(tmp_path, monkeypatch):
     """The train task of a multi-node run: inputs copied onto the shared volume, `zonda train` run by the
     job there, and the job's model directory copied to the task's output."""
     import json
 
+    from zonda import stage_cache
     from zonda.stages import train_task_stage
 
+    # the inputs below are manifests only (no data to verify): what is tested is their staging
+    monkeypatch.setattr(stage_cache, "_verify_upstream", lambda stage, directory: None)
     params = load_params(ROOT / "params" / "graphcast.yaml", [f"runtime.output_root={tmp_path / 'pvc'}"])
     assert params.training.num_nodes > 1
-    inputs = {}
-    for name in ("snapshot", "statistics", "graph"):
+    inputs, manifests = {}, {}
+    for name, id_field in (("snapshot", "snapshot_id"), ("statistics", "statistics_hash"), ("graph", "graph_hash")):
         inputs[name] = tmp_path / name
         inputs[name].mkdir()
-        (inputs[name] / "manifest.json").write_text(json.dumps({"kind": name}))
+        manifests[name] = {"kind": name, id_field: f"sha256:{name}"}
+        (inputs[name] / "manifest.json").write_text(json.dumps(manifests[name]))
     launched = []
 
     def fake_launch(manifest, timeout_s):  # the job: writes its model where --out points
@@ -322,7 +326,7 @@ def test_distributed_train_stage_stages_the_inputs_and_returns_the_jobs_model(tm
         argument = dict(zip(command[2::2], command[3::2]))
         for name in inputs:  # it reads the staged copies on the shared volume, not the task's inputs
             staged = Path(argument[f"--{name}"])
-            assert staged.is_relative_to(tmp_path / "pvc") and json.loads((staged / "manifest.json").read_text()) == {"kind": name}
+            assert staged.is_relative_to(tmp_path / "pvc") and json.loads((staged / "manifest.json").read_text()) == manifests[name]
         out = Path(argument["--out"])
         out.mkdir(parents=True)
         (out / "manifest.json").write_text(json.dumps({"model_id": "sha256:abc"}))
@@ -332,5 +336,5 @@ def test_distributed_train_stage_stages_the_inputs_and_returns_the_jobs_model(tm
                                 mlflow_run_id="run123", launcher=fake_launch)
     (command,) = launched
     assert command[:2] == ["zonda", "train"] and "--mlflow-run-id" in command and command[-1] == "-q"
-    assert manifest == {"model_id": "sha256:abc"}
+    assert manifest["model_id"] == "sha256:abc" and len(manifest["stage_key"]) == 64  # indexed for reuse
     assert (tmp_path / "model" / "weights.safetensors").read_bytes() == b"w"

@@ -63,15 +63,21 @@ def compile_ir(pipeline, path: Path) -> tuple[dict, dict]:
 
 
 def task_ir(spec: dict, platform_executors: dict, display_name: str) -> dict | None:
-    """The task spec, container and platform config of the task shown as ``display_name``, or None."""
-    for key, task in spec["root"]["dag"]["tasks"].items():
-        if display_name in (key, task.get("taskInfo", {}).get("name")):
-            label = spec["components"][task["componentRef"]["name"]]["executorLabel"]
-            return {
-                "task": task,
-                "container": spec["deploymentSpec"]["executors"][label]["container"],
-                "platform": platform_executors.get(label, {}),
-            }
+    """The task spec, container and platform config of the task shown as ``display_name`` (in the root DAG
+    or a nested one, e.g. the exit handler's), or None."""
+    dags = [spec["root"]["dag"]]
+    while dags:
+        for key, task in dags.pop()["tasks"].items():
+            component = spec["components"][task["componentRef"]["name"]]
+            if "dag" in component:
+                dags.append(component["dag"])
+            elif display_name in (key, task.get("taskInfo", {}).get("name")):
+                label = component["executorLabel"]
+                return {
+                    "task": task,
+                    "container": spec["deploymentSpec"]["executors"][label]["container"],
+                    "platform": platform_executors.get(label, {}),
+                }
     return None
 
 
@@ -214,7 +220,8 @@ def test_task_resources_for_the_presets() -> None:
     assert [s.secret_name for s in mlflow.secrets_as_env] == ["zonda-mlflow"]  # one Secret, not one per stage
     assert mlflow.caching is False and mlflow.accelerator_count == 0 and not mlflow.pvc_mounts
     assert task_resources(params, "evaluate").accelerator_count == 1
+    # register takes the model, its evaluation and the registry section: a cache hit means that same version exists
     cached = load_params(REPO / "params" / "aifs.yaml", ["runtime.resources.register.caching=true"])
-    assert task_resources(cached, "register").caching is False  # a cached register would skip the new version
+    assert task_resources(cached, "register").caching is True
     with pytest.raises(ValueError, match="unknown pipeline task 'trian'"):
         task_resources(params, "trian")

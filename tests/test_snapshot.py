@@ -245,3 +245,14 @@ def test_grib_source_that_is_not_grib_fails_naming_the_file(synthetic_params, tm
     with pytest.raises(SourceError, match="not-grib.grib2"):
         build_snapshot(params, tmp_path / "snap", progress=False)
     assert not (tmp_path / "snap").exists()
+
+
+def test_the_snapshot_opens_with_plain_xarray_without_a_warning_and_carries_cf_attributes(synthetic_params, tmp_path: Path) -> None:
+    import warnings
+
+    build_snapshot(synthetic_params(), tmp_path / "snap", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. xarray's "Failed to open Zarr store with consolidated metadata"
+        ds = xr.open_zarr(tmp_path / "snap" / "data.zarr")
+    assert ds.attrs["Conventions"].startswith("CF-")
+    assert ds["temperature"].attrs["units"] == "K" and ds["latitude"].attrs["units"] == "degrees_north"

@@ -71,17 +71,17 @@ def params(*overrides: str):
 
 @functools.lru_cache(maxsize=None)
 def artifacts() -> dict[str, Path]:
-    """Snapshot, statistics and graph directories of the debug preset (built once)."""
-    from zonda.graph import build_graph, save_graph
-    from zonda.snapshot import build_snapshot, open_snapshot
+    """Snapshot, statistics and graph directories of the debug preset (built once), each with the manifest
+    its stage writes (the train stage keys its reuse on their IDs)."""
+    from zonda.snapshot import build_snapshot
+    from zonda.stages import graph_stage
     from zonda.statistics import build_statistics
 
     p = params()
     out = {"snapshot": _ROOT / "snapshot", "statistics": _ROOT / "statistics", "graph": _ROOT / "graph"}
     build_snapshot(p, out["snapshot"], progress=False)
     build_statistics(p, out["snapshot"], out["statistics"], progress=False)
-    ds = open_snapshot(out["snapshot"])
-    save_graph(build_graph(p.graph, ds["latitude"].values, ds["longitude"].values), out["graph"])
+    graph_stage(p, out["snapshot"], out["graph"], track=False)
     return out
 
 

@@ -23,7 +23,7 @@ from typing import Callable
 
 from zonda.params import RuntimeParams
 
-DEFAULT_PARAMS = "params/local.yaml"
+DEFAULT_PARAMS = "local"  # a preset name: params/local.yaml of this checkout, from any directory
 FETCH_COMMAND = "snapshot-fetch"
 EXIT_BAD_INPUT = 2
 EXIT_FAULT = 1
@@ -50,7 +50,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _common(p: argparse.ArgumentParser, *, tracked: bool = True) -> None:
-    p.add_argument("--params", default=DEFAULT_PARAMS, help=f"params YAML (default {DEFAULT_PARAMS})")
+    p.add_argument("--params", default=DEFAULT_PARAMS, help=f"params YAML or preset name, e.g. aifs (default {DEFAULT_PARAMS})")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. training.lr=3e-4")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     if tracked:
@@ -80,8 +80,14 @@ def cmd_params_check(args: argparse.Namespace) -> None:
 def cmd_snapshot(args: argparse.Namespace) -> None:
     from zonda.stages import snapshot_stage
 
+    from zonda.provenance import read_manifest
+
+    before = read_manifest(args.out) if Path(args.out).is_dir() else None
     manifest = snapshot_stage(_load(args), args.out, **_track(args))
-    print(f"snapshot {manifest['snapshot_id']} at {args.out}")
+    if before is not None and before.get("stage_key") == manifest.get("stage_key"):
+        print(f"snapshot {manifest['snapshot_id']} already at {args.out}: nothing written")
+    else:
+        print(f"snapshot {manifest['snapshot_id']} written to {args.out}")
 
 
 def cmd_snapshot_fetch(args: argparse.Namespace) -> None:
@@ -172,7 +178,10 @@ def cmd_data_heldsuarez(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from zonda import __version__
+
     parser = _Parser(prog="zonda", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"zonda {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 

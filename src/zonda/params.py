@@ -17,6 +17,7 @@ Pluggable classes (optimizer, scheduler, loss) are chosen Anemoi-style by a
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import importlib
 import inspect
@@ -829,10 +830,54 @@ class RuntimeParams(_Strict):
 # ---------------------------------------------------------------------- root
 
 
+SECTIONS = ("data", "statistics", "graph", "model", "training", "evaluation", "registry", "runtime")
+
+# What each pipeline stage reads (besides ``name`` and the runtime fields of STAGE_RUNTIME_FIELDS): the
+# params a stage is given, its cache key (KFP and zonda's own reuse) and the params recorded beside its outputs.
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "snapshot": ("data",),
+    "statistics": ("data", "statistics"),
+    "graph": ("data", "graph"),
+    "train": ("data", "model", "training"),
+    "evaluate": ("data", "model", "training", "evaluation"),
+    "register": ("data", "model", "training", "evaluation", "registry"),
+}
+
+# The runtime fields every stage reads (where MLflow is, where caches go); snapshot also pushes to the DVC
+# remote, train also launches jobs.
+_COMMON_RUNTIME_FIELDS = ("mlflow_tracking_uri", "mlflow_experiment", "output_root")
+STAGE_RUNTIME_FIELDS: dict[str, tuple[str, ...]] = {stage: _COMMON_RUNTIME_FIELDS for stage in STAGE_SECTIONS} | {
+    "snapshot": (*_COMMON_RUNTIME_FIELDS, "dvc_remote"),
+    "train": (*_COMMON_RUNTIME_FIELDS, "images", "resources", "distributed"),
+}
+
+
+class SectionNotGiven:
+    """Stands in for a params section a stage was not given: reading it is a bug in STAGE_SECTIONS."""
+
+    def __init__(self, section: str, sections: tuple[str, ...]) -> None:
+        self._section, self._sections = section, sections
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise ParamsError(
+            f"params.{self._section}.{name} read by a stage given only {', '.join(self._sections)} "
+            f"(declare it in zonda.params.STAGE_SECTIONS)"
+        )
+
+
 class Params(_Strict):
-    """The whole contract. Each section is owned by one stage."""
+    """The whole contract. Each section is owned by one stage.
+
+    A stage's params (:meth:`for_stage`, read back by :func:`params_from_json`)
+    hold only the sections that stage reads; the others are :class:`SectionNotGiven`.
+    """
 
     name: str = Field("zonda", description="Preset name, recorded with every artifact.")
+    stage: str | None = Field(
+        None, description="Set in a stage's params (Params.for_stage): only that stage's sections are given."
+    )
     data: DataParams
     statistics: StatisticsParams = Field(default_factory=StatisticsParams)
     graph: GraphParams = Field(default_factory=GraphParams)
@@ -844,6 +889,14 @@ class Params(_Strict):
 
     @model_validator(mode="after")
     def _cross_section(self) -> "Params":
+        if self.stage is not None:  # a stage's params: the whole params were checked when the pipeline was built
+            if self.stage not in STAGE_SECTIONS:
+                raise ValueError(f"stage {self.stage!r} is not a pipeline stage ({', '.join(STAGE_SECTIONS)})")
+            given = ("data", *STAGE_SECTIONS[self.stage], "runtime")
+            for section in SECTIONS:
+                if section not in given:
+                    self.__dict__[section] = SectionNotGiven(section, tuple(dict.fromkeys(given)))
+            return self
         if self.statistics.period is not None and not self.data.time.contains(self.statistics.period):
             raise ValueError(
                 f"statistics.period ({self.statistics.period.as_str()}) is not inside data.time ({self.data.time.as_str()})"
@@ -869,10 +922,25 @@ class Params(_Strict):
     def statistics_period(self) -> TimeWindow:
         return self.statistics.period or self.data.splits.train
 
+    @property
+    def missing_sections(self) -> tuple[str, ...]:
+        """Sections these (a stage's) params were not given."""
+        return tuple(s for s in SECTIONS if isinstance(self.__dict__.get(s), SectionNotGiven))
+
     def resolved_dict(self) -> dict[str, Any]:
-        """JSON-able dict with every default filled in and `_target_` keys restored (secrets in clear:
-        for handing params to a stage, never for writing or logging them; see :meth:`public_dict`)."""
-        return json.loads(self.model_dump_json(by_alias=True))
+        """JSON-able dict with every default filled in and `_target_` keys restored, given sections only (secrets in
+        clear: for handing params to a stage, never for writing or logging them; see :meth:`public_dict`)."""
+        exclude = set(self.missing_sections) | ({"stage"} if self.stage is None else set())
+        return json.loads(self.model_dump_json(by_alias=True, exclude=exclude))
+
+    def for_stage(self, stage: str) -> dict[str, Any]:
+        """The params ``stage`` reads (see STAGE_SECTIONS), as the JSON-able dict a KFP task is given."""
+        if stage not in STAGE_SECTIONS:
+            raise ParamsError(f"unknown stage {stage!r}; stages: {', '.join(STAGE_SECTIONS)}")
+        full = self.resolved_dict()
+        out = {"name": full["name"], "stage": stage, **{s: full[s] for s in STAGE_SECTIONS[stage]}}
+        out["runtime"] = {k: full["runtime"][k] for k in STAGE_RUNTIME_FIELDS[stage]}
+        return out
 
     def public_dict(self) -> dict[str, Any]:
         """:meth:`resolved_dict` with secret-looking values masked (:func:`mask_secrets`): what is written and logged."""
@@ -1004,13 +1072,51 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
         path = ".".join(str(p) for p in err["loc"]) or "<root>"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (not in the params schema)"
+            msg = "unknown key (not in the params schema)" + _did_you_mean(err["loc"])
         detail = ""
         if err["type"] not in ("missing", "extra_forbidden") and "input" in err and not isinstance(err["input"], dict):
             shown = MASK if any(is_secret_key(str(p)) for p in err["loc"]) else mask_secrets(err["input"])
             detail = f" (got {shown!r})"
         lines.append(f"  {path}: {msg}{detail}")
     return "\n".join(lines)
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    """``; did you mean 'x'?`` for an unknown key at ``loc``, from the keys the schema has there ('' if none is close)."""
+    model: Any = Params
+    for part in loc[:-1]:
+        fields = getattr(model, "model_fields", None)
+        if fields is None:
+            return ""
+        field = next((f for n, f in fields.items() if part in (n, f.alias)), None)
+        if field is None:
+            return ""
+        model = next((a for a in (field.annotation, *getattr(field.annotation, "__args__", ())) if hasattr(a, "model_fields")), None)
+        if model is None:
+            return ""
+    known = [f.alias or n for n, f in model.model_fields.items()]
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+PARAMS_DIR = Path(__file__).resolve().parents[2] / "params"
+
+
+def resolve_params_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` as given when it exists; a bare preset name (``aifs``) is ``params/<name>.yaml``.
+
+    A name is looked up in ``./params`` and then in the checkout's ``params/``
+    (so ``--params aifs`` works from any directory of a source checkout).
+    """
+    given = Path(path)
+    if given.exists() or given.suffix in (".yaml", ".yml") or len(given.parts) > 1:
+        return given
+    for directory in (Path("params"), PARAMS_DIR):
+        candidate = directory / f"{given.name}.yaml"
+        if candidate.is_file():
+            return candidate
+    names = sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
+    raise ParamsError(f"{path}: no params file and no preset of that name (presets: {', '.join(names) or 'none found'})")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -1052,8 +1158,8 @@ def validate_params(raw: dict[str, Any], source: str = "<params>") -> Params:
 
 
 def load_params(path: str | os.PathLike[str], overrides: list[str] | None = None) -> Params:
-    """Reads, overrides and validates a params YAML; raises ParamsError naming file and field paths."""
-    path = Path(path)
+    """Reads, overrides and validates a params YAML (or preset name); raises ParamsError naming file and field paths."""
+    path = resolve_params_path(path)
     raw = apply_overrides(_read_yaml(path), list(overrides or []))
     shown = [_masked_override(item) for item in overrides or []]
     source = str(path) + (f" (with overrides {' '.join(shown)})" if shown else "")
@@ -1061,7 +1167,11 @@ def load_params(path: str | os.PathLike[str], overrides: list[str] | None = None
 
 
 def params_from_json(text: str) -> Params:
-    """Params as passed between KFP components (the resolved dict as JSON)."""
+    """Params as passed to KFP components: the resolved dict as JSON, whole or a stage's (:meth:`Params.for_stage`).
+
+    Sections missing from a stage's params read as :class:`SectionNotGiven`,
+    so a stage that reads more than it declares fails loudly instead of using defaults.
+    """
     return validate_params(json.loads(text), "<pipeline parameter params_json>")
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,6 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
+import zarr
 from tqdm.auto import tqdm
 
 from zonda.data import dvc_source
@@ -340,6 +342,9 @@ def _write_zarr(
         )
         bar.update(b - a)
     bar.close()
+    with warnings.catch_warnings():  # zarr notes that v3 consolidated metadata is an extension; xarray reads it
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part", category=UserWarning)
+        zarr.consolidate_metadata(str(path))  # plain xr.open_zarr(path) opens it without a warning
     return hasher.digest(ds)
 
 

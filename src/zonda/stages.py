@@ -4,8 +4,13 @@ The KFP components (``components/``), the DVC stages (``dvc.yaml``) and the
 ``zonda`` CLI all call these functions, so a stage behaves the same whichever
 way it is started. Each writes its outputs atomically to ``out_dir`` with a
 ``manifest.json`` and the resolved params beside them, then records the
-manifest in MLflow: in the pipeline's run when ``mlflow_run_id`` is given, in a
-run of its own otherwise, or not at all with ``track=False``.
+manifest in MLflow: in the run ``mlflow_run_id`` when given, otherwise in a run
+of its own (a child of the pipeline's run when ``ZONDA_MLFLOW_PARENT_RUN_ID`` is
+set), or not at all with ``track=False``.
+
+A stage whose input key (its params sections, its upstream outputs' IDs and the
+code; :mod:`zonda.stage_cache`) matches an earlier output under
+``runtime.output_root`` reuses that output instead of running again.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ import logging
 import os
 import shutil
 import sys
+import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from zonda import stage_cache
 from zonda.files import atomic_dir, atomic_path
 from zonda.params import Params
 
@@ -36,12 +43,16 @@ def _record(
     tags: dict[str, str] | None = None,
     metrics: dict[str, float] | None = None,
     artifacts: list[Path] | None = None,
+    lead_metrics: Path | None = None,
 ) -> None:
     import mlflow
 
     from zonda import tracking
+    from zonda.lead_metrics import log_lead_metrics
 
-    with tracking.stage_run(params, mlflow_run_id, stage):
+    with tracking.stage_run(params, mlflow_run_id, stage) as run:
+        if lead_metrics is not None:
+            log_lead_metrics(lead_metrics, run.info.run_id)
         if tags:
             mlflow.set_tags(tags)
         if metrics:
@@ -59,6 +70,34 @@ def _check_tracking(params: Params, track: bool) -> None:
         check_reachable(params)
 
 
+def _run_or_reuse(
+    params: Params, stage: str, out_dir: PathLike, upstream: dict[str, PathLike], compute: Callable[[], dict[str, Any]]
+) -> tuple[dict[str, Any], Path | None]:
+    """(manifest, where it was reused from or None): the earlier output with this input key, or ``compute()``'s."""
+    key = stage_cache.input_key(params, stage, upstream)
+    found = stage_cache.find(params, stage, key) if stage_cache.reuse_enabled() else None
+    if found is not None and stage_cache.reuse(params, stage, key, out_dir) is not None:
+        return found[1], found[0]
+    started = time.monotonic()
+    log.info("%s: running (input key %s)", stage, key[:12])
+    manifest = compute()
+    if "model_id" not in manifest and stage == "train":  # a DDP rank other than 0 wrote nothing
+        return manifest, None
+    manifest = stage_cache.record(params, stage, key, out_dir, manifest)
+    log.info("%s: %s written to %s in %.0f s", stage, stage_cache.output_id(stage, manifest), out_dir, time.monotonic() - started)
+    return manifest, None
+
+
+def record_reuse(params: Params, stage: str, manifest: dict[str, Any], out_dir: PathLike, source: Path, *, mlflow_run_id: str | None) -> None:
+    """The MLflow record of a reused output (a stage run tagged ``zonda.reused_from``): nothing is recomputed."""
+    _record(params, stage, manifest, out_dir, mlflow_run_id=mlflow_run_id, tags={"zonda.reused_from": str(source)})
+
+
+def headline_metric_name(key: str) -> str:
+    """MLflow name of a headline score: ``rmse.geopotential.500.1d`` -> ``test/rmse/geopotential/500/1d``."""
+    return "test/" + key.replace(".", "/")
+
+
 def snapshot_stage(
     params: Params, out_dir: PathLike, *, mlflow_run_id: str | None = None, track: bool = True, progress: bool = True
 ) -> dict[str, Any]:
@@ -74,14 +113,21 @@ def snapshot_stage(
 
     _check_tracking(params, track)
     params = snapshot_store.pin(dvc_source.pin(params))
-    manifest = build_snapshot(params, out_dir, progress=progress).manifest
-    if params.runtime.dvc_remote:
-        manifest = snapshot_store.push_snapshot(out_dir, params.runtime.dvc_remote)
-    if track:
+
+    def compute() -> dict[str, Any]:
+        manifest = build_snapshot(params, out_dir, progress=progress).manifest
+        if params.runtime.dvc_remote:
+            manifest = snapshot_store.push_snapshot(out_dir, params.runtime.dvc_remote)
+        return manifest
+
+    manifest, reused = _run_or_reuse(params, "snapshot", out_dir, {}, compute)
+    if track and reused:
+        record_reuse(params, "snapshot", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
+    elif track:
         _record(
             params, "snapshot", manifest, out_dir, mlflow_run_id=mlflow_run_id,
             tags={"zonda.snapshot_id": manifest["snapshot_id"], **tracking.snapshot_lineage_tags(manifest)},
-            metrics={"snapshot.time_steps": manifest["time_range"]["steps"]},
+            metrics={"snapshot/time_steps": manifest["time_range"]["steps"]},
         )
     return manifest
 
@@ -99,8 +145,13 @@ def statistics_stage(
     from zonda.statistics import STATISTICS_FILENAME, build_statistics
 
     _check_tracking(params, track)
-    manifest = build_statistics(params, snapshot_dir, out_dir, progress=progress)
-    if track:
+    manifest, reused = _run_or_reuse(
+        params, "statistics", out_dir, {"snapshot": snapshot_dir},
+        lambda: build_statistics(params, snapshot_dir, out_dir, progress=progress),
+    )
+    if track and reused:
+        record_reuse(params, "statistics", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
+    elif track:
         _record(
             params, "statistics", manifest, out_dir, mlflow_run_id=mlflow_run_id,
             tags={"zonda.statistics_hash": manifest["statistics_hash"]},
@@ -119,33 +170,40 @@ def graph_stage(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Stage 3: icosahedral multi-mesh and grid<->mesh edges for the snapshot's grid."""
-    from zonda.graph import build_graph, graph_summary, save_graph
+    from zonda.graph import build_graph, graph_summary, load_graph, save_graph
     from zonda.params import write_resolved
     from zonda.provenance import code_version, read_manifest, sha256_id, write_manifest
     from zonda.snapshot import open_snapshot
 
     _check_tracking(params, track)
-    snapshot_manifest = read_manifest(snapshot_dir) or {}
-    ds = open_snapshot(snapshot_dir)
-    data = build_graph(params.graph, ds["latitude"].values, ds["longitude"].values)
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
-        graph_manifest = save_graph(data, tmp)
-        manifest = {
-            "kind": "zonda.graph",
-            "graph_hash": sha256_id(graph_manifest["graph_hash"]),
-            "snapshot_id": snapshot_manifest.get("snapshot_id"),
-            "counts": graph_manifest["counts"],
-            "code_version": code_version(),
-        }
-        write_resolved(params, tmp)
-        write_manifest(tmp, manifest)
-    if track:
-        summary = graph_summary(data)
+
+    def compute() -> dict[str, Any]:
+        snapshot_manifest = read_manifest(snapshot_dir) or {}
+        ds = open_snapshot(snapshot_dir)
+        data = build_graph(params.graph, ds["latitude"].values, ds["longitude"].values)
+        with atomic_dir(out_dir) as tmp:
+            graph_manifest = save_graph(data, tmp)
+            manifest = {
+                "kind": "zonda.graph",
+                "graph_hash": sha256_id(graph_manifest["graph_hash"]),
+                "snapshot_id": snapshot_manifest.get("snapshot_id"),
+                "counts": graph_manifest["counts"],
+                "code_version": code_version(),
+            }
+            write_resolved(params, tmp)
+            write_manifest(tmp, manifest)
+        return manifest
+
+    manifest, reused = _run_or_reuse(params, "graph", out_dir, {"snapshot": snapshot_dir}, compute)
+    if track and reused:
+        record_reuse(params, "graph", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
+    elif track:
+        summary = graph_summary(load_graph(out_dir))
         _record(
             params, "graph", manifest, out_dir, mlflow_run_id=mlflow_run_id,
             tags={"zonda.graph_hash": manifest["graph_hash"]},
-            metrics={f"graph.{k}": float(v) for k, v in summary.items() if isinstance(v, (int, float))},
+            metrics={f"graph/{k}": float(v) for k, v in summary.items() if isinstance(v, (int, float))},
             artifacts=[out_dir / "mesh.png", out_dir / "edge_lengths.png", out_dir / "graph.json"],
         )
     return manifest
@@ -170,10 +228,16 @@ def train_stage(
     from zonda.training.train import train
 
     _check_tracking(params, track)
-    return train(
-        params, snapshot_dir, statistics_dir, graph_dir, out_dir,
-        mlflow_run_id=mlflow_run_id, progress=progress, track=track,
+    manifest, reused = _run_or_reuse(
+        params, "train", out_dir, {"snapshot": snapshot_dir, "statistics": statistics_dir, "graph": graph_dir},
+        lambda: train(
+            params, snapshot_dir, statistics_dir, graph_dir, out_dir,
+            mlflow_run_id=mlflow_run_id, progress=progress, track=track,
+        ),
     )
+    if track and reused:
+        record_reuse(params, "train", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
+    return manifest
 
 
 def train_command_stage(
@@ -235,11 +299,20 @@ def train_task_stage(
     """Stage 4 as the pipeline's train task runs it: a TrainJob/PyTorchJob when
     ``training.num_nodes > 1`` (``launcher``: see :func:`distributed_train_stage`),
     otherwise a ``zonda train`` child process in this pod."""
-    if params.training.num_nodes > 1:
-        return distributed_train_stage(
-            params, snapshot_dir, statistics_dir, graph_dir, out_dir, mlflow_run_id=mlflow_run_id, launcher=launcher
-        )
-    return train_command_stage(params, snapshot_dir, statistics_dir, graph_dir, out_dir, mlflow_run_id=mlflow_run_id)
+
+    def compute() -> dict[str, Any]:
+        if params.training.num_nodes > 1:
+            return distributed_train_stage(
+                params, snapshot_dir, statistics_dir, graph_dir, out_dir, mlflow_run_id=mlflow_run_id, launcher=launcher
+            )
+        return train_command_stage(params, snapshot_dir, statistics_dir, graph_dir, out_dir, mlflow_run_id=mlflow_run_id)
+
+    manifest, reused = _run_or_reuse(
+        params, "train", out_dir, {"snapshot": snapshot_dir, "statistics": statistics_dir, "graph": graph_dir}, compute
+    )
+    if reused:
+        record_reuse(params, "train", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
+    return manifest
 
 
 def evaluate_stage(
@@ -259,15 +332,23 @@ def evaluate_stage(
 
     _check_tracking(params, track)
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
-        manifest = run_evaluation(params, snapshot_dir, statistics_dir, graph_dir, model_dir, tmp, progress=progress)
-    if track:
+
+    def compute() -> dict[str, Any]:
+        with atomic_dir(out_dir) as tmp:
+            return run_evaluation(params, snapshot_dir, statistics_dir, graph_dir, model_dir, tmp, progress=progress)
+
+    upstream = {"snapshot": snapshot_dir, "statistics": statistics_dir, "graph": graph_dir, "train": model_dir}
+    manifest, reused = _run_or_reuse(params, "evaluate", out_dir, upstream, compute)
+    if track and reused:
+        record_reuse(params, "evaluate", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
+    elif track:
         plots = sorted(out_dir.glob("*.png"))
         _record(
             params, "evaluate", manifest, out_dir, mlflow_run_id=mlflow_run_id,
-            metrics={f"test.{k}": float(v) for k, v in manifest["headline"].items()},
+            metrics={headline_metric_name(k): float(v) for k, v in manifest["headline"].items()},
             tags={f"zonda.beats_persistence.{k}": str(v) for k, v in manifest["beats_persistence"].items()},
             artifacts=[out_dir / RESULTS_FILE, out_dir / SUMMARY_FILE, out_dir / HEADLINE_FILE, *plots],
+            lead_metrics=out_dir / RESULTS_FILE,
         )
     return manifest
 
@@ -338,13 +419,25 @@ def register_stage(
     if not track:
         raise ValueError("the register stage writes to the MLflow Model Registry; it cannot run without MLflow (--no-mlflow)")
     _check_tracking(params, track)
-    result = register_model(
-        params, model_dir, statistics_dir, graph_dir, evaluation_dir, snapshot_dir=snapshot_dir, mlflow_run_id=mlflow_run_id
-    )
-    manifest = registration_manifest(result)
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
-        write_resolved(params, tmp)
-        write_manifest(tmp, manifest)
-    _record(params, "register", manifest, out_dir, mlflow_run_id=result["mlflow_run_id"])  # register_model set the tags
+    run_ids: list[str] = []
+
+    def compute() -> dict[str, Any]:
+        result = register_model(
+            params, model_dir, statistics_dir, graph_dir, evaluation_dir, snapshot_dir=snapshot_dir, mlflow_run_id=mlflow_run_id
+        )
+        run_ids.append(result["mlflow_run_id"])
+        manifest = registration_manifest(result)
+        with atomic_dir(out_dir) as tmp:
+            write_resolved(params, tmp)
+            write_manifest(tmp, manifest)
+        return manifest
+
+    upstream = {"snapshot": snapshot_dir, "statistics": statistics_dir, "graph": graph_dir, "train": model_dir,
+                "evaluate": evaluation_dir}
+    manifest, reused = _run_or_reuse(params, "register", out_dir, upstream, compute)
+    if reused:  # the model version registered then is the one these inputs give: none is added
+        record_reuse(params, "register", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
+    else:
+        _record(params, "register", manifest, out_dir, mlflow_run_id=run_ids[0])  # register_model set the tags
     return manifest

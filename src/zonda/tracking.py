@@ -1,4 +1,9 @@
-"""MLflow tracking: one MLflow run per pipeline run, shared by every stage.
+"""MLflow tracking: a parent run per pipeline run, a child run per stage.
+
+The pipeline's run stays RUNNING while its stages run and ends FINISHED, or
+FAILED when a stage failed (:func:`start_pipeline_run`, :func:`end_pipeline_run`).
+Each stage logs into a run of its own, which ends with the stage; it is the
+pipeline run's child when :data:`PARENT_RUN_ENV` names that run.
 
 The tracking URI is, in order: ``MLFLOW_TRACKING_URI``, ``runtime.mlflow_tracking_uri``,
 or a local sqlite store ``<runtime.output_root>/mlflow.db`` with artifacts in
@@ -32,6 +37,15 @@ REACHABLE_TIMEOUT_S = 5.0
 
 class TrackingServerError(ValueError):
     """The MLflow tracking server does not answer: the message names the URI (credentials masked)."""
+
+
+PARENT_RUN_ENV = "ZONDA_MLFLOW_PARENT_RUN_ID"
+
+
+def parent_tags() -> dict[str, str]:
+    """The tag that nests a stage's run under the pipeline's run (MLflow's ``mlflow.parentRunId``), if there is one."""
+    parent = os.environ.get(PARENT_RUN_ENV)
+    return {"mlflow.parentRunId": parent} if parent else {}
 
 
 def local_store(params: Params) -> tuple[str, str]:
@@ -131,7 +145,10 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
 
 
 def start_pipeline_run(params: Params, run_name: str | None = None, tags: dict[str, str] | None = None) -> str:
-    """Creates the pipeline's MLflow run, logs the resolved params (flat and as YAML); returns its id."""
+    """Creates the pipeline's MLflow run, logs the resolved params (flat and as YAML); returns its id.
+
+    The run is left RUNNING: :func:`end_pipeline_run` ends it when the last stage has ended.
+    """
     import mlflow
 
     check_reachable(params)
@@ -143,13 +160,39 @@ def start_pipeline_run(params: Params, run_name: str | None = None, tags: dict[s
         "mlflow.source.git.commit": str(version["git_commit"] or "unknown"),
         **(tags or {}),
     }
-    with mlflow.start_run(experiment_id=exp, run_name=run_name, tags=all_tags) as run:
-        mlflow.log_params(flatten(params.public_dict()))
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / RESOLVED_PARAMS_FILENAME
-            path.write_text(params.to_yaml())
-            mlflow.log_artifact(str(path))
-        return run.info.run_id
+    client = mlflow.MlflowClient()
+    run_id = client.create_run(exp, run_name=run_name, tags=all_tags).info.run_id
+    flat = list(flatten(params.public_dict()).items())
+    for start in range(0, len(flat), 100):  # MLflow takes at most 100 params per batch
+        client.log_batch(run_id, params=[mlflow.entities.Param(k, v) for k, v in flat[start:start + 100]])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / RESOLVED_PARAMS_FILENAME
+        path.write_text(params.to_yaml())
+        client.log_artifact(run_id, str(path))
+    return run_id
+
+
+def find_pipeline_run(params: Params, run_name: str) -> str | None:
+    """The id of the newest RUNNING pipeline run named ``run_name`` (stage runs excluded), or None."""
+    import mlflow
+
+    exp = experiment_id(params)
+    runs = mlflow.search_runs(
+        [exp], filter_string=f"attributes.run_name = '{run_name}' and attributes.status = 'RUNNING'",
+        output_format="list", order_by=["attributes.start_time DESC"],
+    )
+    runs = [r for r in runs if "zonda.stage" not in r.data.tags]
+    return runs[0].info.run_id if runs else None
+
+
+def end_pipeline_run(params: Params, run_id: str, *, failed: bool) -> None:
+    """Ends the pipeline's MLflow run FAILED or FINISHED (a run already ended is left as it is)."""
+    import mlflow
+
+    configure(params)
+    client = mlflow.MlflowClient()
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
 
 
 @contextlib.contextmanager
@@ -167,7 +210,8 @@ def stage_run(params: Params, run_id: str | None, stage: str) -> Iterator[Any]:
             yield run
     else:
         exp = experiment_id(params)
-        with mlflow.start_run(experiment_id=exp, run_name=f"{params.name}-{stage}", tags={"zonda.stage": stage}) as run:
+        tags = {"zonda.stage": stage, **parent_tags()}
+        with mlflow.start_run(experiment_id=exp, run_name=f"{params.name}-{stage}", tags=tags) as run:
             mlflow.log_params(flatten(params.public_dict()))
             yield run
 
@@ -197,7 +241,9 @@ def snapshot_lineage_tags(manifest: dict[str, Any]) -> dict[str, str]:
 
 
 def pipeline_report(params: Params, run_name: str) -> str | None:
-    """Markdown scorecard and promotion decision of the pipeline run named ``run_name``, from MLflow.
+    """Markdown scorecard and promotion decision of the pipeline run named ``run_name``, from MLflow
+    (its evaluate and register child runs; on KFP the stage runs are not nested under the pipeline's
+    run, so there the report finds neither).
 
     None when the run is not found (or MLflow is unreachable): the caller reports what it has.
     The report is best effort, so an unreachable server is given up on after
@@ -251,14 +297,21 @@ def _pipeline_report(params: Params, run_name: str, mlflow: Any) -> str | None:
         return None
     run = runs[0]
     client = mlflow.MlflowClient()
+    children = {
+        r.data.tags.get("zonda.stage"): r
+        for r in mlflow.search_runs(
+            [exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'", output_format="list"
+        )
+    }
     lines = [f"MLflow run `{run.info.run_id}` ({tracking_uri(params)})", ""]
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            path = client.download_artifacts(run.info.run_id, f"evaluate/{SUMMARY_FILE}", tmp)
+            evaluate_run = children.get("evaluate", run)  # the stage's child run; runs before those: the run itself
+            path = client.download_artifacts(evaluate_run.info.run_id, f"evaluate/{SUMMARY_FILE}", tmp)
             lines += [Path(path).read_text().replace(f"# {SUMMARY_TITLE}", "### Scorecard"), ""]
     except Exception:  # noqa: BLE001 - no evaluation (failed earlier): report the rest
         lines.append("(no evaluation summary in the run)")
-    tags = run.data.tags
+    tags = children.get("register", run).data.tags
     if TAG_DECISION in tags:
         lines += [
             "### Promotion",

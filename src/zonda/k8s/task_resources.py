@@ -12,7 +12,8 @@ task gets. Most tasks get their stage's section as it is; three do not:
   nodes keeping the job from ever scheduling) but keeps the PVC mounts,
   Secrets, retries (a retried launcher adopts its job) and caching. With one
   node, training runs in the KFP pod, which gets everything.
-* ``register`` is never cached: a cached run would skip registering the new version.
+* ``register`` is cached like any stage: its inputs are the model, its evaluation and the registry
+  section, so a cache hit means that version is already registered.
 * ``mlflow-run`` (opens the pipeline's MLflow run) gets the Secrets that carry
   MLflow credentials and no caching (every pipeline run opens its own MLflow run).
 """
@@ -38,8 +39,6 @@ def task_resources(params: Params, task: str) -> StageResources:
         return mlflow_task_resources(params)
     if task == "train":
         return train_task_resources(params)
-    if task == "register":
-        return params.runtime.resources.for_stage("register").model_copy(update={"caching": False})
     if task not in STAGES:
         raise ValueError(f"unknown pipeline task {task!r}; expected one of {', '.join((*STAGES, MLFLOW_RUN_TASK))}")
     return params.runtime.resources.for_stage(task)

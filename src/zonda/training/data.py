@@ -438,6 +438,16 @@ def epoch_batches(num_batches: int, limit: int | float | None) -> int:
     return int(num_batches * float(limit))
 
 
+def batches_to_run(epoch_batches: int, *, max_steps: int, global_step: int, accumulate: int) -> int:
+    """Batches of this epoch that will run: ``epoch_batches``, cut short where ``max_steps`` (-1: none) ends training.
+
+    ``global_step`` counts optimizer steps taken so far, each of ``accumulate`` batches.
+    """
+    if max_steps is None or max_steps < 0:
+        return epoch_batches
+    return max(0, min(epoch_batches, (max_steps - global_step) * accumulate))
+
+
 try:  # zarr 3: run many chunk reads concurrently on its event loop
     from zarr.core.sync import sync as _zarr_sync
 except ImportError:  # pragma: no cover - zarr 2
@@ -698,7 +708,16 @@ class SnapshotDataModule(L.LightningDataModule):
         loader = ResumableDataLoader(
             dataset, sampler, epoch_limit=epoch_batches(sampler.num_batches(), limit), **self._loader_options()
         )
-        log.info("epoch %d: %d training samples, rollout %d, %d batches per rank", epoch, len(dataset), rollout, len(loader))
+        runs = len(loader)
+        if self.trainer is not None:
+            runs = batches_to_run(
+                len(loader), max_steps=t.max_steps, global_step=self.trainer.global_step,
+                accumulate=self.trainer.accumulate_grad_batches,
+            )
+        log.info(
+            "epoch %d: %d training samples, rollout %d, %d batches per rank%s", epoch, len(dataset), rollout, runs,
+            f" (of {len(loader)}; training.max_steps={t.max_steps} ends it)" if runs < len(loader) else "",
+        )
         return FirstBatchForever(loader) if t.fake_dataloading else loader
 
     def val_dataloader(self) -> DataLoader:

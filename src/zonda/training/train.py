@@ -187,7 +187,10 @@ def _tracking(
     run_id = mlflow_run_id
     if run_id is None and t.resume_from:
         run_id = start_meta.get("mlflow_run_id")
-    tags = {"zonda.stage": "train", "zonda.preset": params.name, **{f"zonda.{k}": str(v) for k, v in lineage.items()}}
+    tags = {
+        "zonda.stage": "train", "zonda.preset": params.name, **{f"zonda.{k}": str(v) for k, v in lineage.items()},
+        **tracking.parent_tags(),
+    }
     if t.fork_from:
         tags["zonda.forked_from"] = str(start_path)
         if start_meta.get("mlflow_run_id"):

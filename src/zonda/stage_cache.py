@@ -1,0 +1,187 @@
+"""Reuse of earlier stage outputs: a stage whose inputs did not change is not run again.
+
+KFP's cache skips a task on a cluster, but the KFP local runner and DVC-less
+``zonda <stage>`` calls have none, so the stage layer keeps its own. A stage's
+*input key* is the sha256 of what its output depends on:
+
+- the params sections it reads (:meth:`Params.for_stage`, without ``runtime``),
+- the IDs of its upstream outputs (``snapshot_id``, ``statistics_hash``,
+  ``graph_hash``, ``model_id``; an evaluation is identified by its own key),
+- the digest of the zonda code that runs (every ``.py`` file of the package).
+
+A finished stage records ``<output_root>/stage-index/<stage>/<key>.json``
+(where its output is) and writes the key into its ``manifest.json``. A later
+call with the same key hard-links that output into its own ``out_dir`` (a copy
+across file systems) instead of running, and says ``reused <id> from <where>``.
+``ZONDA_REUSE=0`` turns reuse off.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import zonda
+from zonda.files import atomic_dir, read_json_file, write_json_atomic
+from zonda.params import Params
+from zonda.provenance import canonical_json_hash, read_manifest, write_manifest
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+
+INDEX_DIRNAME = "stage-index"
+KEY_FIELD = "stage_key"
+REUSE_ENV = "ZONDA_REUSE"
+
+# The manifest field that identifies each stage's output to the stages downstream.
+OUTPUT_ID_FIELD = {
+    "snapshot": "snapshot_id",
+    "statistics": "statistics_hash",
+    "graph": "graph_hash",
+    "train": "model_id",
+    "evaluate": KEY_FIELD,
+    "register": KEY_FIELD,
+}
+
+
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """sha256 over the path and bytes of every ``.py`` file of the zonda package that runs."""
+    root = Path(zonda.__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def output_id(stage: str, manifest: dict[str, Any]) -> str:
+    """The ID of a stage's output from its manifest; KeyError naming the field when it is missing."""
+    field = OUTPUT_ID_FIELD[stage]
+    if manifest.get(field) is None:
+        raise KeyError(f"{stage} manifest has no {field!r}")
+    return str(manifest[field])
+
+
+def _verify_upstream(stage: str, directory: PathLike) -> None:
+    """Checks a snapshot, statistics or graph output against the digests recorded at write time (IntegrityError
+    naming the file otherwise): a reused output must not stand for inputs edited since their manifest was written."""
+    if stage == "snapshot":
+        from zonda.snapshot import verify_snapshot
+
+        verify_snapshot(directory)
+    elif stage == "statistics":
+        from zonda.statistics import load_statistics
+
+        load_statistics(directory).close()
+    elif stage == "graph":
+        from zonda.graph import load_graph
+
+        load_graph(Path(directory))
+
+
+def upstream_ids(upstream: dict[str, PathLike]) -> dict[str, str]:
+    """``{stage: output ID}`` of upstream output directories (``{"snapshot": dir, ...}``), each verified first."""
+    ids = {}
+    for stage, directory in upstream.items():
+        manifest = read_manifest(directory)
+        if manifest is None:
+            raise FileNotFoundError(f"{directory}: no manifest.json (not a finished {stage} output)")
+        _verify_upstream(stage, directory)
+        ids[stage] = output_id(stage, manifest)
+    return ids
+
+
+def input_key(params: Params, stage: str, upstream: dict[str, PathLike]) -> str:
+    """The stage's input key (see the module docstring)."""
+    sections = params.for_stage(stage)
+    sections.pop("runtime")
+    sections.pop("name")
+    payload = {"stage": stage, "params": sections, "upstream": upstream_ids(upstream), "code": code_digest()}
+    return canonical_json_hash(payload)
+
+
+def _index_path(params: Params, stage: str, key: str) -> Path:
+    return Path(params.runtime.output_root).resolve() / INDEX_DIRNAME / stage / f"{key}.json"
+
+
+def reuse_enabled() -> bool:
+    return os.environ.get(REUSE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def find(params: Params, stage: str, key: str) -> tuple[Path, dict[str, Any]] | None:
+    """(directory, manifest) of an earlier output with this key, or None (none, moved or overwritten since)."""
+    entry = _index_path(params, stage, key)
+    if not entry.is_file():
+        return None
+    directory = Path(read_json_file(entry, "a zonda stage-index entry")["path"])
+    manifest = read_manifest(directory) if directory.is_dir() else None
+    if manifest is None or manifest.get(KEY_FIELD) != key:
+        return None
+    return directory, manifest
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or links not allowed
+        shutil.copy2(src, dst)
+
+
+def reuse(params: Params, stage: str, key: str, out_dir: PathLike) -> dict[str, Any] | None:
+    """Puts the earlier output with this key at ``out_dir`` and returns its manifest; None when there is none."""
+    if not reuse_enabled():
+        return None
+    found = find(params, stage, key)
+    if found is None:
+        return None
+    source, manifest = found
+    out_dir = Path(out_dir)
+    if source.resolve() != out_dir.resolve():
+        with atomic_dir(out_dir) as tmp:
+            shutil.copytree(source, tmp, copy_function=_link_or_copy, dirs_exist_ok=True)
+    log.info("%s: reused %s from %s", stage, output_id(stage, manifest), source)
+    return manifest
+
+
+def record(params: Params, stage: str, key: str, out_dir: PathLike, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Writes the key into ``out_dir``'s manifest and indexes the output; returns the manifest with the key."""
+    out_dir = Path(out_dir).resolve()
+    manifest = {**(read_manifest(out_dir) or manifest), KEY_FIELD: key}
+    write_manifest(out_dir, manifest)
+    write_json_atomic(_index_path(params, stage, key), {"path": str(out_dir), "id": output_id(stage, manifest)})
+    return manifest
+
+
+# Each stage's upstream stages, in pipeline order (the DAG of pipelines/zonda_pipeline.py).
+UPSTREAM: dict[str, tuple[str, ...]] = {
+    "snapshot": (),
+    "statistics": ("snapshot",),
+    "graph": ("snapshot",),
+    "train": ("snapshot", "statistics", "graph"),
+    "evaluate": ("snapshot", "statistics", "graph", "train"),
+    "register": ("snapshot", "statistics", "graph", "train", "evaluate"),
+}
+
+
+def locate(params: Params) -> dict[str, Path]:
+    """``{stage: output directory}`` of the outputs these params lead to, as far as the index has them.
+
+    Walks the stages in pipeline order, each key from the params and the
+    upstream outputs found before it (what a pipeline run with these params
+    produced or reused); stops at the first stage with none.
+    """
+    found: dict[str, Path] = {}
+    for stage, upstream in UPSTREAM.items():
+        if any(name not in found for name in upstream):
+            break
+        hit = find(params, stage, input_key(params, stage, {name: found[name] for name in upstream}))
+        if hit is None:
+            break
+        found[stage] = hit[0]
+    return found
