@@ -115,18 +115,16 @@ def snapshot_stage(
     params = snapshot_store.pin(dvc_source.pin(params))
 
     def compute() -> dict[str, Any]:
-        manifest = build_snapshot(params, out_dir, progress=progress).manifest
-        if params.runtime.dvc_remote:
-            manifest = snapshot_store.push_snapshot(out_dir, params.runtime.dvc_remote)
-        return manifest
+        return build_snapshot(params, out_dir, progress=progress).manifest
 
     manifest, reused = _run_or_reuse(params, "snapshot", out_dir, {}, compute)
-    if track and reused:
-        record_reuse(params, "snapshot", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
-    elif track:
+    if params.runtime.dvc_remote:  # after the stage key is in manifest.json, so the pushed copy is the local one
+        manifest = snapshot_store.push_snapshot(out_dir, params.runtime.dvc_remote)
+    if track:  # a reused snapshot's run carries its lineage too (and says where it came from)
+        reuse_tag = {"zonda.reused_from": str(reused)} if reused else {}
         _record(
             params, "snapshot", manifest, out_dir, mlflow_run_id=mlflow_run_id,
-            tags={"zonda.snapshot_id": manifest["snapshot_id"], **tracking.snapshot_lineage_tags(manifest)},
+            tags={"zonda.snapshot_id": manifest["snapshot_id"], **tracking.snapshot_lineage_tags(manifest), **reuse_tag},
             metrics={"snapshot/time_steps": manifest["time_range"]["steps"]},
         )
     return manifest
