@@ -221,6 +221,13 @@ def write_text_atomic(path: PathLike, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def write_netcdf_atomic(ds: Any, path: PathLike) -> Path:
+    """Writes an xarray Dataset to the netCDF file ``path`` atomically (h5netcdf)."""
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf")
+    return Path(path)
+
+
 def write_json_atomic(path: PathLike, payload: Any, *, indent: int = 2) -> Path:
     """Writes ``payload`` as JSON (non-JSON values via ``str``) to ``path`` atomically."""
     return write_text_atomic(path, json.dumps(payload, indent=indent, default=str) + "\n")

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from zonda.files import atomic_path, file_sha256
+from zonda.files import file_sha256, write_netcdf_atomic
 
 STATE_PREFIX = "hs_state_"
 STATE_TIME = "state_time"
@@ -55,8 +55,7 @@ def write_truth_states(states: xr.Dataset, directory: str | os.PathLike[str]) ->
     states = states.load()
     for var in states.variables.values():
         var.encoding = {}
-    with atomic_path(path) as tmp:
-        states.to_netcdf(tmp, engine="h5netcdf")
+    write_netcdf_atomic(states, path)
     times = pd.DatetimeIndex(states[STATE_TIME].values)
     first = next(iter(states.data_vars.values())).attrs
     return {

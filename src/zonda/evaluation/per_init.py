@@ -32,7 +32,7 @@ from zonda.evaluation import metrics
 from zonda.evaluation.alignment import INIT_DIM, LEAD_DIM, forecast_axes, truth_for_lead
 from zonda.evaluation.headline import find_lead, headline_key, parse_headline
 from zonda.evaluation.results import _climatology_for_lead
-from zonda.files import atomic_path
+from zonda.files import write_netcdf_atomic
 from zonda.variables import VARIABLES
 
 PER_INIT_FILE = "per_init.nc"
@@ -125,9 +125,7 @@ def write_per_init(scores: xr.DataArray, path: str | os.PathLike[str], *, snapsh
     """Writes per-init scores (from :func:`per_init_scores`) to netCDF atomically, with the snapshot ID."""
     ds = scores.to_dataset(name=SCORE)
     ds.attrs.update(DEFINITIONS, snapshot_id=str(snapshot_id))
-    with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf")
-    return Path(path)
+    return write_netcdf_atomic(ds, path)
 
 
 def read_per_init(path: str | os.PathLike[str]) -> xr.DataArray:

@@ -24,7 +24,7 @@ from zonda.evaluation import metrics
 from zonda.evaluation.alignment import INIT_DIM, LEAD_DIM, forecast_axes, truth_for_lead
 from zonda.evaluation.baselines import climatology_forecast, persistence_forecast
 from zonda.evaluation.climatology import climatology_at
-from zonda.files import atomic_path
+from zonda.files import write_netcdf_atomic
 from zonda.variables import VARIABLES
 
 METRICS = ("rmse", "mse", "bias", "acc")
@@ -174,9 +174,7 @@ def unstack_models(stacked: xr.Dataset) -> dict[str, xr.Dataset]:
 
 def write_results(results: xr.Dataset, path: str | os.PathLike) -> Path:
     """Writes a results Dataset (from :func:`evaluate` or :func:`stack_models`) to netCDF atomically."""
-    with atomic_path(path) as tmp:
-        results.to_netcdf(tmp, engine="h5netcdf")
-    return Path(path)
+    return write_netcdf_atomic(results, path)
 
 
 def read_results(path: str | os.PathLike) -> xr.Dataset:

@@ -36,7 +36,7 @@ import xarray as xr
 from zonda.evaluation.alignment import INIT_DIM, LEAD_DIM, forecast_axes, time_positions, truth_for_lead
 from zonda.evaluation.headline import find_lead, headline_key, parse_headline
 from zonda.evaluation.metrics import latitude_weights
-from zonda.files import atomic_path
+from zonda.files import write_netcdf_atomic
 from zonda.graph.spherical import EARTH_RADIUS_KM
 
 WAVENUMBER = "zonal_wavenumber"
@@ -295,9 +295,7 @@ def spectral_headline(
 
 def write_spectra(spectra: xr.Dataset, path: str | os.PathLike) -> Path:
     """Writes spectra (from :func:`forecast_spectra`) to netCDF atomically (``spectra.nc``)."""
-    with atomic_path(path) as tmp:
-        spectra.to_netcdf(tmp, engine="h5netcdf")
-    return Path(path)
+    return write_netcdf_atomic(spectra, path)
 
 
 def read_spectra(path: str | os.PathLike) -> xr.Dataset:
