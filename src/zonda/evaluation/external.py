@@ -218,6 +218,7 @@ def _prepare_physics(
     spec: BaselineParams, target: Target, snapshot_dir: Path, manifest: dict[str, Any], progress: bool
 ) -> PreparedBaseline:
     from zonda.data.hs_baseline import PRODUCED, CoarseModel, check_coarsening, physics_forecast  # JAX boundary
+    from zonda.data.hs_dycore import steps_per_chunk
 
     assert spec.heldsuarez is not None
     model = CoarseModel(spec.heldsuarez.truncation, spec.heldsuarez.layers, spec.heldsuarez.dt_minutes)
@@ -230,7 +231,7 @@ def _prepare_physics(
     entry = manifest["truth_states"]
     try:
         check_coarsening(truth_truncation=entry["truncation"], truth_layers=entry["layers"], model=model)
-        _check_step(model.dt_minutes)
+        steps_per_chunk(model.dt_minutes)  # raises unless the step divides 6 hours
     except ValueError as exc:
         raise BaselineError(f"{where}: {exc}") from None
     names = [n for n in target.variables if n in PRODUCED]
@@ -253,12 +254,6 @@ def _prepare_physics(
     }
     description = f"{model.label} (dt {model.dt_minutes:g} min) from the truth's T{entry['truncation']} L{entry['layers']} states"
     return PreparedBaseline(spec.name, description, tuple(names), lineage, load)
-
-
-def _check_step(dt_minutes: float) -> None:
-    from zonda.data.hs_dycore import steps_per_chunk
-
-    steps_per_chunk(dt_minutes)
 
 
 __all__ = ["BaselineError", "PreparedBaseline", "Target", "prepare_baselines"]
