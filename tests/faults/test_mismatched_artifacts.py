@@ -74,3 +74,13 @@ def _load(path):
     from safetensors.torch import load_file
 
     return load_file(str(path))
+
+
+def test_model_id_of_a_tensor_with_a_zero_stride_equals_its_dense_copy():
+    """A one-element tensor viewed with stride 0 (as an expanded buffer can be) hashes like its dense copy."""
+    from zonda.training.checkpoints import weights_content_id
+
+    dense = torch.tensor([3.5])
+    strided = torch.tensor(3.5).expand(1)
+    assert strided.stride() == (0,)
+    assert weights_content_id({"w": strided}) == weights_content_id({"w": dense})

@@ -195,7 +195,8 @@ def weights_content_id(state_dict: Mapping[str, torch.Tensor]) -> str:
         field(name.encode("utf-8"))
         field(str(tensor.dtype).removeprefix("torch.").encode())
         field(",".join(str(int(n)) for n in tensor.shape).encode())
-        field(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())  # raw little-endian bytes, any dtype
+        flat = torch.empty(tensor.numel(), dtype=tensor.dtype).copy_(tensor.reshape(-1))  # stride 1 even for a
+        field(flat.view(torch.uint8).numpy().tobytes())  # one-element tensor with stride 0; raw little-endian bytes
     return f"sha256:{digest.hexdigest()}"
 
 
