@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 G0 = 9.80665  # m s-2, standard gravity
 R_STAR = 8.31432  # J mol-1 K-1, the 1976 standard's gas constant
 MOLAR_MASS = 0.0289644  # kg mol-1, dry air
@@ -90,3 +92,20 @@ def plausible_geopotential(level_hpa: float) -> tuple[float, float]:
     h = standard_height(level_hpa)
     low, high = sorted((_COLD * h, _WARM * h))
     return G0 * (low - _SLACK_M), G0 * (high + _SLACK_M)
+
+
+#: J kg-1 K-1, the specific gas constant of dry air (R* / M).
+R_DRY = R_STAR / MOLAR_MASS
+
+
+def layer_mean_temperature(thickness: np.ndarray, *, p_bottom_hpa: float, p_top_hpa: float) -> np.ndarray:
+    """Mean virtual temperature (K) of the layer between two pressure levels with geopotential ``thickness``
+    (``phi(p_top) - phi(p_bottom)``, m**2 s**-2), from the hypsometric equation
+    ``phi(p_top) - phi(p_bottom) = R_d T_mean ln(p_bottom / p_top)``.
+
+    Geopotential *height* in metres mislabelled as geopotential makes the thickness g0 = 9.8
+    times too small, hence a layer "temperature" near 30 K at every level pair.
+    """
+    if not p_bottom_hpa > p_top_hpa > 0:
+        raise ValueError(f"need p_bottom > p_top > 0, got {p_bottom_hpa} and {p_top_hpa} hPa")
+    return np.asarray(thickness) / (R_DRY * math.log(p_bottom_hpa / p_top_hpa))

@@ -27,7 +27,7 @@ from conftest import REPO, synthetic_dataset
 from test_snapshot import _write_grib
 from zonda.cli import main
 from zonda.data.reading import ChunkReadError
-from zonda.data.validation import SnapshotValidationError
+from zonda.data.validation import SnapshotValidationError, check_values
 from zonda.files import DiskFullError, atomic_dir
 from zonda.snapshot import DATA_DIRNAME, build_snapshot, open_snapshot, verify_snapshot
 from zonda.statistics import compute_statistics
@@ -60,6 +60,33 @@ def test_geopotential_height_in_metres_labelled_m2_s2_is_caught_naming_the_level
     for words in ("'geopotential' at level 500 hPa", "plausible range", "time=2000-01-01T00:00:00", "wrong units"):
         assert words in message, message
     assert not (tmp_path / "snap").exists() and _hidden_siblings(tmp_path, "snap") == []
+
+
+@pytest.mark.parametrize("levels", [[850, 925, 1000], [850, 1000]])
+def test_geopotential_height_in_metres_near_the_ground_is_caught_by_the_hypsometric_thickness(levels) -> None:
+    # Below about 730 hPa the per-level plausible ranges of geopotential and of its height in metres overlap;
+    # the thickness between two levels does not: R_d T ln(p1/p2) with T in 150..350 K.
+    lat, lon = np.linspace(-80, 80, 5), np.linspace(0, 300, 6)
+    times = pd.date_range("2000-01-01", periods=2, freq="6h")
+    t_layer = 250.0 + 30.0 * np.cos(np.deg2rad(lat))[:, None] + 0.0 * lon  # K, 250..280 (latitude, longitude)
+    p = np.asarray(levels, dtype=float)
+    z1000 = 900.0 + 300.0 * np.cos(np.deg2rad(lon))[None, :] + 0.0 * lat[:, None]  # m2/s2 (latitude, longitude)
+    z = np.stack([z1000 + 287.05 * t_layer * np.log(1000.0 / lev) for lev in p])  # (level, latitude, longitude)
+    ds = xr.Dataset(
+        {"geopotential": (("time", "level", "latitude", "longitude"), np.stack([z, z]), {"units": "m**2 s**-2"})},
+        coords={"time": times, "level": p, "latitude": lat, "longitude": lon},
+    )
+    check_values(ds, ["geopotential"])  # real geopotential passes
+    ds["geopotential"] = ds["geopotential"] / G0  # heights in metres, labelled as geopotential
+    ds["geopotential"].attrs["units"] = "m**2 s**-2"
+    assert ds["geopotential"].sel(level=850).min() > 0  # within the per-level plausible ranges at 850 hPa and below
+    with pytest.raises(SnapshotValidationError) as info:
+        check_values(ds, ["geopotential"])
+    message = str(info.value)
+    for words in (f"between {levels[1]:g} and {levels[0]:g} hPa", "layer-mean temperature of 2", "time=2000-01-01T00:00:00",
+                  "height in metres"):
+        assert words in message, message
+    assert "plausible range [" not in message  # the per-level ranges did not catch it: the thickness did
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from zonda.standard_atmosphere import layer_mean_temperature
 from zonda.variables import TIME_STEP_HOURS, variable
 
 # Unit spellings that mean the same thing as the catalogue's.
@@ -166,6 +167,8 @@ def check_values(block: xr.Dataset, names: Iterable[str]) -> None:
             problems.append(f"variable {name!r} has {int(bad.sum())} NaN/inf value(s), first at {_where(da, bad)}")
             continue
         problems.extend(_range_problems(name, da, values))
+        if name == "geopotential":
+            problems.extend(_thickness_problems(da, values))
         if meta.has_time and not meta.may_be_constant:
             problems.extend(_constant_field_problems(name, da, values))
     if problems:
@@ -191,6 +194,37 @@ def _range_problems(name: str, da: xr.DataArray, values: np.ndarray) -> list[str
                 f"variable {name!r}{at} has values outside the plausible range [{lo:g}, {hi:g}] {meta.units} "
                 f"(min {piece_values.min():g}, max {piece_values.max():g}), first at {_where(piece, out)}: "
                 f"wrong units or corrupt data?"
+            )
+    return problems
+
+
+def _thickness_problems(da: xr.DataArray, values: np.ndarray) -> list[str]:
+    """Geopotential between adjacent pressure levels whose thickness implies an implausible layer temperature.
+
+    The per-level ranges of :func:`_range_problems` catch geopotential height in metres labelled
+    m**2 s**-2 only from about 730 hPa up (nearer the ground the plausible ranges of both overlap);
+    the hypsometric thickness between any two levels catches it everywhere: metres make the
+    layer-mean temperature g0 = 9.8 times too low (about 30 K). Plausible: the catalogue's
+    temperature range.
+    """
+    if "level" not in da.dims or da.sizes["level"] < 2:
+        return []
+    lo, hi = variable("temperature").valid_range
+    axis = da.dims.index("level")
+    levels = np.asarray(da["level"].values, dtype=np.float64)
+    order = np.argsort(levels)[::-1]  # bottom (largest pressure) first
+    problems = []
+    for bottom, top in zip(order[:-1], order[1:]):
+        thickness = np.take(values, top, axis=axis) - np.take(values, bottom, axis=axis)  # dims of da without level
+        t_mean = layer_mean_temperature(thickness, p_bottom_hpa=float(levels[bottom]), p_top_hpa=float(levels[top]))
+        bad = (t_mean < lo) | (t_mean > hi)
+        if bad.any():
+            piece = da.isel(level=int(bottom), drop=True)
+            problems.append(
+                f"variable 'geopotential' between {levels[bottom]:g} and {levels[top]:g} hPa: the thickness implies a "
+                f"layer-mean temperature of {float(np.median(t_mean)):.0f} K (median; hypsometric equation), outside "
+                f"the plausible [{lo:g}, {hi:g}] K, first at {_where(piece, bad)}: geopotential height in metres "
+                f"labelled m**2 s**-2, or levels mislabelled?"
             )
     return problems
 
