@@ -4,7 +4,7 @@ Stage outputs of the ``debug`` preset on a tiny synthetic source (8 x 16 grid,
 2 levels, 8 days) are built once per test session: snapshot, statistics and
 graph by the real stage functions; a *trained model* as the training stage
 writes it (``weights.safetensors`` + ``model.json`` from
-:func:`zonda.training.artifacts.model_card`) from an untrained Forecaster with
+:func:`zonda.models.saved.model_card`) from an untrained Forecaster with
 seeded weights (training itself is not what these tests are about); and
 evaluation outputs with chosen headline scores.
 """
@@ -113,8 +113,8 @@ def _model_dir(seed: int) -> Path:
     from zonda.models import Forecaster
     from zonda.snapshot import open_snapshot
     from zonda.statistics import load_statistics
-    from zonda.training.artifacts import MODEL_CARD, WEIGHTS_FILE, model_card
-    from zonda.training.checkpoints import save_weights, weights_content_id
+    from zonda.models.saved import MODEL_CARD, WEIGHTS_FILE, model_card
+    from zonda.models.saved import save_weights, weights_content_id
     from zonda.training.train import read_lineage
 
     p, dirs = params(), stage_dirs()
@@ -193,8 +193,8 @@ def reference_rollout(last_index: int, steps: int) -> np.ndarray:
     """``(steps, G, C)``: the seed-0 Forecaster's own rollout from the snapshot, read the way evaluation reads it."""
     from zonda.channels import ChannelLayout
     from zonda.snapshot import DATA_DIRNAME
-    from zonda.training.artifacts import load_forecaster
-    from zonda.training.data import SnapshotReader
+    from zonda.models.saved import load_forecaster
+    from zonda.snapshot_reader import SnapshotReader
 
     p, dirs = params(), stage_dirs()
     forecaster = load_forecaster(model_dir(), dirs["graph"], dirs["statistics"])
@@ -218,8 +218,8 @@ def true_rmse(seed: int) -> np.ndarray:
     from zonda.channels import ChannelLayout
     from zonda.evaluation.metrics import latitude_weights
     from zonda.snapshot import DATA_DIRNAME, open_snapshot
-    from zonda.training.artifacts import load_forecaster
-    from zonda.training.data import SnapshotReader
+    from zonda.models.saved import load_forecaster
+    from zonda.snapshot_reader import SnapshotReader
 
     p, dirs = params(), stage_dirs()
     forecaster = load_forecaster(model_dir(seed), dirs["graph"], dirs["statistics"])

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from zonda.lead_metrics import lead_series
+from zonda.evaluation.lead_metrics import lead_series
 from zonda.stages import headline_metric_name
 
 

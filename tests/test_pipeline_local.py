@@ -16,7 +16,7 @@ from pipelines.run import pin_run_inputs, resolved_for_run, run_local
 from zonda.evaluation.per_init import read_per_init
 from zonda.params import load_params
 from zonda.snapshot_store import fetch_snapshot
-from zonda.tracking import pipeline_report
+from zonda.registry.report import pipeline_report
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("snapshot", "statistics", "graph", "train", "evaluate", "register")

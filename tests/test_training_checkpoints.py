@@ -12,13 +12,8 @@ import torch
 from safetensors.torch import save_file
 
 from zonda.files import file_sha256
-from zonda.training.checkpoints import (
-    CheckpointError,
-    digest_path,
-    load_training_checkpoint,
-    load_weights,
-    save_training_checkpoint,
-)
+from zonda.models.saved import CheckpointError, load_weights
+from zonda.training.checkpoints import digest_path, load_training_checkpoint, save_training_checkpoint
 
 
 @pytest.fixture(autouse=True, scope="module")

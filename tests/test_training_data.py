@@ -9,6 +9,7 @@ import torch
 import test_training_support as support
 from zonda.params import TimeWindow
 from zonda.snapshot import open_snapshot
+from zonda.snapshot_reader import ChunkCache, SnapshotReader
 from zonda.training.data import (
     FirstBatchForever,
     ResumableDataLoader,
@@ -16,6 +17,7 @@ from zonda.training.data import (
     SnapshotDataModule,
     rollout_for_epoch,
     window_anchors,
+    worker_start_method,
 )
 
 
@@ -137,8 +139,6 @@ def test_validation_sampler_keeps_every_sample_once_across_ranks():
 
 
 def _loader(datamodule, **kwargs) -> ResumableDataLoader:
-    from zonda.training.data import worker_start_method
-
     if kwargs.get("num_workers"):  # as the DataModule starts its workers
         kwargs.setdefault("multiprocessing_context", worker_start_method())
     dataset = datamodule.dataset("train", 1)
@@ -194,8 +194,6 @@ def test_fake_loader_serves_the_identical_first_batch_every_step(datamodule):
 
 
 def test_reader_is_exact_across_chunk_boundaries_whatever_the_cache_holds(datamodule):
-    from zonda.training.data import SnapshotReader
-
     ds = open_snapshot(support.artifacts()["snapshot"]).load()
     r = datamodule.reader
     tiny = SnapshotReader(r.path, r.layout, r.forcing_names, r.static_names, [500, 850], (support.N_LAT, support.N_LON),
@@ -210,8 +208,6 @@ def test_reader_is_exact_across_chunk_boundaries_whatever_the_cache_holds(datamo
 
 
 def test_chunk_cache_is_bounded_and_least_recently_used_goes_first():
-    from zonda.training.data import ChunkCache
-
     cache = ChunkCache(max_bytes=3 * 80)
     for k in range(3):
         cache.put(k, np.zeros(10))  # 80 bytes each

@@ -17,7 +17,7 @@ from zonda import tracking
 from zonda.files import file_sha256
 from zonda.grid import grid_area_weights
 from zonda.provenance import read_manifest
-from zonda.training.artifacts import load_forecaster
+from zonda.models.saved import load_forecaster
 from zonda.training.checkpoints import digest_path
 from zonda.training.data import SnapshotDataModule
 

@@ -282,15 +282,18 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
     from zonda.data.validation import SnapshotValidationError
     from zonda.graph import GraphCoverageError
     from zonda.integrity import IntegrityError
+    from zonda.models.saved import SavedModelError
     from zonda.params import ParamsError
     from zonda.registry.errors import RegistryError
+    from zonda.snapshot_reader import SnapshotReadError
     from zonda.snapshot_store import SnapshotStoreError
     from zonda.tracking import TrackingServerError
     from zonda.training.errors import TrainingInputError
 
     return (
         ParamsError, SnapshotValidationError, SourceError, FileNotFoundError, GraphCoverageError, RegistryError,
-        TrainingInputError, SnapshotStoreError, TrackingServerError, IntegrityError, ChunkReadError,
+        TrainingInputError, SnapshotStoreError, TrackingServerError, IntegrityError, ChunkReadError, SavedModelError,
+        SnapshotReadError,
     )
 
 

@@ -444,7 +444,7 @@ def submit(
             _follow(client, host, result, timeout_s, DEFAULT_POLL_S if poll_s is None else poll_s)
         finally:
             if result.get("state") == "SUCCEEDED":
-                from zonda.tracking import pipeline_report
+                from zonda.registry.report import pipeline_report
 
                 result["report"] = pipeline_report(params, run_name)
             if summary_path is not None:

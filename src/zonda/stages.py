@@ -48,7 +48,7 @@ def _record(
     import mlflow
 
     from zonda import tracking
-    from zonda.lead_metrics import log_lead_metrics
+    from zonda.evaluation.lead_metrics import log_lead_metrics
 
     with tracking.stage_run(params, mlflow_run_id, stage) as run:
         if lead_metrics is not None:

@@ -74,7 +74,7 @@ def test_registering_the_same_model_again_returns_its_version(tmp_path):
     """A retried or re-run register task (3 times, one model) makes one version; another model makes a second."""
     import registry_fixtures as rf
     from zonda.registry.register import TAG_MODEL_ID
-    from zonda.training.checkpoints import load_weights
+    from zonda.models.saved import load_weights
 
     p = rf.params("registry.model_name=zonda-retried", store=rf.new_store(tmp_path / "store"))
     with rf.preserved_tracking_uri():

@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 import xarray as xr
 
-from zonda.evaluation import metrics
+import zonda.evaluation.metrics as metrics
 from zonda.evaluation.alignment import INIT_DIM, LEAD_DIM, forecast_axes, truth_for_lead
 from zonda.evaluation.headline import find_lead, headline_key, parse_headline
 from zonda.evaluation.results import _climatology_for_lead

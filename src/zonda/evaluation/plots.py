@@ -25,7 +25,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from zonda.evaluation import metrics as metric_fns
+import zonda.evaluation.metrics as metric_fns
 from zonda.evaluation.alignment import INIT_DIM, LEAD_DIM, as_datetimes, forecast_axes, truth_for_lead
 from zonda.evaluation.headline import (
     acc_defined,

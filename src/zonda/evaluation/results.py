@@ -20,7 +20,7 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
-from zonda.evaluation import metrics
+import zonda.evaluation.metrics as metrics
 from zonda.evaluation.alignment import INIT_DIM, LEAD_DIM, forecast_axes, truth_for_lead
 from zonda.evaluation.baselines import climatology_forecast, persistence_forecast
 from zonda.evaluation.climatology import climatology_at

@@ -37,14 +37,18 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
+from zonda import evaluation as ev
 from zonda.channels import ChannelLayout
+from zonda.evaluation.external import PreparedBaseline, Target, prepare_baselines
+from zonda.evaluation.headline import headline_series
+from zonda.evaluation.per_init import PER_INIT_FILE, PER_INIT_METRICS, per_init_scores, write_per_init
 from zonda.files import read_json_file, write_json_atomic, write_text_atomic
 from zonda.models.forecaster import inference_device
-from zonda.evaluation.external import PreparedBaseline, Target, prepare_baselines
-from zonda.evaluation.per_init import PER_INIT_FILE, PER_INIT_METRICS, per_init_scores, write_per_init
+from zonda.models.saved import load_forecaster, read_model_card
 from zonda.params import Params, write_resolved
 from zonda.provenance import code_version, read_manifest, write_manifest
 from zonda.snapshot import DATA_DIRNAME, open_snapshot
+from zonda.snapshot_reader import SnapshotReader
 from zonda.variables import TIME_STEP_HOURS, lead_timedeltas
 
 log = logging.getLogger(__name__)
@@ -149,10 +153,6 @@ def run_evaluation(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Forecasts, scores, plots and summary into ``out_dir`` (see the module docstring); returns the manifest."""
-    from zonda import evaluation as ev
-    from zonda.training.artifacts import load_forecaster, read_model_card
-    from zonda.training.data import SnapshotReader
-
     card = read_model_card(model_dir)
     forecaster = load_forecaster(model_dir, graph_dir, statistics_dir)
     layout = ChannelLayout(tuple(card["layout"]["variables"]), tuple(card["layout"]["levels"]))
@@ -253,8 +253,6 @@ def _score_baseline(
 ) -> xr.Dataset:
     """Scores one external baseline's ``forecast`` like the model (a physics baseline's forecasts are kept
     as a WB2 store); variables it lacks are NaN so every entry of results.nc has the same variables."""
-    from zonda import evaluation as ev
-
     if "physics" in baseline.lineage:
         store = out_dir / BASELINES_DIR / f"{baseline.name}.zarr"
         store.parent.mkdir(parents=True, exist_ok=True)
@@ -268,8 +266,6 @@ def _score_baseline(
 
 def beats_persistence(results: dict[str, xr.Dataset], headline_variables: list[str]) -> dict[str, bool]:
     """Whether the model's RMSE is below persistence's at every lead, per headline variable."""
-    from zonda.evaluation.headline import headline_series
-
     out = {}
     for spec in headline_variables:
         model = headline_series(results["model"], spec, "rmse").values

@@ -13,6 +13,7 @@ Public API::
     forecast(model_uri, init_path, lead, out_path) -> Path         # zonda.registry.forecast
     parse_lead("10d") -> 40                                        # zonda.registry.inputs
     ZondaForecastModel                                             # zonda.registry.pyfunc_model
+    pipeline_report(params, run_name) -> str | None               # zonda.registry.report
     RegistryError, InitialStateError, LeadError, PromotionLockTimeout, ChampionIncomparable
 
 Names are loaded on first use, so importing the package pulls in neither
@@ -35,6 +36,7 @@ _EXPORTS = {
     "forecast": "zonda.registry.forecast",
     "parse_lead": "zonda.registry.inputs",
     "ZondaForecastModel": "zonda.registry.pyfunc_model",
+    "pipeline_report": "zonda.registry.report",
     "RegistryError": "zonda.registry.errors",
     "InitialStateError": "zonda.registry.errors",
     "LeadError": "zonda.registry.errors",

@@ -22,10 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xarray as xr
 
 from zonda.evaluation.run import HEADLINE_FILE, read_headline
-from zonda.params import Params
-from zonda.provenance import sha256_id
+from zonda.graph.io import read_manifest as read_graph_manifest
+from zonda.models.saved import read_model_card
+from zonda.params import Params, write_resolved
+from zonda.provenance import read_manifest, sha256_id
 from zonda.registry.errors import RegistryError
 from zonda.registry.pyfunc_model import (
     ARTIFACT_GRAPH,
@@ -36,6 +39,8 @@ from zonda.registry.pyfunc_model import (
     LINEAGE_KEYS,
     STATIC_FILE,
 )
+from zonda.snapshot import open_snapshot, verify_snapshot
+from zonda.statistics import load_statistics
 
 PathLike = str | os.PathLike[str]
 _GRAPH_FILES = ("graph.safetensors", "graph.json")
@@ -44,8 +49,6 @@ _STATISTICS_FILES = ("statistics.nc", "manifest.json")
 
 def read_card(model_dir: PathLike) -> dict[str, Any]:
     """The training output's ``model.json`` (RegistryError naming the file if absent or unreadable)."""
-    from zonda.training.artifacts import read_model_card
-
     try:
         return read_model_card(model_dir)
     except (FileNotFoundError, ValueError) as exc:
@@ -86,11 +89,6 @@ def check_lineage(
 ) -> None:
     """The model card's lineage must match the snapshot, statistics, graph and evaluation outputs,
     and the snapshot's chunks and ``statistics.nc`` the digests recorded when they were written."""
-    from zonda.graph.io import read_manifest as read_graph_manifest
-    from zonda.provenance import read_manifest
-    from zonda.snapshot import verify_snapshot
-    from zonda.statistics import load_statistics
-
     found = {
         "snapshot_id": ((read_manifest(snapshot_dir) or {}).get("snapshot_id"), Path(snapshot_dir) / "manifest.json"),
         "statistics_hash": (
@@ -131,10 +129,6 @@ def _graph_hash(graph_dir: PathLike, reader: Any) -> str | None:
 
 def write_static(snapshot_dir: PathLike, names: list[str], card: dict[str, Any], path: Path) -> Path:
     """``static.nc``: the model's static fields taken from the snapshot, on the model card's grid."""
-    import xarray as xr
-
-    from zonda.snapshot import open_snapshot
-
     lat = np.asarray(card["grid"]["latitudes"], dtype=np.float64)
     lon = np.asarray(card["grid"]["longitudes"], dtype=np.float64)
     ds = open_snapshot(snapshot_dir)
@@ -170,8 +164,6 @@ def stage_bundle(
     dest: PathLike,
 ) -> dict[str, str]:
     """Copies the bundle into ``dest`` (an empty directory); returns the pyfunc ``artifacts`` mapping."""
-    from zonda.params import write_resolved
-
     dest = Path(dest)
     model = _copy(Path(model_dir), dest / ARTIFACT_MODEL, ("model.json", card["weights"]["file"]))
     graph = _copy(Path(graph_dir), dest / ARTIFACT_GRAPH, _GRAPH_FILES)

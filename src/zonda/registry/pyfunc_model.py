@@ -33,10 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import xarray as xr
 import yaml
 from mlflow.pyfunc import PythonModel
 
+from zonda.channels import ChannelLayout
+from zonda.models.forecaster import inference_device
+from zonda.models.saved import load_forecaster, read_model_card
 from zonda.registry.inputs import (
     format_lead,
     forcing_array,
@@ -91,12 +95,6 @@ class ZondaForecastModel(PythonModel):
         return model
 
     def _load(self, model_dir: Any, graph_dir: Any, statistics_dir: Any, static_path: Any, params_path: Any) -> None:
-        import torch
-
-        from zonda.channels import ChannelLayout
-        from zonda.models.forecaster import inference_device
-        from zonda.training.artifacts import load_forecaster, read_model_card
-
         self.device = inference_device()
         self.card = read_model_card(model_dir)
         self.forecaster = load_forecaster(model_dir, graph_dir, statistics_dir, map_location=self.device)
@@ -124,8 +122,6 @@ class ZondaForecastModel(PythonModel):
 
     def forecast(self, initial_state: xr.Dataset, lead: str | Any) -> xr.Dataset:
         """The forecast Dataset (WB2 layout) from the last ``input_steps`` times of ``initial_state``."""
-        import torch
-
         steps = parse_lead(lead)
         states, times = prepare_initial_state(
             initial_state, self.layout, self.latitudes, self.longitudes, self.input_steps

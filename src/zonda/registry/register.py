@@ -11,7 +11,7 @@ promotes only on a significant improvement. A rejected challenger is a normal
 outcome: the reason is returned and tagged, nothing is raised.
 
 Registration is idempotent by model content: a model whose ``zonda.model_id``
-(:func:`~zonda.training.checkpoints.weights_content_id` of the weights file
+(:func:`~zonda.models.saved.weights_content_id` of the weights file
 being registered) is already a version of ``registry.model_name`` is not
 logged or registered again (a retried or re-run task); that version goes
 through the rest (alias, gate) and is returned. The look-up is repeated
@@ -41,16 +41,22 @@ import logging
 import os
 import tempfile
 import warnings
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import zonda
+from zonda import tracking
+from zonda.models.saved import CheckpointError, load_weights, weights_content_id
 from zonda.params import Params
-from zonda.provenance import read_manifest
+from zonda.provenance import code_version, read_manifest
 from zonda.registry.bundle import check_lineage, check_promotion_metrics, read_card, read_model_scores, stage_bundle
 from zonda.registry.errors import RegistryError
 from zonda.registry.lock import PromotionLock
 from zonda.registry.promotion import CHALLENGER, TAG_DECISION, TAG_MODEL_VERSION, TAG_REGISTERED_MODEL, gate, score_tags
+from zonda.registry.pyfunc_model import LEAD_PARAM, ZondaForecastModel, default_lead
 from zonda.registry.rescore import challenger_scores, rescore_champion
+from zonda.tracking import snapshot_lineage_tags
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +73,6 @@ RUNTIME_DISTRIBUTIONS = (
 
 def pip_requirements() -> list[str]:
     """The model's requirements: zonda itself (from the zonda image) and its pinned runtime deps."""
-    import zonda
-
     pins = [f"zonda=={zonda.__version__}"]
     for dist in RUNTIME_DISTRIBUTIONS:
         try:
@@ -88,10 +92,6 @@ def version_tags(
     snapshot_manifest: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """The lineage, provenance and score tags of a new model version (see the module docstring)."""
-    import zonda
-    from zonda.provenance import code_version
-    from zonda.tracking import snapshot_lineage_tags
-
     return {
         TAG_MODEL_ID: model_id,
         "zonda.snapshot_id": str(card.get("snapshot_id")),
@@ -110,8 +110,6 @@ def version_tags(
 
 def registered_model_id(model_dir: PathLike, card: dict[str, Any]) -> str:
     """The model ID of the weights file that is registered, checked against ``model.json``'s ``model_id``."""
-    from zonda.training.checkpoints import CheckpointError, load_weights, weights_content_id
-
     path = Path(model_dir) / card["weights"]["file"]
     try:
         model_id = weights_content_id(load_weights(path))
@@ -134,8 +132,6 @@ def _signature(params: Params) -> Any:
     from mlflow.models import ModelSignature
     from mlflow.types import ParamSchema, ParamSpec
 
-    from zonda.registry.pyfunc_model import LEAD_PARAM, default_lead
-
     return ModelSignature(params=ParamSchema([ParamSpec(LEAD_PARAM, "string", default_lead(params.evaluation.lead_days))]))
 
 
@@ -157,8 +153,6 @@ def log_pyfunc(params: Params, card: dict[str, Any], artifacts: dict[str, str]) 
 
 def _verify_bundle(artifacts: dict[str, str]) -> None:
     """Loads the bundle as the pyfunc will, so a model that cannot load is never registered."""
-    from zonda.registry.pyfunc_model import ZondaForecastModel
-
     try:
         ZondaForecastModel.from_artifacts(
             artifacts["model"], artifacts["graph"], artifacts["statistics"], artifacts["static"], artifacts["params"]
@@ -184,10 +178,6 @@ MANIFEST_KEYS = (
 
 def registration_manifest(result: dict[str, Any]) -> dict[str, Any]:
     """The register stage's ``manifest.json`` payload from :func:`register_model`'s result."""
-    from datetime import datetime, timezone
-
-    from zonda.provenance import code_version
-
     return {
         "kind": "zonda.registration",
         **{key: result.get(key) for key in MANIFEST_KEYS},
@@ -225,8 +215,6 @@ def register_model(
         ``mlflow_run_id``, ``scores`` and ``tags``.
     """
     import mlflow
-
-    from zonda import tracking
 
     card = read_card(model_dir)
     scores = read_model_scores(evaluation_dir)
@@ -287,8 +275,6 @@ def _log_and_register(
     """Logs the pyfunc into the stage's MLflow run and registers it (unless a concurrent registration of the
     same model won the race); (run id, logged model URI, tags, version)."""
     import mlflow
-
-    from zonda import tracking
 
     name = params.registry.model_name
     with tracking.stage_run(params, mlflow_run_id, "register") as run:

@@ -24,11 +24,16 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from zonda.evaluation.climatology import compute_climatology
 from zonda.evaluation.per_init import PER_INIT_FILE, parse_key, per_init_scores, read_per_init
 from zonda.params import Params
+from zonda.provenance import read_manifest
+from zonda.registry.bundle import same_id
 from zonda.registry.errors import ChampionIncomparable, RegistryError
+from zonda.registry.forecast import load_forecast_model
 from zonda.registry.inputs import format_lead
 from zonda.registry.pyfunc_model import LEAD_PARAM
+from zonda.snapshot import open_snapshot
 from zonda.variables import TIME_STEP_HOURS
 
 PathLike = str | os.PathLike[str]
@@ -72,12 +77,6 @@ def rescore_champion(model_uri: str, snapshot_dir: PathLike, reference: xr.DataA
       reference: the challenger's per-init scores (:func:`challenger_scores`).
       params: the challenger's resolved params (the training split and climatology mode, for ``acc.*``).
     """
-    from zonda.evaluation.climatology import compute_climatology
-    from zonda.provenance import read_manifest
-    from zonda.registry.bundle import same_id
-    from zonda.registry.forecast import load_forecast_model
-    from zonda.snapshot import open_snapshot
-
     snapshot_id = (read_manifest(snapshot_dir) or {}).get("snapshot_id")
     if not same_id(snapshot_id, reference.attrs.get("snapshot_id")):
         raise RegistryError(

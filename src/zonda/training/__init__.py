@@ -4,9 +4,11 @@ Public API::
 
     train(params, snapshot_dir, statistics_dir, graph_dir, out_dir, *, mlflow_run_id=None,
           progress=True, track=True, callbacks=()) -> dict          # zonda.training.train
-    load_forecaster(model_dir, graph_dir, statistics_dir) -> Forecaster  # zonda.training.artifacts
     SnapshotDataModule, ForecastModule, AdEMAMix, CosineWithWarmup, WeightedMSELoss,
-    channel_weights, rollout_loss, TrainingInputError, CheckpointError, load_training_checkpoint, load_weights
+    channel_weights, rollout_loss, TrainingInputError, load_training_checkpoint
+
+The trained model on disk (``load_forecaster``, ``load_weights``, ``CheckpointError``) is
+:mod:`zonda.models.saved`.
 
 Heavy imports (Lightning, the models) happen on first use of a name.
 """
@@ -19,7 +21,6 @@ from typing import Any
 _EXPORTS = {
     "train": "zonda.training.train",
     "read_lineage": "zonda.training.train",
-    "load_forecaster": "zonda.training.artifacts",
     "SnapshotDataModule": "zonda.training.data",
     "ForecastModule": "zonda.training.module",
     "AdEMAMix": "zonda.training.optimizers",
@@ -27,10 +28,8 @@ _EXPORTS = {
     "WeightedMSELoss": "zonda.training.losses",
     "channel_weights": "zonda.training.losses",
     "rollout_loss": "zonda.training.losses",
-    "CheckpointError": "zonda.training.checkpoints",
     "TrainingInputError": "zonda.training.errors",
     "load_training_checkpoint": "zonda.training.checkpoints",
-    "load_weights": "zonda.training.checkpoints",
 }
 
 __all__ = sorted(_EXPORTS)

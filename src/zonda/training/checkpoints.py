@@ -1,6 +1,4 @@
-"""Checkpoints without unpickling: digests, ``weights_only`` loads, safetensors weights.
-
-Two kinds of files:
+"""Training checkpoints without unpickling: digests, ``weights_only`` loads, RNG states.
 
 * **Training checkpoints** (``checkpoints/*.ckpt``, written by Lightning's
   ``ModelCheckpoint`` through :class:`SafeCheckpointIO`): the full training
@@ -12,14 +10,13 @@ Two kinds of files:
   ``zonda`` metadata; the LightningModule then checks every tensor's name and
   shape against the model. Anything wrong raises :class:`CheckpointError`
   naming the file.
-* **Weights** (``weights.safetensors``): the Forecaster's ``state_dict`` in
-  safetensors (no code can be embedded), with metadata; used for warm starts
-  and by evaluation.
+
+The trained model itself (``weights.safetensors``, ``model.json``) is
+:mod:`zonda.models.saved`, which serving reads without Lightning.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import random
@@ -30,18 +27,13 @@ import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from zonda.files import atomic_path, default_file_mode, file_sha256, write_bytes_atomic
-from zonda.training.errors import TrainingInputError
+from zonda.files import atomic_path, file_sha256, write_bytes_atomic
+from zonda.models.saved import CheckpointError
 
 CHECKPOINT_FORMAT = "zonda.training-checkpoint"
 CHECKPOINT_VERSION = 1
-WEIGHTS_FORMAT = "zonda.weights"
 DIGEST_SUFFIX = ".sha256"
 _REQUIRED_KEYS = ("state_dict", "epoch", "global_step", "loops", "optimizer_states", "lr_schedulers", "zonda")
-
-
-class CheckpointError(TrainingInputError):
-    """A checkpoint or weights file is missing, corrupt, tampered with or does not fit the model."""
 
 
 def digest_path(path: str | os.PathLike[str]) -> Path:
@@ -130,32 +122,6 @@ def check_checkpoint_structure(checkpoint: Any, path: str | os.PathLike[str]) ->
         raise CheckpointError(f"{path}: state_dict must map names to tensors")
 
 
-def check_state_dict(
-    found: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], source: str | os.PathLike[str]
-) -> None:
-    """Raises CheckpointError naming ``source`` if names or shapes of ``found`` differ from ``expected``."""
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    wrong = [
-        f"{k}: {tuple(found[k].shape)} != {tuple(expected[k].shape)}"
-        for k in sorted(set(found) & set(expected))
-        if tuple(found[k].shape) != tuple(expected[k].shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing {_short(missing)}")
-    if unexpected:
-        problems.append(f"unexpected {_short(unexpected)}")
-    if wrong:
-        problems.append(f"wrong shapes {_short(wrong)}")
-    if problems:
-        raise CheckpointError(f"{source}: does not fit the model ({'; '.join(problems)})")
-
-
-def _short(items: list[str], n: int = 5) -> str:
-    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
-
-
 class SafeCheckpointIO(TorchCheckpointIO):
     """Lightning CheckpointIO: atomic saves with sha256 sidecars, verified ``weights_only`` loads."""
 
@@ -172,64 +138,6 @@ class SafeCheckpointIO(TorchCheckpointIO):
     def remove_checkpoint(self, path: Any) -> None:
         Path(path).unlink(missing_ok=True)
         digest_path(path).unlink(missing_ok=True)
-
-
-# ----------------------------------------------------------------- weights
-
-
-def weights_content_id(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """``sha256:<hex>`` of the tensors themselves: names, dtypes, shapes and bytes, in sorted name order.
-
-    The model's identity. Not the hash of ``weights.safetensors``: safetensors writes its
-    metadata mapping in a varying key order, so the same tensors saved twice differ in bytes.
-    Each field is length-prefixed, so no two different state dicts hash the same stream.
-    """
-    digest = hashlib.sha256()
-
-    def field(data: bytes) -> None:
-        digest.update(len(data).to_bytes(8, "little"))
-        digest.update(data)
-
-    for name in sorted(state_dict):
-        tensor = state_dict[name].detach().to("cpu").contiguous()
-        field(name.encode("utf-8"))
-        field(str(tensor.dtype).removeprefix("torch.").encode())
-        field(",".join(str(int(n)) for n in tensor.shape).encode())
-        flat = torch.empty(tensor.numel(), dtype=tensor.dtype).copy_(tensor.reshape(-1))  # stride 1 even for a
-        field(flat.view(torch.uint8).numpy().tobytes())  # one-element tensor with stride 0; raw little-endian bytes
-    return f"sha256:{digest.hexdigest()}"
-
-
-def save_weights(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike[str], metadata: Mapping[str, str] | None = None) -> str:
-    """Writes a safetensors file atomically; returns the file's sha256 (an integrity check of these bytes only;
-    the model's identity is :func:`weights_content_id`)."""
-    from safetensors.torch import save_file
-
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": WEIGHTS_FORMAT, **{k: str(v) for k, v in (metadata or {}).items()}})
-        os.chmod(tmp, default_file_mode())  # safetensors creates 0600; the evaluation stage may run as another user
-        digest = file_sha256(tmp)
-    return digest
-
-
-def load_weights(path: str | os.PathLike[str], expected: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-    """Reads a safetensors weights file; checks names and shapes against ``expected`` if given."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / "weights.safetensors"
-    if not path.is_file():
-        raise CheckpointError(f"{path}: weights file not found")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
-    if expected is not None:
-        check_state_dict(tensors, expected, path)
-    return tensors
 
 
 # --------------------------------------------------------------------- RNG

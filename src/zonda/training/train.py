@@ -36,21 +36,30 @@ from typing import Any, Sequence
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 
+from zonda import tracking
 from zonda.files import write_json_atomic
-from zonda.params import RESOLVED_PARAMS_FILENAME, Params, write_resolved
-from zonda.provenance import MANIFEST_FILENAME, code_version, read_manifest, sha256_id, write_manifest
-from zonda.training.artifacts import MODEL_CARD, WEIGHTS_FILE, model_card
-from zonda.training.callbacks import CheckpointOnPreemption, MlflowExtras, SaveFinalState, StopAtMaxSteps, TrainingHistory
-from zonda.training.checkpoints import (
-    SafeCheckpointIO,
+from zonda.graph import load_graph
+from zonda.graph.io import MANIFEST_FILE
+from zonda.graph.io import read_manifest as read_graph_manifest
+from zonda.grid import grid_area_weights
+from zonda.models import Forecaster
+from zonda.models.saved import (
+    MODEL_CARD,
+    WEIGHTS_FILE,
     check_state_dict,
-    digest_path,
-    load_training_checkpoint,
     load_weights,
+    model_card,
     save_weights,
     weights_content_id,
 )
+from zonda.params import RESOLVED_PARAMS_FILENAME, Params, write_resolved
+from zonda.provenance import MANIFEST_FILENAME, code_version, read_manifest, sha256_id, write_manifest
+from zonda.statistics import load_statistics
+from zonda.training.callbacks import CheckpointOnPreemption, MlflowExtras, SaveFinalState, StopAtMaxSteps, TrainingHistory
+from zonda.training.checkpoints import SafeCheckpointIO, digest_path, load_training_checkpoint
 from zonda.training.data import SnapshotDataModule
 from zonda.training.errors import TrainingInputError
 from zonda.training.module import ForecastModule, forecaster_weights_from_checkpoint
@@ -69,9 +78,6 @@ MANIFEST_KIND = "zonda.training"
 
 def read_lineage(snapshot_dir: PathLike, statistics_dir: PathLike, graph_dir: PathLike) -> dict[str, str]:
     """snapshot_id, statistics_hash and graph_hash of the inputs, checked to belong together."""
-    from zonda.graph.io import MANIFEST_FILE
-    from zonda.graph.io import read_manifest as read_graph_manifest
-
     snapshot = read_manifest(snapshot_dir)
     if snapshot is None or "snapshot_id" not in snapshot:
         raise TrainingInputError(f"{Path(snapshot_dir) / 'manifest.json'}: missing or without snapshot_id (not a zonda snapshot)")
@@ -108,8 +114,6 @@ def _check_graph_grid(graph_meta: dict[str, Any], source: str, latitudes: np.nda
 
 
 def _global_rank_from_env() -> int:
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-
     return int(getattr(rank_zero_only, "rank", 0) or 0)
 
 
@@ -137,8 +141,6 @@ def _prepare_out_dir(out_dir: Path, keep: Path | None) -> None:
 
 def _mlflow_logger(params: Params, run_id: str | None, run_name: str, tags: dict[str, str]) -> Any:
     from lightning.pytorch.loggers import MLFlowLogger
-
-    from zonda import tracking
 
     uri = tracking.tracking_uri(params)
     if uri.startswith("sqlite:///"):
@@ -181,8 +183,6 @@ def _tracking(
     lineage: dict[str, str], snapshot_dir: PathLike,
 ) -> tuple[Any, list[L.Callback]]:
     """The MLFlowLogger (run: given, the resumed checkpoint's, or new) and the MLflow extras callback."""
-    from zonda import tracking
-
     t = params.training
     run_id = mlflow_run_id
     if run_id is None and t.resume_from:
@@ -213,8 +213,6 @@ def _tracking(
 
 def _checkpoint_callbacks(t: Any, ckpt_dir: Path) -> tuple[list[L.Callback], Any]:
     """``last.ckpt`` (periodic, at max_steps and on SIGTERM) and the top-k ``best-*.ckpt`` callback (or None)."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
     ck = t.checkpoint
     last = ckpt_dir / "last.ckpt"
     callbacks: list[L.Callback] = [
@@ -295,13 +293,6 @@ def train(
       The manifest (also written to ``out_dir/manifest.json``) on global rank
       0; ``{"kind": ..., "rank": r}`` on the other ranks.
     """
-    from lightning.pytorch.callbacks import EarlyStopping, RichProgressBar
-
-    from zonda.graph import load_graph
-    from zonda.grid import grid_area_weights
-    from zonda.models import Forecaster
-    from zonda.statistics import load_statistics
-
     started = time.time()
     t = params.training
     out_dir = Path(out_dir)

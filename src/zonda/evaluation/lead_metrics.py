@@ -12,10 +12,13 @@ adds ``/<region>`` after ``<forecast>`` for every region but ``global``.
 from __future__ import annotations
 
 import os
+import time
 from typing import Iterator
 
 import numpy as np
 import xarray as xr
+
+from zonda.evaluation.results import read_results
 
 MODEL_PREFIX = "test"
 
@@ -50,12 +53,8 @@ def lead_series(results: xr.Dataset) -> Iterator[tuple[str, int, float]]:
 
 def log_lead_metrics(results_path: str | os.PathLike[str], run_id: str) -> int:
     """Logs :func:`lead_series` of ``results_path`` into MLflow run ``run_id``; returns how many points."""
-    import time
-
-    import mlflow
+    import mlflow  # MLflow boundary: evaluation's science imports without it
     from mlflow.entities import Metric
-
-    from zonda.evaluation.results import read_results
 
     now = int(time.time() * 1000)
     points = [Metric(name, value, now, step) for name, step, value in lead_series(read_results(results_path))]
