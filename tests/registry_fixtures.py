@@ -24,6 +24,20 @@ import numpy as np
 import torch
 import xarray as xr
 from conftest import REPO, synthetic_dataset, write_zarr
+from zonda.channels import ChannelLayout
+from zonda.evaluation.metrics import latitude_weights
+from zonda.evaluation.per_init import KEY_DIM, SCORE, write_per_init
+from zonda.files import write_json_atomic
+from zonda.graph import load_graph
+from zonda.models import Forecaster
+from zonda.models.saved import MODEL_CARD, WEIGHTS_FILE, load_forecaster, model_card, save_weights, weights_content_id
+from zonda.params import load_params
+from zonda.provenance import write_manifest
+from zonda.snapshot import DATA_DIRNAME, build_snapshot, open_snapshot
+from zonda.snapshot_reader import SnapshotReader
+from zonda.stages import graph_stage
+from zonda.statistics import build_statistics, load_statistics
+from zonda.tracking import local_store
 
 N_LAT, N_LON, LEVELS, N_TIME = 8, 16, (500, 850), 32
 METRIC = "rmse.geopotential.500.1d"  # the debug preset's promotion metric
@@ -78,8 +92,6 @@ def source() -> Path:
 
 def params(*overrides: str, store: Path | None = None):
     """The debug preset on the synthetic source; MLflow goes to the local store in ``store`` (see :func:`new_store`)."""
-    from zonda.params import load_params
-
     base = ["data.source.kind=zarr", f"data.source.path={source()}", f"runtime.output_root={store or ROOT / 'runtime'}"]
     return load_params(REPO / "params" / "debug.yaml", base + list(overrides))
 
@@ -88,10 +100,6 @@ def params(*overrides: str, store: Path | None = None):
 def stage_dirs() -> dict[str, Path]:
     """Snapshot, statistics and graph directories (built once per session), each with the manifest its stage
     writes (the train stage keys its reuse on their IDs)."""
-    from zonda.snapshot import build_snapshot
-    from zonda.stages import graph_stage
-    from zonda.statistics import build_statistics
-
     p = params()
     out = {"snapshot": ROOT / "snapshot", "statistics": ROOT / "statistics", "graph": ROOT / "graph"}
     build_snapshot(p, out["snapshot"], progress=False)
@@ -107,14 +115,6 @@ def model_dir(seed: int = 0) -> Path:
 
 @functools.lru_cache(maxsize=None)
 def _model_dir(seed: int) -> Path:
-    from zonda.channels import ChannelLayout
-    from zonda.files import write_json_atomic
-    from zonda.graph import load_graph
-    from zonda.models import Forecaster
-    from zonda.snapshot import open_snapshot
-    from zonda.statistics import load_statistics
-    from zonda.models.saved import MODEL_CARD, WEIGHTS_FILE, model_card
-    from zonda.models.saved import save_weights, weights_content_id
     from zonda.training.train import read_lineage
 
     p, dirs = params(), stage_dirs()
@@ -141,15 +141,11 @@ def _model_dir(seed: int) -> Path:
 
 def init_times() -> np.ndarray:
     """The init times the fixture evaluations score: 12 six-hourly times, each with a 1-day forecast in the data."""
-    from zonda.snapshot import open_snapshot
-
     return open_snapshot(stage_dirs()["snapshot"])["time"].values[16:28]
 
 
 def per_init(values: dict[str, np.ndarray | float], times: np.ndarray | None = None, snapshot_id: str | None = None):
     """A ``(key, time)`` per-init scores DataArray (constant where a value is a float)."""
-    from zonda.evaluation.per_init import KEY_DIM, SCORE
-
     times = init_times() if times is None else np.asarray(times)
     rows = np.stack([np.broadcast_to(np.asarray(v, dtype=np.float64), times.shape) for v in values.values()])
     return xr.DataArray(rows, dims=[KEY_DIM, "time"], coords={KEY_DIM: list(values), "time": times}, name=SCORE,
@@ -164,9 +160,6 @@ def evaluation_dir(
     ``per_init.nc`` holds ``per_init_scores`` (a DataArray from :func:`per_init`), by default each
     rmse/acc score constant over :func:`init_times`.
     """
-    from zonda.evaluation.per_init import write_per_init
-    from zonda.provenance import write_manifest
-
     card = json.loads(((lineage_of or model_dir()) / "model.json").read_text())
     out = Path(tempfile.mkdtemp(prefix=f"{name or 'evaluation'}-", dir=ROOT))
     headline = {"model": dict(scores), "persistence": {k: v * 2 for k, v in scores.items()}}
@@ -181,8 +174,6 @@ def evaluation_dir(
 
 def initial_state(last_index: int = 12, steps: int = 2) -> xr.Dataset:
     """The snapshot's prognostic variables at ``steps`` times ending at time index ``last_index``."""
-    from zonda.snapshot import open_snapshot
-
     p = params()
     ds = open_snapshot(stage_dirs()["snapshot"])
     return ds[list(p.data.variables)].isel(time=slice(last_index - steps + 1, last_index + 1)).load()
@@ -191,11 +182,6 @@ def initial_state(last_index: int = 12, steps: int = 2) -> xr.Dataset:
 @functools.lru_cache(maxsize=None)
 def reference_rollout(last_index: int, steps: int) -> np.ndarray:
     """``(steps, G, C)``: the seed-0 Forecaster's own rollout from the snapshot, read the way evaluation reads it."""
-    from zonda.channels import ChannelLayout
-    from zonda.snapshot import DATA_DIRNAME
-    from zonda.models.saved import load_forecaster
-    from zonda.snapshot_reader import SnapshotReader
-
     p, dirs = params(), stage_dirs()
     forecaster = load_forecaster(model_dir(), dirs["graph"], dirs["statistics"])
     layout = ChannelLayout.of(p.data.variables, p.data.levels)
@@ -215,12 +201,6 @@ def reference_rollout(last_index: int, steps: int) -> np.ndarray:
 def true_rmse(seed: int) -> np.ndarray:
     """``(12,)`` per-init RMSE of Z500 at 1 day of the seed's model on :func:`init_times`, computed here:
     the Forecaster's own rollout from the snapshot (as evaluation reads it) and an area-weighted RMSE by hand."""
-    from zonda.channels import ChannelLayout
-    from zonda.evaluation.metrics import latitude_weights
-    from zonda.snapshot import DATA_DIRNAME, open_snapshot
-    from zonda.models.saved import load_forecaster
-    from zonda.snapshot_reader import SnapshotReader
-
     p, dirs = params(), stage_dirs()
     forecaster = load_forecaster(model_dir(seed), dirs["graph"], dirs["statistics"])
     layout = ChannelLayout.of(p.data.variables, p.data.levels)
@@ -289,8 +269,6 @@ def preserved_tracking_uri():
 
 def store_uri(p) -> str:
     """The tracking URI of ``p``: runtime.mlflow_tracking_uri, else the local store in runtime.output_root."""
-    from zonda.tracking import local_store
-
     return p.runtime.mlflow_tracking_uri or local_store(p)[0]
 
 

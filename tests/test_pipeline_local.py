@@ -15,8 +15,8 @@ from dvc_fixtures import ZARR_PATH, make_data_repo
 from pipelines.run import pin_run_inputs, resolved_for_run, run_local
 from zonda.evaluation.per_init import read_per_init
 from zonda.params import load_params
-from zonda.snapshot_store import fetch_snapshot
 from zonda.registry.report import pipeline_report
+from zonda.snapshot_store import fetch_snapshot
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("snapshot", "statistics", "graph", "train", "evaluate", "register")

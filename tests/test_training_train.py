@@ -16,8 +16,8 @@ import yaml
 from zonda import tracking
 from zonda.files import file_sha256
 from zonda.grid import grid_area_weights
-from zonda.provenance import read_manifest
 from zonda.models.saved import load_forecaster
+from zonda.provenance import read_manifest
 from zonda.training.checkpoints import digest_path
 from zonda.training.data import SnapshotDataModule
 

@@ -15,8 +15,8 @@ import registry_fixtures as rf
 import test_training_support as support
 from test_process_faults import content_hash
 from zonda.files import file_sha256
-from zonda.registry.errors import RegistryError
 from zonda.models.saved import save_weights, weights_content_id
+from zonda.registry.errors import RegistryError
 
 def test_the_same_weights_saved_three_times_have_one_model_id(tmp_path):
     weights = _load(rf.model_dir(0) / "weights.safetensors")
@@ -78,8 +78,6 @@ def _load(path):
 
 def test_model_id_of_a_tensor_with_a_zero_stride_equals_its_dense_copy():
     """A one-element tensor viewed with stride 0 (as an expanded buffer can be) hashes like its dense copy."""
-    from zonda.models.saved import weights_content_id
-
     dense = torch.tensor([3.5])
     strided = torch.tensor(3.5).expand(1)
     assert strided.stride() == (0,)

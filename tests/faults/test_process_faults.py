@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import test_training_support as support
+from zonda.models.saved import load_weights
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -74,7 +75,6 @@ def test_registering_the_same_model_again_returns_its_version(tmp_path):
     """A retried or re-run register task (3 times, one model) makes one version; another model makes a second."""
     import registry_fixtures as rf
     from zonda.registry.register import TAG_MODEL_ID
-    from zonda.models.saved import load_weights
 
     p = rf.params("registry.model_name=zonda-retried", store=rf.new_store(tmp_path / "store"))
     with rf.preserved_tracking_uri():

@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from zonda.channels import ChannelLayout
-from zonda.params import TrainingParams
 from zonda.models.saved import CheckpointError, check_state_dict
+from zonda.params import TrainingParams
 from zonda.training.checkpoints import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, collect_rng_states, restore_rng_states
 from zonda.training.data import VALIDATION_STEPS
 from zonda.training.errors import NonFiniteLossError
