@@ -6,6 +6,8 @@
 * :class:`Forecaster` - residual 6-hour forecaster on normalised tendencies,
   with autoregressive :meth:`Forecaster.rollout`.
 * :func:`summary` / :func:`summary_dict` - parameter counts per component.
+* :mod:`zonda.models.saved` - what a trained model is on disk (``weights.safetensors``, ``model.json``)
+  and :func:`~zonda.models.saved.load_forecaster`, which evaluation and serving use without Lightning.
 """
 
 from zonda.models.encode_process_decode import EncodeProcessDecode, build_network

@@ -46,7 +46,8 @@ WEIGHTS_FORMAT = "zonda.weights"
 
 
 class SavedModelError(ValueError):
-    """A saved model cannot be used: its card is unreadable, or the graph or statistics given are not its own."""
+    """A saved model cannot be used: its card is unreadable, or the graph or statistics given are not its own
+    (the message names the file)."""
 
 
 class CheckpointError(SavedModelError):
@@ -176,6 +177,8 @@ def model_card(
 
 
 def read_model_card(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``model.json`` of a training output directory: FileNotFoundError if it has none,
+    :class:`SavedModelError` if it is unreadable or of another format or schema version."""
     path = Path(model_dir) / MODEL_CARD
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found (not a zonda training output)")
