@@ -11,14 +11,8 @@ import xarray as xr
 from zonda.evaluation import forecast_spectra, max_spectral_ratio, plot_spectra, read_spectra, spectral_ratio, write_spectra, zonal_spectrum
 from zonda.evaluation.alignment import valid_times
 from zonda.evaluation.plots import spectra_figure
-from zonda.evaluation.spectra import (
-    band_mean,
-    resolved_wavenumbers,
-    small_scale_ratio,
-    spectral_headline,
-    unresolved_power_fraction,
-)
-from zonda.evaluation.summary import _unresolved_lines, markdown_summary
+from zonda.evaluation.spectra import band_mean, small_scale_ratio, spectral_headline
+from zonda.evaluation.summary import markdown_summary
 
 EQUATOR_M = 2 * np.pi * 6371e3  # circumference of the equator, R = 6371 km
 
@@ -166,37 +160,6 @@ def test_ratio_where_power_is_zero():
     spectra = xr.Dataset({"z": power}, coords={"model": ["model", "truth"], "lead_time": [np.timedelta64(1, "D")], "zonal_wavenumber": range(4)})
     assert spectral_ratio(spectra)["z"].values.tolist() == [[1.0, 2.0, 1.0, np.inf]]
     assert max_spectral_ratio(spectra, min_wavenumber=1)["z"].values.tolist() == [np.inf]
-
-
-def test_power_beyond_a_band_limited_truth_is_split_off_as_a_share():
-    """A truth with power only at k = 1..8 (a spectral model's truncation, round-off elsewhere) and a forecast equal
-    to it plus a cosine of amplitude b at k = 12: the ratio over the resolved wavenumbers is 1, over all of them
-    huge, and the share of the forecast's power beyond the truth is b^2 / (sum a_k^2 + b^2) (each cosine's power is
-    proportional to its amplitude squared, the same circumference factor everywhere)."""
-    lon = np.arange(32) * 360.0 / 32
-    lat = np.array([-30.0, 0.0, 40.0])
-    amplitudes = {k: 10.0 / k for k in range(1, 9)}
-    rad = np.deg2rad(lon)
-    truth_field = sum(a * np.cos(k * rad + 0.3 * k) for k, a in amplitudes.items())  # (longitude,)
-    b = 0.5
-    model_field = truth_field + b * np.cos(12 * rad)
-    spectra = xr.Dataset(
-        {"z": (("model", "lead_time", "zonal_wavenumber"), np.stack([
-            band_mean(zonal_spectrum(_circles(np.broadcast_to(f, (3, 32)) + 1e-7 * np.sin(15 * rad), lat, lon))).values[None]
-            for f in (model_field, truth_field)]))},
-        coords={"model": ["model", "truth"], "lead_time": [np.timedelta64(5, "D")], "zonal_wavenumber": range(17)},
-    )
-    resolved = resolved_wavenumbers(spectra)["z"].isel(lead_time=0).values
-    assert resolved.tolist() == [1 <= k <= 8 for k in range(17)]  # k = 0 (zero mean) and 9..16 (round-off) are not
-    assert float(max_spectral_ratio(spectra)["z"].squeeze()) > 1e6
-    assert float(max_spectral_ratio(spectra, resolved_only=True)["z"].squeeze()) == pytest.approx(1.0, rel=1e-9)
-    a2 = sum(a**2 for a in amplitudes.values())
-    assert float(unresolved_power_fraction(spectra)["z"].squeeze()) == pytest.approx(b**2 / (a2 + b**2), rel=1e-6)
-    assert float(unresolved_power_fraction(spectra, model="truth")["z"].squeeze()) < 1e-9
-    share = 100 * b**2 / (a2 + b**2)
-    assert f"- z: truth empty at wavenumbers 9..16; max ratio over the others 1; {share:.2g}% of the model's power" in (
-        "\n".join(_unresolved_lines(spectra, ["z"], [5.0], "model"))
-    )
 
 
 def test_grid_scale_noise_shows_as_ratio_above_two(spectra):

@@ -21,16 +21,6 @@ The grid-scale check of issue 14 is :func:`max_spectral_ratio`: the largest
 noise) pushes it above 2. Blurring pulls the high wavenumbers below 1:
 :func:`small_scale_ratio` is the geometric-mean ratio over the upper half of
 the wavenumbers.
-
-A truth produced by a spectral model (the Held-Suarez generator at T21) has
-no power beyond its truncation: there its spectrum is round-off, about 1e-12
-of its peak, and any forecast / truth ratio is noise over noise.
-:func:`resolved_wavenumbers` marks the wavenumbers where the truth's power is
-above :data:`RESOLVED_POWER_FLOOR` of its peak;
-``max_spectral_ratio(..., resolved_only=True)`` is the largest ratio over
-those, and :func:`unresolved_power_fraction` is the share of the forecast's
-power (wavenumbers >= 1) that lies beyond them: the speckle the truth cannot
-have, as one number.
 """
 
 from __future__ import annotations
@@ -57,10 +47,6 @@ TRUTH = "truth"
 MAX_ABS_LATITUDE = 60.0
 #: Issue 14's limit on :func:`max_spectral_ratio` (drawn on the ratio panels).
 SPECTRAL_RATIO_LIMIT = 2.0
-#: Truth power below this fraction of its largest (wavenumbers >= 1) is round-off: such wavenumbers lie
-#: beyond the truth's resolution. ERA5's Z500 spectrum falls about 1e-6 from its peak to the 0.25 deg grid
-#: scale, far above it; a T21 truth falls to about 1e-12 beyond wavenumber 21.
-RESOLVED_POWER_FLOOR = 1e-9
 _EQUATOR_M = 2.0 * np.pi * EARTH_RADIUS_KM * 1e3
 
 
@@ -258,38 +244,14 @@ def spectral_ratio(spectra: xr.Dataset, *, model: str = "model") -> xr.Dataset:
     return ratio.assign_attrs(spectra.attrs)
 
 
-def resolved_wavenumbers(spectra: xr.Dataset, *, floor: float = RESOLVED_POWER_FLOOR) -> xr.Dataset:
-    """True where the truth's power exceeds ``floor`` times its largest over wavenumbers >= 1, per variable:
-    dims ``(lead_time, zonal_wavenumber)``."""
-    truth = spectra.sel({MODEL_DIM: TRUTH}, drop=True)
-    peak = truth.where(truth[WAVENUMBER] >= 1).max(WAVENUMBER)  # (lead_time,)
-    return truth > floor * peak
-
-
-def max_spectral_ratio(
-    spectra: xr.Dataset, *, model: str = "model", min_wavenumber: int = 1, resolved_only: bool = False
-) -> xr.Dataset:
+def max_spectral_ratio(spectra: xr.Dataset, *, model: str = "model", min_wavenumber: int = 1) -> xr.Dataset:
     """Largest ``model / truth`` over wavenumbers ``>= min_wavenumber``, per variable: dims ``(lead_time,)``.
 
     Issue 14's grid-scale check is ``max_spectral_ratio(...) <= 2`` at 5 days.
     NaN where the model's spectrum has NaN (a blown-up forecast does not pass).
-    ``resolved_only``: only over :func:`resolved_wavenumbers` (where the truth has power above round-off).
     """
     ratio = spectral_ratio(spectra, model=model)
-    if resolved_only:
-        ratio = xr.where(resolved_wavenumbers(spectra) | ratio.isnull(), ratio, -np.inf)
     return ratio.sel({WAVENUMBER: ratio[WAVENUMBER] >= min_wavenumber}).max(WAVENUMBER, skipna=False)
-
-
-def unresolved_power_fraction(spectra: xr.Dataset, *, model: str = "model") -> xr.Dataset:
-    """Share of ``model``'s power over wavenumbers >= 1 that lies where the truth has none
-    (outside :func:`resolved_wavenumbers`), per variable: dims ``(lead_time,)``. 0 for a clean forecast."""
-    f = spectra.sel({MODEL_DIM: model}, drop=True)
-    k = f[WAVENUMBER]
-    beyond = f.where(~resolved_wavenumbers(spectra) & (k >= 1), 0.0).sum(WAVENUMBER, skipna=False)
-    total = f.where(k >= 1, 0.0).sum(WAVENUMBER, skipna=False)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return beyond / total
 
 
 def small_scale_ratio(spectra: xr.Dataset, *, model: str = "model", from_fraction: float = 0.5) -> xr.Dataset:

@@ -34,15 +34,7 @@ from zonda.evaluation.headline import (
     optional_value,
     parse_headline,
 )
-from zonda.evaluation.spectra import (
-    RESOLVED_POWER_FLOOR,
-    SPECTRAL_RATIO_LIMIT,
-    max_spectral_ratio,
-    resolved_wavenumbers,
-    small_scale_ratio,
-    spectrum_name,
-    unresolved_power_fraction,
-)
+from zonda.evaluation.spectra import SPECTRAL_RATIO_LIMIT, max_spectral_ratio, small_scale_ratio, spectrum_name
 from zonda.files import write_text_atomic
 
 #: The summary's top-level heading (``# Evaluation summary``); reports that embed it replace it.
@@ -267,35 +259,6 @@ def _spectral_table(spectra: xr.Dataset, specs: Sequence[str], lead_days: Sequen
     return lines
 
 
-def _unresolved_lines(spectra: xr.Dataset, specs: Sequence[str], lead_days: Sequence[float], model: str) -> list[str]:
-    """Where the truth has no power at some wavenumbers (a spectral model's truncation): which, the max ratio over
-    the others and the share of the model's power beyond them, per variable at the last of ``lead_days``."""
-    resolved = resolved_wavenumbers(spectra)
-    k = spectra["zonal_wavenumber"].values
-    if all(bool(resolved[spectrum_name(s)].where(resolved["zonal_wavenumber"] >= 1, True).all()) for s in specs):
-        return []
-    day = lead_days[-1]
-    j = find_lead(spectra["lead_time"].values, day)
-    peak = max_spectral_ratio(spectra, model=model, resolved_only=True)
-    share = unresolved_power_fraction(spectra, model=model)
-    lines = [
-        f"The truth has no power (below {RESOLVED_POWER_FLOOR:g} of its peak) at some wavenumbers, where any ratio is "
-        f"noise over round-off. At {lead_label(day)}:",
-        "",
-    ]
-    for spec in specs:
-        name = spectrum_name(spec)
-        missing = k[(~resolved[name].isel(lead_time=j).values) & (k >= 1)]
-        if missing.size == 0:
-            continue
-        lines.append(
-            f"- {spec}: truth empty at wavenumbers {int(missing.min())}..{int(missing.max())}; max ratio over the others "
-            f"{float(peak[name].isel(lead_time=j)):.3g}; {100 * float(share[name].isel(lead_time=j)):.2g}% of the "
-            f"{model}'s power lies beyond them"
-        )
-    return lines + [""]
-
-
 def markdown_summary(
     results: Mapping[str, xr.Dataset],
     headline_variables: Sequence[str],
@@ -366,7 +329,6 @@ def markdown_summary(
             "",
             *_spectral_table(spectra, headline_variables, days, model),
             "",
-            *_unresolved_lines(spectra, headline_variables, days, model),
         ]
     return "\n".join(lines)
 
