@@ -20,8 +20,18 @@ import sys
 import warnings
 from pathlib import Path
 
-from zonda.params import ParamsError, Params, load_params
-from zonda.pipeline_runs import run_name_for
+from kfp import local
+
+from pipelines.containers import ContainerRunError, docker_runner
+from pipelines.containers import preflight as container_preflight
+from pipelines.submit import main_submit, run_name_for
+from pipelines.zonda_pipeline import build_pipeline, compile_pipeline
+from zonda import snapshot_store, stage_cache, tracking
+from zonda.data import dvc_source
+from zonda.data.sources import SourceError, preflight
+from zonda.params import ParamsError, Params, load_params, params_from_json
+from zonda.provenance import read_manifest
+from zonda.snapshot_store import SnapshotStoreError
 
 DEFAULT_PARAMS = "local"  # a preset name (params/local.yaml), found from any directory
 RUNNERS = ("subprocess", "docker")
@@ -50,10 +60,6 @@ def pin_run_inputs(params: Params, *, cluster: bool) -> Params:
     remote) must lie on a PVC the snapshot task mounts, or its pods could not
     reach it; SourceError / SnapshotStoreError otherwise, naming the field.
     """
-    from zonda import snapshot_store
-    from zonda.data import dvc_source
-    from zonda.data.sources import SourceError
-
     params = snapshot_store.pin(dvc_source.pin(params))
     if not cluster:
         return params
@@ -72,16 +78,6 @@ def pin_run_inputs(params: Params, *, cluster: bool) -> Params:
     return params
 
 
-def compile_pipeline(params: Params, out: Path) -> Path:
-    from kfp import compiler
-
-    from pipelines.zonda_pipeline import build_pipeline
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(params), package_path=str(out))
-    return out
-
-
 def run_local(params: Params, *, runner: str = "subprocess", container_user: str = "image") -> dict:
     """Runs the pipeline with the KFP local runner; returns the run name, pipeline root and outputs.
 
@@ -91,17 +87,12 @@ def run_local(params: Params, *, runner: str = "subprocess", container_user: str
     When every stage's output for these params already exists (:func:`zonda.stage_cache.locate`),
     no task is started: each stage is reported (and recorded in MLflow) as reused.
     """
-    from zonda import stage_cache, tracking
-    from zonda.data.sources import preflight
-
     if runner not in RUNNERS:
         raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, not {runner!r}")
     params = pin_run_inputs(params, cluster=False)  # a no-op when main() pinned them already
     preflight(params.data)  # fail in seconds, before any run or artifact exists
     root = Path(params.runtime.output_root).resolve() / "kfp"
     if runner == "docker":
-        from pipelines.containers import preflight as container_preflight
-
         # the task user makes the pipeline root, so that the tasks can write it
         container_preflight(params, pipeline_root=root, user=container_user)
     name = run_name_for(params)
@@ -130,13 +121,7 @@ def _run_kfp_local(params: Params, root: Path, name: str, *, runner: str, contai
 
     The docker runner is made here, once the pipeline's MLflow run id is in the environment it passes on.
     """
-    from kfp import local
-
-    from pipelines.zonda_pipeline import build_pipeline
-
     if runner == "docker":
-        from pipelines.containers import docker_runner
-
         task_runner = docker_runner(params, user=container_user)
     else:
         root.mkdir(parents=True, exist_ok=True)
@@ -150,10 +135,7 @@ def _run_kfp_local(params: Params, root: Path, name: str, *, runner: str, contai
 
 def _record_all_reused(params: Params, found: dict[str, Path]) -> None:
     """Says, and records in MLflow, that every stage reused its earlier output (no task runs)."""
-    from zonda import stage_cache
-    from zonda.params import params_from_json
-    from zonda.provenance import read_manifest
-    from zonda.stages import record_reuse
+    from zonda.stages import record_reuse  # torch and MLflow: not loaded before the preflight of every run
 
     for stage, path in found.items():
         manifest = read_manifest(path) or {}
@@ -162,8 +144,6 @@ def _record_all_reused(params: Params, found: dict[str, Path]) -> None:
 
 
 def print_local_summary(params: Params, result: dict) -> None:
-    from zonda.tracking import tracking_uri
-
     outputs = dict(result["outputs"])
     run_id = outputs.pop("mlflow_run_id", None)
     print("\n" + "=" * 78)
@@ -172,7 +152,7 @@ def print_local_summary(params: Params, result: dict) -> None:
     order = ["snapshot", "statistics", "graph", "model", "evaluation", "registration"]
     for name in sorted(outputs, key=lambda n: order.index(n) if n in order else len(order)):
         print(f"  {name:<12} {outputs[name]}")
-    uri = tracking_uri(params)
+    uri = tracking.tracking_uri(params)
     print(f"  MLflow run   {run_id}  (tracking URI {uri})")
     print(f"  browse it:   mlflow ui --backend-store-uri {uri}")
     evaluation = outputs.get("evaluation")
@@ -224,9 +204,6 @@ def main(argv: list[str] | None = None) -> int:
         compile_pipeline(params, out)
         print(f"compiled {args.params} -> {out}")
         return 0
-    from zonda.data.sources import SourceError
-    from zonda.snapshot_store import SnapshotStoreError
-
     host = os.environ.get("KFP_HOST") or params.runtime.kfp_host
     try:
         params = pin_run_inputs(params, cluster=bool(host))
@@ -234,11 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if host:
-        from pipelines.submit import main_submit
-
         return main_submit(params, host, wait=args.wait, summary=args.summary)
-    from pipelines.containers import ContainerRunError
-
     params = resolved_for_run(params, local=True)
     try:
         result = run_local(params, runner=args.runner, container_user=args.container_user)

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = {"zonda": REPO / "src" / "zonda", "pipelines": REPO / "pipelines", "components": REPO / "components"}
+PACKAGES = {"zonda": REPO / "src" / "zonda", "pipelines": REPO / "pipelines"}
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
 def lint_imports(tree: Path, config: Path) -> subprocess.CompletedProcess[str]:
-    """``lint-imports`` (no cache) on the packages found under ``tree`` (``tree/src/zonda``, ``tree/pipelines``,
-    ``tree/components``); the report with colours stripped in ``stdout``."""
+    """``lint-imports`` (no cache) on the packages found under ``tree`` (``tree/src/zonda``,
+    ``tree/pipelines``); the report with colours stripped in ``stdout``."""
     env = {**os.environ, "PYTHONPATH": f"{tree / 'src'}{os.pathsep}{tree}", "NO_COLOR": "1"}
     done = subprocess.run(
         [str(LINT_IMPORTS), "--config", str(config), "--no-cache"],

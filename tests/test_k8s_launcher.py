@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from zonda import launch, stage_cache, tracking
 from zonda.k8s import JobFailed, JobTimedOut, Launcher, LaunchError, distributed_job_manifest
+from zonda.launch import pipeline_task_launch
 from zonda.params import load_params
+from zonda.stages import train_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = ["zonda", "train", "--params", "/data/params.yaml"]
@@ -300,18 +304,14 @@ def _command_in(manifest) -> list[str]:
     return []
 
 
-def test_distributed_train_stage_stages_the_inputs_and_returns_the_jobs_model(tmp_path, monkeypatch):
+def test_train_on_cluster_stages_the_inputs_and_returns_the_jobs_model(tmp_path, monkeypatch):
     """The train task of a multi-node run: inputs copied onto the shared volume, `zonda train` run by the
     job there, and the job's model directory copied to the task's output."""
-    import json
-
-    from zonda import stage_cache
-    from zonda.stages import train_task_stage
-
     # the inputs below are manifests only (no data to verify): what is tested is their staging
     monkeypatch.setattr(stage_cache, "_verify_upstream", lambda stage, directory: None)
+    monkeypatch.setattr(tracking, "check_reachable", lambda params: None)  # the cluster's MLflow is not here
     params = load_params(ROOT / "params" / "graphcast.yaml", [f"runtime.output_root={tmp_path / 'pvc'}"])
-    assert params.training.num_nodes > 1
+    assert params.training.num_nodes > 1 and pipeline_task_launch(params) == "cluster"
     inputs, manifests = {}, {}
     for name, id_field in (("snapshot", "snapshot_id"), ("statistics", "statistics_hash"), ("graph", "graph_hash")):
         inputs[name] = tmp_path / name
@@ -332,8 +332,9 @@ def test_distributed_train_stage_stages_the_inputs_and_returns_the_jobs_model(tm
         (out / "manifest.json").write_text(json.dumps({"model_id": "sha256:abc"}))
         (out / "weights.safetensors").write_bytes(b"w")
 
-    manifest = train_task_stage(params, inputs["snapshot"], inputs["statistics"], inputs["graph"], tmp_path / "model",
-                                mlflow_run_id="run123", launcher=fake_launch)
+    monkeypatch.setattr(launch, "run_training_job", fake_launch)
+    manifest = train_stage(params, inputs["snapshot"], inputs["statistics"], inputs["graph"], tmp_path / "model",
+                           launch="cluster", mlflow_run_id="run123")
     (command,) = launched
     assert command[:2] == ["zonda", "train"] and "--mlflow-run-id" in command and command[-1] == "-q"
     assert manifest["model_id"] == "sha256:abc" and len(manifest["stage_key"]) == 64  # indexed for reuse

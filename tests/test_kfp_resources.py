@@ -10,8 +10,7 @@ import pytest
 import yaml
 from kfp import compiler, dsl
 
-from pipelines.resources import apply_stage_resources
-from zonda.k8s.task_resources import LAUNCHER_CPU_REQUEST, task_resources
+from pipelines.resources import LAUNCHER_CPU_REQUEST, apply_stage_resources, task_resources
 from zonda.params import StageResources, load_params
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-import zonda.pipeline_runs as submit_mod
+import pipelines.submit as submit_mod
 from fake_kfp_server import FakeKfpServer, RunScript
-from pipelines.submit import compile_package, main_submit, submit
-from zonda.pipeline_runs import RunFailed, version_name
+from pipelines.submit import RunFailed, compile_package, main_submit, submit, version_name
 from zonda.params import load_params
 
 REPO = Path(__file__).resolve().parents[1]

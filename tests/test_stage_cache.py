@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.run import compile_pipeline
+from pipelines.zonda_pipeline import compile_pipeline
 from zonda import stage_cache
 from zonda.params import STAGE_SECTIONS, ParamsError, load_params, params_from_json
 from zonda.stages import graph_stage, snapshot_stage, statistics_stage

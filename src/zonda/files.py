@@ -205,6 +205,14 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
         yield tmp
 
 
+def link_or_copy(src: PathLike, dst: PathLike) -> None:
+    """Hard-links ``src`` at ``dst``, or copies it where a link cannot be made (another file system)."""
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or links not allowed
+        shutil.copy2(src, dst)
+
+
 def write_bytes_atomic(path: PathLike, data: bytes, *, fsync: bool = False) -> Path:
     """Writes ``data`` to ``path`` atomically (``fsync`` first for files that must survive a crash)."""
     with atomic_path(path) as tmp:

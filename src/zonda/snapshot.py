@@ -56,10 +56,11 @@ from zonda.data.truth_states import MANIFEST_KEY as TRUTH_STATES_KEY
 from zonda.data.truth_states import split_states, write_truth_states
 from zonda.data.validation import check_structure, check_values
 from zonda.data.reading import load_block
-from zonda.files import atomic_dir, read_json_file, write_json_atomic
+from zonda.files import read_json_file, write_json_atomic
 from zonda.integrity import IntegrityError, file_entry, tree_entries, verify_file, verify_tree
-from zonda.params import Params, write_resolved
-from zonda.provenance import canonical_json_hash, code_version, read_manifest, write_manifest
+from zonda.outputs import write_output
+from zonda.params import Params
+from zonda.provenance import canonical_json_hash, code_version, read_manifest
 from zonda.variables import TIME_STEP, variable
 
 log = logging.getLogger(__name__)
@@ -284,7 +285,8 @@ def build_snapshot(params: Params, out_dir: str | os.PathLike[str], *, progress:
 
     source_label = f"data.source.path {data.source.path!r}" if data.source.path else f"{data.source.kind} source"
     source_offset = int(np.searchsorted(source["time"].values, times[0]))
-    with atomic_dir(out_dir) as tmp:
+
+    def write(tmp: Path) -> dict[str, Any]:
         content_hash = _write_zarr(
             snapshot, tmp / DATA_DIRNAME, data.chunk_time, data.variables, progress,
             source_label=source_label, source_offset=source_offset,
@@ -298,8 +300,9 @@ def build_snapshot(params: Params, out_dir: str | os.PathLike[str], *, progress:
         manifest["store_digests"] = {"file": DIGESTS_FILENAME, **file_entry(listing)}
         if dvc_lineage:
             manifest["source"]["dvc"] = dvc_lineage  # repo, rev, commit, path, md5 of what was read
-        write_resolved(params, tmp)
-        write_manifest(tmp, manifest)
+        return manifest
+
+    manifest = write_output(params, out_dir, write)
     log.info("snapshot %s written to %s", manifest["snapshot_id"], out_dir)
     return SnapshotResult(out_dir, manifest, reused=False)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import zonda
-from zonda.files import atomic_dir, read_json_file, write_json_atomic
+from zonda.files import atomic_dir, link_or_copy, read_json_file, write_json_atomic
 from zonda.params import Params
 from zonda.provenance import canonical_json_hash, read_manifest, write_manifest
 
@@ -71,6 +71,8 @@ def output_id(stage: str, manifest: dict[str, Any]) -> str:
 def _verify_upstream(stage: str, directory: PathLike) -> None:
     """Checks a snapshot, statistics or graph output against the digests recorded at write time (IntegrityError
     naming the file otherwise): a reused output must not stand for inputs edited since their manifest was written."""
+    # Imported here, not at the top: `make run-pipeline` imports this module, and its preflight must fail in
+    # seconds, before torch-geometric (zonda.graph) and xarray/zarr (snapshot, statistics) are loaded.
     if stage == "snapshot":
         from zonda.snapshot import verify_snapshot
 
@@ -126,13 +128,6 @@ def find(params: Params, stage: str, key: str) -> tuple[Path, dict[str, Any]] | 
     return directory, manifest
 
 
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:  # another file system, or links not allowed
-        shutil.copy2(src, dst)
-
-
 def reuse(params: Params, stage: str, key: str, out_dir: PathLike) -> dict[str, Any] | None:
     """Puts the earlier output with this key at ``out_dir`` and returns its manifest; None when there is none."""
     if not reuse_enabled():
@@ -144,7 +139,7 @@ def reuse(params: Params, stage: str, key: str, out_dir: PathLike) -> dict[str, 
     out_dir = Path(out_dir)
     if source.resolve() != out_dir.resolve():
         with atomic_dir(out_dir) as tmp:
-            shutil.copytree(source, tmp, copy_function=_link_or_copy, dirs_exist_ok=True)
+            shutil.copytree(source, tmp, copy_function=link_or_copy, dirs_exist_ok=True)
     log.info("%s: reused %s from %s", stage, output_id(stage, manifest), source)
     return manifest
 

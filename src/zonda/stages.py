@@ -1,32 +1,59 @@
-"""One entry point per pipeline stage: run the library function, record it in MLflow.
+"""The six stages: one function each, ``inputs + out_dir -> manifest``, recorded in MLflow.
 
-The KFP components (``components/``), the DVC stages (``dvc.yaml``) and the
-``zonda`` CLI all call these functions, so a stage behaves the same whichever
-way it is started. Each writes its outputs atomically to ``out_dir`` with a
-``manifest.json`` and the resolved params beside them, then records the
-manifest in MLflow: in the run ``mlflow_run_id`` when given, otherwise in a run
-of its own (a child of the pipeline's run when ``ZONDA_MLFLOW_PARENT_RUN_ID`` is
-set), or not at all with ``track=False``.
+=============  ==========================================  ==============================
+stage          inputs (upstream output directories)        output (``out_dir``)
+=============  ==========================================  ==============================
+snapshot       (params.data)                               zarr v3 store, ``snapshot_id``
+statistics     snapshot                                    ``statistics_hash``
+graph          snapshot                                    ``graph_hash``
+train          snapshot, statistics, graph                 weights, ``model_id``
+evaluate       snapshot, statistics, graph, model          scores, ``stage_key``
+register       snapshot, statistics, graph, model, eval    registry decision
+=============  ==========================================  ==============================
 
-A stage whose input key (its params sections, its upstream outputs' IDs and the
-code; :mod:`zonda.stage_cache`) matches an earlier output under
-``runtime.output_root`` reuses that output instead of running again.
+The KFP components (``pipelines/components.py``), the DVC stages (``dvc.yaml``)
+and the ``zonda`` CLI all call these functions, so a stage behaves the same
+whichever way it is started. Every stage has the same shape:
+
+1. :func:`_check_tracking` — before any compute, an MLflow server that does not answer fails at once;
+2. :func:`_run_or_reuse` — the earlier output with the same input key (its params
+   sections, its upstream outputs' IDs and the code; :mod:`zonda.stage_cache`)
+   under ``runtime.output_root`` is reused, else ``compute()`` writes the output
+   through :func:`zonda.outputs.write_output` (one temporary directory renamed onto
+   ``out_dir``, the resolved params beside, ``manifest.json`` last) and the key is recorded;
+3. :func:`_record` — the manifest (and the stage's tags, metrics, artifacts) is
+   recorded in the MLflow run ``mlflow_run_id`` when given, otherwise in a run of
+   its own (a child of the pipeline's run when ``ZONDA_MLFLOW_PARENT_RUN_ID`` is
+   set), or not at all with ``track=False``; a reused output's run is tagged
+   ``zonda.reused_from`` (:func:`record_reuse`).
+
+A seventh stage copies :func:`graph_stage`: its library function writes into
+the temporary directory it is given and returns the manifest; the stage passes
+it to ``write_output`` inside ``compute`` and names its upstream outputs.
+Training is launched by :mod:`zonda.launch` (in this process, a ``zonda train``
+child process for DDP, or a TrainJob/PyTorchJob), chosen by ``launch``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
-import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from zonda import stage_cache
-from zonda.files import atomic_dir, atomic_path
+from zonda import snapshot_store, stage_cache, tracking
+from zonda.data import dvc_source
+from zonda.evaluation.run import HEADLINE_FILE, RESULTS_FILE, SUMMARY_FILE, run_evaluation
+from zonda.graph import build_graph, graph_summary, load_graph, save_graph
+from zonda.launch import LAUNCHES, Launch
+from zonda.evaluation.lead_metrics import log_lead_metrics
+from zonda.outputs import write_output
 from zonda.params import Params
+from zonda.provenance import code_version, read_manifest, sha256_id
+from zonda.registry.register import register_model, registration_manifest
+from zonda.snapshot import build_snapshot, open_snapshot
+from zonda.statistics import STATISTICS_FILENAME, build_statistics
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +72,7 @@ def _record(
     artifacts: list[Path] | None = None,
     lead_metrics: Path | None = None,
 ) -> None:
-    import mlflow
-
-    from zonda import tracking
-    from zonda.evaluation.lead_metrics import log_lead_metrics
+    import mlflow  # MLflow boundary
 
     with tracking.stage_run(params, mlflow_run_id, stage) as run:
         if lead_metrics is not None:
@@ -65,9 +89,7 @@ def _record(
 def _check_tracking(params: Params, track: bool) -> None:
     """Before any compute: a stage that logs to MLflow fails at once, naming the URI, if the server does not answer."""
     if track:
-        from zonda.tracking import check_reachable
-
-        check_reachable(params)
+        tracking.check_reachable(params)
 
 
 def _run_or_reuse(
@@ -107,10 +129,6 @@ def snapshot_stage(
     remote by content (:mod:`zonda.snapshot_store`); the manifest returned
     carries its DVC hashes (``dvc``) and a dvc source's lineage (``source.dvc``).
     """
-    from zonda import snapshot_store, tracking
-    from zonda.data import dvc_source
-    from zonda.snapshot import build_snapshot
-
     _check_tracking(params, track)
     params = snapshot_store.pin(dvc_source.pin(params))
 
@@ -140,8 +158,6 @@ def statistics_stage(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Stage 2: normalisation statistics of the snapshot at ``snapshot_dir``."""
-    from zonda.statistics import STATISTICS_FILENAME, build_statistics
-
     _check_tracking(params, track)
     manifest, reused = _run_or_reuse(
         params, "statistics", out_dir, {"snapshot": snapshot_dir},
@@ -168,32 +184,24 @@ def graph_stage(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Stage 3: icosahedral multi-mesh and grid<->mesh edges for the snapshot's grid."""
-    from zonda.graph import build_graph, graph_summary, load_graph, save_graph
-    from zonda.params import write_resolved
-    from zonda.provenance import code_version, read_manifest, sha256_id, write_manifest
-    from zonda.snapshot import open_snapshot
-
     _check_tracking(params, track)
     out_dir = Path(out_dir)
 
-    def compute() -> dict[str, Any]:
+    def write(tmp: Path) -> dict[str, Any]:
         snapshot_manifest = read_manifest(snapshot_dir) or {}
         ds = open_snapshot(snapshot_dir)
-        data = build_graph(params.graph, ds["latitude"].values, ds["longitude"].values)
-        with atomic_dir(out_dir) as tmp:
-            graph_manifest = save_graph(data, tmp)
-            manifest = {
-                "kind": "zonda.graph",
-                "graph_hash": sha256_id(graph_manifest["graph_hash"]),
-                "snapshot_id": snapshot_manifest.get("snapshot_id"),
-                "counts": graph_manifest["counts"],
-                "code_version": code_version(),
-            }
-            write_resolved(params, tmp)
-            write_manifest(tmp, manifest)
-        return manifest
+        graph_manifest = save_graph(build_graph(params.graph, ds["latitude"].values, ds["longitude"].values), tmp)
+        return {
+            "kind": "zonda.graph",
+            "graph_hash": sha256_id(graph_manifest["graph_hash"]),
+            "snapshot_id": snapshot_manifest.get("snapshot_id"),
+            "counts": graph_manifest["counts"],
+            "code_version": code_version(),
+        }
 
-    manifest, reused = _run_or_reuse(params, "graph", out_dir, {"snapshot": snapshot_dir}, compute)
+    manifest, reused = _run_or_reuse(
+        params, "graph", out_dir, {"snapshot": snapshot_dir}, lambda: write_output(params, out_dir, write)
+    )
     if track and reused:
         record_reuse(params, "graph", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
     elif track:
@@ -214,101 +222,28 @@ def train_stage(
     graph_dir: PathLike,
     out_dir: PathLike,
     *,
+    launch: Launch = "in_process",
     mlflow_run_id: str | None = None,
     track: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Stage 4: trains the forecaster (Lightning; DDP from ``training.devices/num_nodes/strategy``).
 
-    Lightning's MLflow logger writes into the pipeline's run itself (curves,
-    lineage, checkpoint), so nothing more is recorded here.
+    ``launch`` says where (:data:`zonda.launch.LAUNCHES`): ``in_process`` (``zonda train``),
+    ``child_process`` or ``cluster`` (the pipeline's train task picks with
+    :func:`zonda.launch.pipeline_task_launch`). Lightning's MLflow logger writes
+    into the pipeline's run itself (curves, lineage, checkpoint), so nothing more
+    is recorded here unless the output is reused.
     """
-    from zonda.training.train import train
-
     _check_tracking(params, track)
     manifest, reused = _run_or_reuse(
         params, "train", out_dir, {"snapshot": snapshot_dir, "statistics": statistics_dir, "graph": graph_dir},
-        lambda: train(
-            params, snapshot_dir, statistics_dir, graph_dir, out_dir,
-            mlflow_run_id=mlflow_run_id, progress=progress, track=track,
+        lambda: LAUNCHES[launch](
+            params, snapshot_dir, statistics_dir, graph_dir, out_dir, mlflow_run_id=mlflow_run_id, track=track,
+            progress=progress,
         ),
     )
     if track and reused:
-        record_reuse(params, "train", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
-    return manifest
-
-
-def train_command_stage(
-    params: Params,
-    snapshot_dir: PathLike,
-    statistics_dir: PathLike,
-    graph_dir: PathLike,
-    out_dir: PathLike,
-    *,
-    mlflow_run_id: str | None = None,
-) -> dict[str, Any]:
-    """Stage 4 as a ``zonda train`` child process (what the KFP train task runs on one node).
-
-    Lightning's DDP starts its extra processes by re-running the current
-    command, which must therefore be ``zonda train`` itself, not the KFP executor.
-    """
-    import subprocess
-    import tempfile
-
-    from zonda.params import write_resolved
-
-    with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "zonda.cli"] + _train_arguments(
-            write_resolved(params, tmp), snapshot_dir, statistics_dir, graph_dir, out_dir, mlflow_run_id
-        )
-        subprocess.run(command, check=True)
-    return _training_manifest(out_dir, "zonda train finished")
-
-
-def _train_arguments(
-    params_file: PathLike, snapshot: PathLike, statistics: PathLike, graph: PathLike, out: PathLike, mlflow_run_id: str | None
-) -> list[str]:
-    """The ``zonda train ...`` arguments (after the program) for these inputs."""
-    arguments = ["train", "--params", str(params_file), "--snapshot", str(snapshot), "--statistics", str(statistics),
-                 "--graph", str(graph), "--out", str(out)]
-    return arguments + (["--mlflow-run-id", mlflow_run_id] if mlflow_run_id else [])
-
-
-def _training_manifest(model_dir: PathLike, what: str) -> dict[str, Any]:
-    """The training artifact's manifest, or RuntimeError saying ``what`` happened without one."""
-    from zonda.provenance import read_manifest
-
-    manifest = read_manifest(model_dir)
-    if manifest is None:
-        raise RuntimeError(f"{model_dir}: {what} but wrote no manifest.json")
-    return manifest
-
-
-def train_task_stage(
-    params: Params,
-    snapshot_dir: PathLike,
-    statistics_dir: PathLike,
-    graph_dir: PathLike,
-    out_dir: PathLike,
-    *,
-    mlflow_run_id: str | None = None,
-    launcher: Any = None,
-) -> dict[str, Any]:
-    """Stage 4 as the pipeline's train task runs it: a TrainJob/PyTorchJob when
-    ``training.num_nodes > 1`` (``launcher``: see :func:`distributed_train_stage`),
-    otherwise a ``zonda train`` child process in this pod."""
-
-    def compute() -> dict[str, Any]:
-        if params.training.num_nodes > 1:
-            return distributed_train_stage(
-                params, snapshot_dir, statistics_dir, graph_dir, out_dir, mlflow_run_id=mlflow_run_id, launcher=launcher
-            )
-        return train_command_stage(params, snapshot_dir, statistics_dir, graph_dir, out_dir, mlflow_run_id=mlflow_run_id)
-
-    manifest, reused = _run_or_reuse(
-        params, "train", out_dir, {"snapshot": snapshot_dir, "statistics": statistics_dir, "graph": graph_dir}, compute
-    )
-    if reused:
         record_reuse(params, "train", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
     return manifest
 
@@ -326,17 +261,14 @@ def evaluate_stage(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Stage 5: 10-day forecasts on the test split, WB2 metrics against persistence and climatology."""
-    from zonda.evaluation.run import HEADLINE_FILE, RESULTS_FILE, SUMMARY_FILE, run_evaluation
-
     _check_tracking(params, track)
     out_dir = Path(out_dir)
 
-    def compute() -> dict[str, Any]:
-        with atomic_dir(out_dir) as tmp:
-            return run_evaluation(params, snapshot_dir, statistics_dir, graph_dir, model_dir, tmp, progress=progress)
+    def write(tmp: Path) -> dict[str, Any]:
+        return run_evaluation(params, snapshot_dir, statistics_dir, graph_dir, model_dir, tmp, progress=progress)
 
     upstream = {"snapshot": snapshot_dir, "statistics": statistics_dir, "graph": graph_dir, "train": model_dir}
-    manifest, reused = _run_or_reuse(params, "evaluate", out_dir, upstream, compute)
+    manifest, reused = _run_or_reuse(params, "evaluate", out_dir, upstream, lambda: write_output(params, out_dir, write))
     if track and reused:
         record_reuse(params, "evaluate", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
     elif track:
@@ -349,46 +281,6 @@ def evaluate_stage(
             lead_metrics=out_dir / RESULTS_FILE,
         )
     return manifest
-
-
-def distributed_train_stage(
-    params: Params,
-    snapshot_dir: PathLike,
-    statistics_dir: PathLike,
-    graph_dir: PathLike,
-    out_dir: PathLike,
-    *,
-    mlflow_run_id: str | None = None,
-    launcher: Any = None,
-) -> dict[str, Any]:
-    """Stage 4 on several nodes: runs ``zonda train`` as a Kubeflow TrainJob / PyTorchJob and waits.
-
-    The job's pods mount the data PVC, so the inputs are staged under
-    ``runtime.output_root`` (which must lie on that PVC, e.g. ``/data/zonda``),
-    the job trains into it, and the result is copied to ``out_dir``. A failed
-    job raises with its pods' logs (``zonda.k8s.JobFailed``).
-    """
-    from zonda.k8s import distributed_job_manifest, job_name_for, launch
-    from zonda.params import write_resolved
-
-    job_name = job_name_for(f"{params.name}-train", mlflow_run_id or uuid.uuid4().hex)
-    shared = Path(params.runtime.output_root) / "train-jobs" / job_name
-    staged = {}
-    for name, src in (("snapshot", snapshot_dir), ("statistics", statistics_dir), ("graph", graph_dir)):
-        staged[name] = shared / name
-        if not staged[name].exists():  # a retried task reuses what an earlier attempt staged completely
-            with atomic_path(staged[name]) as tmp:
-                shutil.copytree(src, tmp)
-    command = ["zonda"] + _train_arguments(
-        write_resolved(params, shared), staged["snapshot"], staged["statistics"], staged["graph"], shared / "model",
-        mlflow_run_id,
-    ) + ["-q"]
-    manifest = distributed_job_manifest(params, job_name=job_name, command=command)
-    (launcher or launch)(manifest, timeout_s=params.runtime.distributed.timeout_minutes * 60)
-    trained = _training_manifest(shared / "model", "the training job finished")
-    with atomic_dir(out_dir) as tmp:
-        shutil.copytree(shared / "model", tmp, dirs_exist_ok=True)
-    return trained
 
 
 def register_stage(
@@ -410,10 +302,6 @@ def register_stage(
     records the decision and its reason. Registering writes to MLflow, so
     ``track=False`` is refused.
     """
-    from zonda.params import write_resolved
-    from zonda.provenance import write_manifest
-    from zonda.registry.register import register_model, registration_manifest
-
     if not track:
         raise ValueError("the register stage writes to the MLflow Model Registry; it cannot run without MLflow (--no-mlflow)")
     _check_tracking(params, track)
@@ -425,11 +313,7 @@ def register_stage(
             params, model_dir, statistics_dir, graph_dir, evaluation_dir, snapshot_dir=snapshot_dir, mlflow_run_id=mlflow_run_id
         )
         run_ids.append(result["mlflow_run_id"])
-        manifest = registration_manifest(result)
-        with atomic_dir(out_dir) as tmp:
-            write_resolved(params, tmp)
-            write_manifest(tmp, manifest)
-        return manifest
+        return write_output(params, out_dir, lambda tmp: registration_manifest(result))
 
     upstream = {"snapshot": snapshot_dir, "statistics": statistics_dir, "graph": graph_dir, "train": model_dir,
                 "evaluate": evaluation_dir}

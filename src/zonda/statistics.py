@@ -44,11 +44,11 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from zonda.data.reading import read_values
-from zonda.files import atomic_dir
 from zonda.grid import cell_area_weights
 from zonda.integrity import IntegrityError, file_entry, verify_file
-from zonda.params import Params, write_resolved
-from zonda.provenance import MANIFEST_FILENAME, code_version, read_manifest, sha256_id, write_manifest
+from zonda.outputs import write_output
+from zonda.params import Params
+from zonda.provenance import MANIFEST_FILENAME, code_version, read_manifest, sha256_id
 from zonda.snapshot import DATA_DIRNAME, verify_snapshot
 
 log = logging.getLogger(__name__)
@@ -323,9 +323,10 @@ def build_statistics(
     digest = statistics_hash(stats)
     stats.attrs["statistics_hash"] = digest
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+
+    def write(tmp: Path) -> dict[str, Any]:
         stats.to_netcdf(tmp / STATISTICS_FILENAME, engine="h5netcdf")
-        manifest = {
+        return {
             "kind": "zonda.statistics",
             "statistics_hash": f"sha256:{digest}",
             "files": {STATISTICS_FILENAME: file_entry(tmp / STATISTICS_FILENAME)},
@@ -337,6 +338,5 @@ def build_statistics(
             "code_version": code_version(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        write_resolved(params, tmp)
-        write_manifest(tmp, manifest)
-    return manifest
+
+    return write_output(params, out_dir, write)

@@ -3,8 +3,10 @@
 * :mod:`zonda.k8s.trainjob` — pure functions ``Params -> dict`` for a Kubeflow Trainer ``TrainJob`` or a
   training-operator ``PyTorchJob``;
 * :mod:`zonda.k8s.launcher` — submit a job, watch its conditions, raise with the pods' logs on failure;
-* :mod:`zonda.k8s.validate` — strict offline validation against the vendored CRDs and Kubernetes schemas;
-* :mod:`zonda.k8s.task_resources` — which ``runtime.resources`` settings each pipeline task gets.
+* :mod:`zonda.k8s.validate` — strict offline validation against the vendored CRDs and Kubernetes schemas.
+
+:func:`zonda.launch.train_on_cluster` runs stage 4 through them; which ``runtime.resources`` settings
+each pipeline task gets is decided in ``pipelines/resources.py``.
 
 ``python -m zonda.k8s render --params params/aifs.yaml --job-name NAME -- zonda train ...`` prints
 the manifest the launcher would submit.

@@ -14,8 +14,11 @@
     params.resolved.yaml    the fully resolved params
     manifest.json           written last: the run's summary (its presence marks a complete run)
 
-Every file is written to a temporary name and renamed; a run first removes a
-previous ``manifest.json`` and, unless it resumes from a checkpoint inside
+Checkpoints are written into ``out_dir/checkpoints`` as training goes (each
+file atomically, so a killed run resumes from them); at the end the outputs are
+finished as one directory like every stage's (:func:`zonda.outputs.write_output`),
+with the checkpoints hard-linked in. A run first removes a previous
+``manifest.json`` and, unless it resumes from a checkpoint inside
 ``out_dir/checkpoints``, the checkpoints there. Starting points
 (``training.*``): ``resume_from`` continues a checkpoint exactly (model,
 optimizer, scheduler, epoch/step, RNG, data order; same MLflow run as the
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,9 +42,10 @@ import numpy as np
 import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import MLFlowLogger
 
 from zonda import tracking
-from zonda.files import write_json_atomic
+from zonda.files import link_or_copy, write_json_atomic
 from zonda.graph import load_graph
 from zonda.graph.io import MANIFEST_FILE
 from zonda.graph.io import read_manifest as read_graph_manifest
@@ -55,8 +60,9 @@ from zonda.models.saved import (
     save_weights,
     weights_content_id,
 )
-from zonda.params import RESOLVED_PARAMS_FILENAME, Params, write_resolved
-from zonda.provenance import MANIFEST_FILENAME, code_version, read_manifest, sha256_id, write_manifest
+from zonda.outputs import write_output
+from zonda.params import RESOLVED_PARAMS_FILENAME, Params
+from zonda.provenance import MANIFEST_FILENAME, code_version, read_manifest, sha256_id
 from zonda.statistics import load_statistics
 from zonda.training.callbacks import CheckpointOnPreemption, MlflowExtras, SaveFinalState, StopAtMaxSteps, TrainingHistory
 from zonda.training.checkpoints import SafeCheckpointIO, digest_path, load_training_checkpoint
@@ -139,9 +145,12 @@ def _prepare_out_dir(out_dir: Path, keep: Path | None) -> None:
     ckpt_dir.mkdir(exist_ok=True)
 
 
-def _mlflow_logger(params: Params, run_id: str | None, run_name: str, tags: dict[str, str]) -> Any:
-    from lightning.pytorch.loggers import MLFlowLogger
+def _unfinished_writes(directory: str, names: list[str]) -> set[str]:
+    """A killed run's unfinished checkpoints in ``directory`` (:mod:`zonda.files` temporary names): not carried over."""
+    return {name for name in names if name.startswith(".") and ".tmp-" in name}
 
+
+def _mlflow_logger(params: Params, run_id: str | None, run_name: str, tags: dict[str, str]) -> Any:
     uri = tracking.tracking_uri(params)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -367,45 +376,48 @@ def train(
     if not trainer.is_global_zero:
         return {"kind": MANIFEST_KIND, "rank": int(trainer.global_rank)}
 
-    # -- outputs (rank 0)
+    # -- outputs (rank 0), finished as one directory (zonda.outputs); the checkpoints are linked in
     weights, best = _best_weights(module, best_cb, t.checkpoint.monitor, t.checkpoint.mode, final_validated)
-    weights_sha = save_weights(weights, out_dir / WEIGHTS_FILE, metadata={k: str(v) for k, v in lineage.items()})
     model_id = weights_content_id(weights)
     network = getattr(forecaster, "network", None)
-    card = model_card(
-        model_params=params.model.model_dump(mode="json"),
-        layout=datamodule.layout,
-        forcing_names=datamodule.forcing_names,
-        static_names=datamodule.static_names,
-        in_channels=int(getattr(network, "in_channels", 0)),
-        out_channels=int(getattr(network, "out_channels", len(datamodule.layout))),
-        latitudes=datamodule.latitudes,
-        longitudes=datamodule.longitudes,
-        lineage=lineage,
-        weights_sha256=weights_sha,
-        model_id=model_id,
-        training={"global_step": int(trainer.global_step), "epochs": int(trainer.current_epoch), **best},
-    )
-    write_json_atomic(out_dir / MODEL_CARD, card)
-    write_json_atomic(out_dir / HISTORY_FILE, history.as_dict())
-    write_resolved(params, out_dir)
-    manifest = {
-        "kind": MANIFEST_KIND,
-        "model_id": model_id,
-        **lineage,
-        "weights": {"file": WEIGHTS_FILE, "sha256": weights_sha, **best},
-        "global_step": int(trainer.global_step),
-        "epochs": int(trainer.current_epoch),
-        "metrics": dict(module.validation_metrics),
-        "throughput": history.summary(),
-        "checkpoints": sorted(p.name for p in ckpt_dir.glob("*.ckpt")),
-        "start": {"resume_from": t.resume_from, "fork_from": t.fork_from, "warm_start_from": t.warm_start_from},
-        "mlflow_run_id": run_id if track else None,
-        "seconds": round(time.time() - started, 3),
-        "code_version": code_version(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    write_manifest(out_dir, manifest)
+
+    def write(tmp: Path) -> dict[str, Any]:
+        shutil.copytree(ckpt_dir, tmp / CHECKPOINT_DIR, copy_function=link_or_copy, ignore=_unfinished_writes)
+        weights_sha = save_weights(weights, tmp / WEIGHTS_FILE, metadata={k: str(v) for k, v in lineage.items()})
+        card = model_card(
+            model_params=params.model.model_dump(mode="json"),
+            layout=datamodule.layout,
+            forcing_names=datamodule.forcing_names,
+            static_names=datamodule.static_names,
+            in_channels=int(getattr(network, "in_channels", 0)),
+            out_channels=int(getattr(network, "out_channels", len(datamodule.layout))),
+            latitudes=datamodule.latitudes,
+            longitudes=datamodule.longitudes,
+            lineage=lineage,
+            weights_sha256=weights_sha,
+            model_id=model_id,
+            training={"global_step": int(trainer.global_step), "epochs": int(trainer.current_epoch), **best},
+        )
+        write_json_atomic(tmp / MODEL_CARD, card)
+        write_json_atomic(tmp / HISTORY_FILE, history.as_dict())
+        return {
+            "kind": MANIFEST_KIND,
+            "model_id": model_id,
+            **lineage,
+            "weights": {"file": WEIGHTS_FILE, "sha256": weights_sha, **best},
+            "global_step": int(trainer.global_step),
+            "epochs": int(trainer.current_epoch),
+            "metrics": dict(module.validation_metrics),
+            "throughput": history.summary(),
+            "checkpoints": sorted(p.name for p in (tmp / CHECKPOINT_DIR).glob("*.ckpt")),
+            "start": {"resume_from": t.resume_from, "fork_from": t.fork_from, "warm_start_from": t.warm_start_from},
+            "mlflow_run_id": run_id if track else None,
+            "seconds": round(time.time() - started, 3),
+            "code_version": code_version(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    manifest = write_output(params, out_dir, write)
     if track and logger:
         _log_outputs(logger, out_dir, manifest, best.get("checkpoint"))
     return manifest
