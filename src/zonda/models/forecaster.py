@@ -10,13 +10,15 @@ times and at ``t + 6h``, the network sees, per grid point, the channels::
 and predicts ``(x(t+6h) - x(t)) / tendency_std`` (C channels). The next state
 is ``x(t) + tendency_std * prediction``: with a zero prediction the forecast
 is persistence. Inputs and outputs of :meth:`Forecaster.step` and
-:meth:`Forecaster.rollout` are in physical units.
+:meth:`Forecaster.rollout` are in physical units. :meth:`Forecaster.rollout_steps`
+is the one autoregressive step loop: forecasts (:meth:`Forecaster.rollout`) and
+the training loss (:func:`zonda.training.losses.rollout_loss`) both consume it.
 """
 
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import torch
 import xarray as xr
@@ -37,6 +39,20 @@ def input_channels(input_steps: int, state_channels: int, forcings: int, static:
 def inference_device() -> torch.device:
     """Where forecasts run: the GPU when there is one, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class RolloutStep(NamedTuple):
+    """One 6-hour step of :meth:`Forecaster.rollout_steps` (all ``(B, G, C)``).
+
+    Attributes:
+        input_state: the state the step starts from, physical units (the last of its input window).
+        tendency: the network's prediction, the 6-hour tendency in units of ``tendency_std``.
+        state: the predicted next state, physical units: ``input_state + tendency_std * tendency``.
+    """
+
+    input_state: torch.Tensor
+    tendency: torch.Tensor
+    state: torch.Tensor
 
 
 class Forecaster(nn.Module):
@@ -111,16 +127,46 @@ class Forecaster(nn.Module):
         return self.network(self.network_input(states, forcings, static))
 
     def step(self, states: torch.Tensor, forcings: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
-        """Next state ``(B, G, C)`` in physical units: ``states[:, -1] + tendency_std * prediction``."""
-        tendency = self.predict_normalised_tendency(states, forcings, static)
-        return states[:, -1] + tendency.to(states.dtype) * self.norm_tendency_std.to(states.dtype)
+        """Next state ``(B, G, C)`` in physical units: ``states[:, -1] + tendency_std * prediction``.
+
+        ``states`` ``(B, T_in, G, C)``, ``forcings`` ``(B, T_in + 1, G, F)``, ``static`` ``(G, S)``:
+        the first step of :meth:`rollout_steps`.
+        """
+        return next(self.rollout_steps(states, forcings, static, 1)).state
 
     def normalised_target_tendency(self, states_last: torch.Tensor, next_state: torch.Tensor) -> torch.Tensor:
         """Training target ``(next_state - states_last) / tendency_std``, ``(B, G, C)``."""
         return (next_state - states_last) / self.norm_tendency_std
 
+    def rollout_steps(
+        self, states: torch.Tensor, forcings: torch.Tensor, static: torch.Tensor, steps: int
+    ) -> Iterator[RolloutStep]:
+        """The one autoregressive step loop: yields each 6-hour step's :class:`RolloutStep` in turn.
+
+        Step ``k`` (0-based) feeds the network the window of the last ``T_in`` states (the
+        initial states, then the forecaster's own predictions, not detached: gradients flow
+        through every step) and the forcings at the window's times and the next time.
+        :meth:`rollout` stacks the states; the training loss compares each tendency with
+        :meth:`normalised_target_tendency` of the step's input state.
+
+        Args:
+            states: ``(B, T_in, G, C)`` initial states, physical units.
+            forcings: ``(B, T_in + steps, G, F)``, at the input times and every forecast time.
+            static: ``(G, S)``.
+            steps: number of 6-hour steps.
+        """
+        self._check(states, forcings, static, self.input_steps + steps)
+        window = states  # (B, T_in, G, C)
+        for k in range(steps):
+            step_forcings = forcings[:, k : k + self.input_steps + 1]  # (B, T_in + 1, G, F)
+            tendency = self.predict_normalised_tendency(window, step_forcings, static)  # (B, G, C) normalised
+            last = window[:, -1]  # (B, G, C)
+            state = last + tendency.to(last.dtype) * self.norm_tendency_std.to(last.dtype)  # (B, G, C) physical
+            yield RolloutStep(input_state=last, tendency=tendency, state=state)
+            window = torch.cat([window[:, 1:], state.unsqueeze(1)], dim=1)  # (B, T_in, G, C)
+
     def rollout(self, states: torch.Tensor, forcings: torch.Tensor, static: torch.Tensor, steps: int) -> torch.Tensor:
-        """Autoregressive forecast ``(B, steps, G, C)``; gradients flow through every step.
+        """Autoregressive forecast ``(B, steps, G, C)`` in physical units (:meth:`rollout_steps`' states).
 
         Args:
             states: ``(B, T_in, G, C)`` initial states.
@@ -128,13 +174,7 @@ class Forecaster(nn.Module):
             static: ``(G, S)``.
             steps: number of 6-hour steps.
         """
-        self._check(states, forcings, static, self.input_steps + steps)
-        window, outputs = states, []
-        for k in range(steps):
-            nxt = self.step(window, forcings[:, k : k + self.input_steps + 1], static)
-            outputs.append(nxt)
-            window = torch.cat([window[:, 1:], nxt.unsqueeze(1)], dim=1)
-        return torch.stack(outputs, dim=1)
+        return torch.stack([step.state for step in self.rollout_steps(states, forcings, static, steps)], dim=1)
 
     def _check(self, states: torch.Tensor, forcings: torch.Tensor, static: torch.Tensor, forcing_times: int) -> None:
         t, c, f, s = self.input_steps, self.num_channels, self.num_forcings, self.num_static

@@ -28,12 +28,13 @@ so the loss is GraphCast's: the error of the predicted state against the truth
 at every lead time, in units of the 6-hour tendency standard deviation
 (GraphCast's per-variable inverse variance of time differences), weighted by
 cell area and channel weight, averaged over leads. For ``k = 1`` it is the
-usual one-step tendency loss.
+usual one-step tendency loss. The steps come from the forecaster's one step loop,
+:meth:`zonda.models.Forecaster.rollout_steps`, the same loop that makes forecasts.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -42,6 +43,9 @@ from torch import nn
 from zonda.channels import ChannelLayout
 from zonda.params import LossWeightParams
 from zonda.training.errors import TrainingInputError
+
+if TYPE_CHECKING:
+    from zonda.models.forecaster import Forecaster
 
 
 def level_weights(levels: list[int] | tuple[int, ...], mode: str) -> np.ndarray:
@@ -145,7 +149,7 @@ class RolloutResult(NamedTuple):
 
 
 def rollout_loss(
-    forecaster: nn.Module,
+    forecaster: Forecaster,
     loss_fn: nn.Module,
     states: torch.Tensor,
     forcings: torch.Tensor,
@@ -155,8 +159,8 @@ def rollout_loss(
     """GraphCast's autoregressive training loss over ``R = targets.shape[1]`` steps.
 
     Args:
-      forecaster: a :class:`zonda.models.Forecaster` (``predict_normalised_tendency``,
-        ``normalised_target_tendency``, buffer ``norm_tendency_std``, ``input_steps``).
+      forecaster: the :class:`~zonda.models.Forecaster`; its step loop
+        (:meth:`~zonda.models.Forecaster.rollout_steps`) makes the predictions.
       loss_fn: maps normalised ``(B, G, C)`` prediction and target to a scalar
         (e.g. :class:`WeightedMSELoss`).
       states: ``(B, T_in, G, C)`` input states, physical units.
@@ -174,15 +178,10 @@ def rollout_loss(
         raise ValueError("targets must hold at least one step")
     if forcings.shape[1] != t_in + steps:
         raise ValueError(f"forcings hold {forcings.shape[1]} times, expected T_in + R = {t_in + steps}")
-    window = states
     losses, predictions = [], []
-    for k in range(steps):
-        tendency = forecaster.predict_normalised_tendency(window, forcings[:, k : k + t_in + 1], static)
-        last = window[:, -1]
-        target = forecaster.normalised_target_tendency(last, targets[:, k])
-        losses.append(loss_fn(tendency, target.to(tendency.dtype)))
-        nxt = last + tendency.to(last.dtype) * forecaster.norm_tendency_std.to(last.dtype)
-        predictions.append(nxt)
-        window = torch.cat([window[:, 1:], nxt.unsqueeze(1)], dim=1)
-    step_losses = torch.stack(losses)
+    for k, step in enumerate(forecaster.rollout_steps(states, forcings, static, steps)):
+        target = forecaster.normalised_target_tendency(step.input_state, targets[:, k])  # (B, G, C)
+        losses.append(loss_fn(step.tendency, target.to(step.tendency.dtype)))
+        predictions.append(step.state)  # (B, G, C)
+    step_losses = torch.stack(losses)  # (R,)
     return RolloutResult(step_losses.mean(), step_losses, torch.stack(predictions, dim=1))
