@@ -4,7 +4,8 @@
   / ``transformer`` processor, mesh -> grid decoder (``ModelParams``).
 * :class:`Normalisation` - constants from the statistics stage.
 * :class:`Forecaster` - residual 6-hour forecaster on normalised tendencies,
-  with autoregressive :meth:`Forecaster.rollout`.
+  with one autoregressive step loop (:meth:`Forecaster.rollout_steps`) behind
+  :meth:`Forecaster.rollout` and the training loss.
 * :func:`summary` / :func:`summary_dict` - parameter counts per component.
 * :mod:`zonda.models.saved` - what a trained model is on disk (``weights.safetensors``, ``model.json``)
   and :func:`~zonda.models.saved.load_forecaster`, which evaluation and serving use without Lightning.
