@@ -53,7 +53,8 @@ class StageResources(Strict):
 
 
 class ResourcesParams(Strict):
-    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False, populate_by_name=True)
+    # Merged with Strict's config; populate_by_name: register_ is set by its name or by its alias `register`.
+    model_config = ConfigDict(populate_by_name=True)
 
     snapshot: StageResources = Field(default_factory=StageResources)
     statistics: StageResources = Field(default_factory=StageResources)
