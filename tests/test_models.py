@@ -436,6 +436,24 @@ def test_step_and_target_tendency_are_inverse():
     torch.testing.assert_close(target, tendency.expand_as(target))
 
 
+def test_rollout_steps_chain_each_prediction_into_the_next_step():
+    norm = Normalisation.from_statistics(statistics_dataset(), LAYOUT, FORCINGS, STATICS)
+    tendency = torch.tensor([0.5, -2.0, 1.0])
+    model = Forecaster(ConstantNetwork(in_channels(), tendency), norm, input_steps=2)
+    states, forcings, static = forecaster_inputs(steps=3)
+    increment = tendency * torch.tensor([1.0, 1.5, 50.0])  # tendency_std of the statistics by hand
+    steps = list(model.rollout_steps(states, forcings, static, 3))
+    assert len(steps) == 3
+    for k, step in enumerate(steps):
+        torch.testing.assert_close(step.tendency, tendency.expand_as(step.tendency))
+        # A constant tendency: after k + 1 steps the state has moved k + 1 increments from the last input state.
+        torch.testing.assert_close(step.input_state, states[:, -1] + k * increment)
+        torch.testing.assert_close(step.state, states[:, -1] + (k + 1) * increment)
+    torch.testing.assert_close(model.rollout(states, forcings, static, 3), torch.stack([s.state for s in steps], dim=1))
+    with pytest.raises(ValueError, match="forcings must be"):
+        next(model.rollout_steps(states, forcings, static, 4))
+
+
 def test_network_input_layout_is_normalised_and_time_major():
     norm = Normalisation.from_statistics(statistics_dataset(), LAYOUT, FORCINGS, STATICS)
     model = Forecaster(ConstantNetwork(in_channels(), torch.zeros(3)), norm, input_steps=2)
