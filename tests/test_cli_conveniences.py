@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 
 import zonda
+from tests.support.repo import REPO
 from zonda.cli import main
 from zonda.params import ParamsError, load_params
 from zonda.training.data import batches_to_run
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

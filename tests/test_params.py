@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.repo import REPO
 from zonda.params import (
     RESOLVED_PARAMS_FILENAME,
     ModelParams,
@@ -18,7 +19,6 @@ from zonda.params import (
     write_resolved,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 PRESETS = ["local", "ci", "aifs", "graphcast"]
 
 

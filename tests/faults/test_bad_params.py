@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-import test_training_support as support
-from conftest import REPO
+from tests.support import training_builders as support
+from tests.support.repo import REPO
 from zonda.cli import EXIT_BAD_INPUT, main
 from zonda.params import ParamsError, load_params
 from zonda.training.errors import NonFiniteLossError

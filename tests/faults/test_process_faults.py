@@ -11,7 +11,10 @@ import lightning as L
 import pytest
 import torch
 
-import test_training_support as support
+from tests.support import registry_builders as rf
+from tests.support import training_builders as support
+from tests.support.model_id import content_hash
+from tests.support.repo import REPO
 from zonda.models.saved import load_weights
 
 
@@ -73,7 +76,6 @@ def test_resume_from_the_checkpoint_written_at_max_steps_trains_no_further(unint
 @pytest.mark.faults
 def test_registering_the_same_model_again_returns_its_version(tmp_path):
     """A retried or re-run register task (3 times, one model) makes one version; another model makes a second."""
-    import registry_fixtures as rf
     from zonda.registry.register import TAG_MODEL_ID
 
     p = rf.params("registry.model_name=zonda-retried", store=rf.new_store(tmp_path / "store"))
@@ -101,21 +103,6 @@ def rf_client(p):
 
     tracking.configure(p)
     return mlflow.MlflowClient()
-
-
-def content_hash(tensors: dict[str, torch.Tensor]) -> str:
-    """sha256 over (name, dtype, shape, bytes) in sorted name order, each length-prefixed: the documented model ID."""
-    import hashlib
-
-    import numpy as np
-
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        array = tensors[name].numpy()
-        for part in (name.encode(), str(tensors[name].dtype).removeprefix("torch.").encode(),
-                     ",".join(map(str, array.shape)).encode(), np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()):
-            h.update(len(part).to_bytes(8, "little") + part)
-    return "sha256:" + h.hexdigest()
 
 
 # ------------------------------------------------------------------ kill -9
@@ -159,7 +146,6 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights(kill_reference, even
     import sys
     from pathlib import Path
 
-    from conftest import REPO
     from zonda.params import load_params
     from zonda.training.train import train
 

@@ -1,7 +1,7 @@
 """Security: credentials put in params never reach a written or logged copy of them.
 
 (Crafted pickles in checkpoints are refused without running their payload:
-tests/test_training_checkpoints.py.)
+tests/training/test_checkpoints.py.)
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import mlflow
 import pytest
 import yaml
 
-import test_training_support as support
-from conftest import REPO
+from tests.support import training_builders as support
+from tests.support.repo import REPO
 from zonda import tracking
 from zonda.cli import main
 from zonda.params import MASK, ParamsError, is_secret_key, load_params, mask_secrets
