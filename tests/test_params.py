@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from tests.support.repo import REPO
@@ -142,8 +143,6 @@ def test_target_must_import_and_kwargs_must_fit() -> None:
 
 
 def test_target_kwargs_reach_the_class() -> None:
-    import torch
-
     p = load_params(REPO / "params" / "ci.yaml", ["training.optimizer={_target_: torch.optim.SGD, momentum: 0.5}"])
     opt = p.training.optimizer.instantiate([torch.nn.Parameter(torch.zeros(2))], lr=p.training.lr)
     assert isinstance(opt, torch.optim.SGD)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -206,8 +207,6 @@ def test_grib_source_that_is_not_grib_fails_naming_the_file(synthetic_params, tm
 
 
 def test_the_snapshot_opens_with_plain_xarray_without_a_warning_and_carries_cf_attributes(synthetic_params, tmp_path: Path) -> None:
-    import warnings
-
     build_snapshot(synthetic_params(), tmp_path / "snap", progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. xarray's "Failed to open Zarr store with consolidated metadata"

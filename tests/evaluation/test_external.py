@@ -15,10 +15,12 @@ import xarray as xr
 
 from tests.support import registry_builders as rf
 from tests.support.synthetic import synthetic_dataset
-from zonda.evaluation import evaluate
+from zonda.evaluation import evaluate, read_results, read_spectra, run
 from zonda.evaluation.climatology import compute_climatology
 from zonda.evaluation.external import BaselineError, Target, prepare_baselines
+from zonda.evaluation.run import init_indices, lead_steps, read_headline, run_evaluation
 from zonda.params import BaselineParams, load_params
+from zonda.snapshot import open_snapshot
 from zonda.variables import lead_timedeltas
 
 LEVELS = (500, 850)
@@ -135,9 +137,6 @@ def test_baseline_params_are_checked():
 
 def _truth_store(p, tmp_path, *, offset: float, drop_first_init: bool = False) -> str:
     """A forecast store on the debug preset's test inits: the snapshot's truth + ``offset`` (geopotential)."""
-    from zonda.evaluation.run import init_indices, lead_steps
-    from zonda.snapshot import open_snapshot
-
     snap = open_snapshot(rf.stage_dirs()["snapshot"]).load()
     times = snap["time"].values
     inits = times[init_indices(times, p, 2)]
@@ -148,9 +147,6 @@ def _truth_store(p, tmp_path, *, offset: float, drop_first_init: bool = False) -
 
 
 def test_run_evaluation_scores_store_baselines_beside_the_model(tmp_path):
-    from zonda.evaluation import read_results
-    from zonda.evaluation.run import read_headline, run_evaluation
-
     p0 = rf.params()
     path = _truth_store(p0, tmp_path, offset=25.0)
     p = rf.params(f"evaluation.baselines=[{{name: truth-plus-25, path: {path}}}]")
@@ -163,7 +159,6 @@ def test_run_evaluation_scores_store_baselines_beside_the_model(tmp_path):
     assert np.isnan(results["u_component_of_wind"].sel(model="truth-plus-25", metric="rmse")).all()  # not in the store
     assert read_headline(tmp_path / "eval")["truth-plus-25"]["rmse.geopotential.500.1d"] == pytest.approx(25.0, rel=1e-5)
     assert manifest["baselines"]["truth-plus-25"]["path"] == path
-    from zonda.evaluation import read_spectra
 
     spectra = read_spectra(tmp_path / "eval" / "spectra.nc")
     assert {"model", "truth-plus-25", "truth"} <= set(spectra["model"].values)
@@ -172,8 +167,6 @@ def test_run_evaluation_scores_store_baselines_beside_the_model(tmp_path):
 
 
 def test_uncovered_baseline_fails_before_any_forecast(tmp_path, monkeypatch):
-    from zonda.evaluation import run
-
     p0 = rf.params(*SPLITS)  # two inits
     path = _truth_store(p0, tmp_path, offset=0.0, drop_first_init=True)
     p = rf.params(*SPLITS, f"evaluation.baselines=[{{name: late, path: {path}}}]")

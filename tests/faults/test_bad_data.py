@@ -30,6 +30,7 @@ from zonda.cli import main
 from zonda.data.reading import ChunkReadError
 from zonda.data.validation import SnapshotValidationError, check_values
 from zonda.files import DiskFullError, atomic_dir
+from zonda.params import load_params
 from zonda.snapshot import DATA_DIRNAME, build_snapshot, open_snapshot, verify_snapshot
 from zonda.statistics import compute_statistics
 
@@ -318,8 +319,6 @@ def test_a_real_full_disk_while_rewriting_a_snapshot(tmp_path) -> None:
 
 
 def _ci_params(src: Path, tmp_path: Path, *overrides: str):
-    from zonda.params import load_params
-
     return load_params(CI, ["data.source.kind=zarr", f"data.source.path={src}", f"runtime.output_root={tmp_path / 'root'}",
                             *overrides])
 

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from tests.support.repo import REPO
@@ -22,6 +23,7 @@ from zonda.graph import (
     build_graph,
     graph_hash,
 )
+from zonda.graph import grid_mesh_connectivity as conn
 from zonda.graph.icosahedral_mesh import build_icosahedral_mesh
 from zonda.params import GraphParams
 
@@ -275,10 +277,6 @@ def test_graphcast_m6_quarter_degree_counts():
 
 @pytest.mark.parametrize("r", [0, 1, 4])
 def test_triangle_search_on_random_points(r):
-    from scipy.spatial import cKDTree
-
-    from zonda.graph import grid_mesh_connectivity as conn
-
     mesh = build_icosahedral_mesh(r)
     rng = np.random.default_rng(r)
     p = rng.normal(size=(20_000, 3))

@@ -4,13 +4,14 @@ rendered object validated, and the chart checked against what the params presets
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlparse
 
 import jsonschema
 import pytest
@@ -67,8 +68,6 @@ def _find(docs: list[dict], kind: str, name: str | None = None) -> dict:
 def _mlflow_module(relative: str):
     """One module of the installed MLflow, loaded by file: importing mlflow.server whole is slow,
     and mlflow.server.auth needs Flask-WTF, a server-only extra."""
-    import importlib.util
-
     import mlflow
 
     path = Path(mlflow.__file__).parent / relative
@@ -189,8 +188,6 @@ def test_params_presets_find_what_the_chart_creates(rendered, preset):
     assert _find(docs, "Namespace")["metadata"]["name"] == ns
 
     # MLflow: the tracking URI resolves to the chart's Service, and the server accepts that Host header.
-    from urllib.parse import urlparse
-
     is_allowed_host_header = _mlflow_module("server/security_utils.py").is_allowed_host_header
     uri = urlparse(params.runtime.mlflow_tracking_uri)
     service_name, service_ns = uri.hostname.split(".")[:2]

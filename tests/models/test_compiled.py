@@ -7,9 +7,9 @@ import warnings
 import pytest
 import torch
 
-from zonda.models import build_network
-from zonda.models.compiled import AUTO_MIN_ELEMENTS, FusedKernel, compiler_available, fusion_enabled
+from zonda.models import build_network, compiled
 from zonda.models import edge_attention as edge_attention_module
+from zonda.models.compiled import AUTO_MIN_ELEMENTS, FusedKernel, compiler_available, fusion_enabled
 from zonda.models.edge_attention import edge_attention
 from zonda.models.toy_graph import toy_graph
 from zonda.params import ModelParams
@@ -108,8 +108,6 @@ def test_fusion_policy_compiles_only_large_edge_sets_in_auto_mode(monkeypatch):
 
 
 def test_compiler_is_looked_up_from_the_environment_then_path(monkeypatch):
-    from zonda.models import compiled
-
     monkeypatch.setenv("CXX", "/nonexistent/bin/g++-99 -O2")
     compiled.compiler_available.cache_clear()
     try:

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 import torch
 import xarray as xr
 from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
 from torch_geometric.data import HeteroData
 
 from tests.support.repo import REPO
 from zonda.channels import ChannelLayout
+from zonda.graph import build_graph
 from zonda.models import Forecaster, Normalisation, build_network, summary, summary_dict
 from zonda.models.dense import dense, onednn_linear_available
 from zonda.models.edge_attention import edge_attention
 from zonda.models.interaction_network import InteractionNetwork
-from zonda.models.message_passing import EdgeSet, segment_softmax
+from zonda.models.message_passing import EdgeSet, gather, scatter_sum, segment_softmax
 from zonda.models.ordering import hilbert_index, hilbert_order
+from zonda.models.summary import params_summary, params_summary_dict
 from zonda.models.toy_graph import toy_graph
 from zonda.models.transformer import band_attention
-from zonda.params import ModelParams
+from zonda.params import GraphParams, ModelParams, load_params
 
 LAT = np.linspace(-78.75, 78.75, 8)
 LON = np.arange(0.0, 360.0, 22.5)
@@ -230,8 +234,6 @@ def test_dense_falls_back_to_f_linear_under_autocast_and_in_float64():
 
 def test_flop_counter_counts_dense_matmuls():
     """The model benchmark's roofline divides FLOPs counted this way by time: oneDNN linears must count."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     x, w = torch.randn(10, 3, 8, requires_grad=True), torch.randn(4, 8, requires_grad=True)
     onednn_linear_available()  # its one-off probe must not be counted below
     with FlopCounterMode(display=False) as counter:
@@ -303,8 +305,6 @@ def test_graph_attention_backward_matches_finite_differences(batch, shared_edges
 
 
 def test_gather_and_scatter_backward_match_finite_differences():
-    from zonda.models.message_passing import gather, scatter_sum
-
     index = torch.tensor([3, 0, 3, 1, 1, 1])
     nodes = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
     values = torch.randn(6, 2, 3, dtype=torch.float64, requires_grad=True)
@@ -522,11 +522,6 @@ def test_summary_counts_match_the_layer_shapes(graph):
 
 def test_networks_on_the_icosahedral_graph_of_a_5625_degree_grid():
     """zonda.graph's multi-mesh: every grid point feeds the mesh and is fed by it, for each processor."""
-    import warnings
-
-    from zonda.graph import build_graph
-    from zonda.params import GraphParams
-
     lat, lon = np.arange(-87.1875, 87.19, 5.625), np.arange(0.0, 360.0, 5.625)
     n_grid = len(lat) * len(lon)
     with warnings.catch_warnings():
@@ -552,9 +547,6 @@ def test_networks_on_the_icosahedral_graph_of_a_5625_degree_grid():
 
 
 def test_params_summary_does_not_depend_on_the_graph_size(graph):
-    from zonda.models.summary import params_summary, params_summary_dict
-    from zonda.params import load_params
-
     params = load_params(REPO / "params" / "local.yaml")
     layout = ChannelLayout.of(params.data.variables, params.data.levels)
     steps = params.model.input_steps

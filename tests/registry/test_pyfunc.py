@@ -15,6 +15,7 @@ from zonda.channels import ChannelLayout
 from zonda.provenance import code_version
 from zonda.registry.errors import InitialStateError, RegistryError
 from zonda.registry.promotion import TAG_DECISION, TAG_REASON
+from zonda.registry.register import register_model
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +129,6 @@ def test_registration_refuses_mismatched_or_incomplete_outputs(registered):
     before = len(client.search_model_versions(f"name='{result['name']}'"))
     other = rf.evaluation_dir({rf.METRIC: 1.0})
     (other / "manifest.json").write_text(json.dumps({"model_lineage": {"snapshot_id": "sha256:other"}}))
-    from zonda.registry.register import register_model
 
     with pytest.raises(RegistryError, match="evaluated a model with snapshot_id sha256:other"):
         register_model(p, rf.model_dir(), dirs["statistics"], dirs["graph"], other, snapshot_dir=dirs["snapshot"])

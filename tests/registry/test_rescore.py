@@ -11,7 +11,9 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.support import registry_builders as rf
+from zonda.registry.errors import RegistryError
 from zonda.registry.promotion import TAG_DECISION, TAG_METRIC, TAG_N_INITS, TAG_REASON, TAG_RESCORED
+from zonda.registry.register import register_model
 
 
 def rmse_of(values: np.ndarray) -> float:
@@ -72,9 +74,6 @@ def test_a_champion_that_cannot_be_loaded_follows_on_incomparable(tmp_path):
 
 
 def test_registration_refuses_an_evaluation_without_per_init_scores(tmp_path):
-    from zonda.registry.errors import RegistryError
-    from zonda.registry.register import register_model
-
     p = rf.params("registry.model_name=zonda-old-eval", store=rf.new_store(tmp_path / "store"))
     dirs = rf.stage_dirs()
     evaluation = rf.evaluation_dir({rf.METRIC: 1.0})

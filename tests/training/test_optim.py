@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from zonda.params import TargetSpec
+from zonda.training import precision
 from zonda.training.optimizers import AdEMAMix, alpha_at, beta3_at
 from zonda.training.schedulers import CosineWithWarmup, build_scheduler
 
@@ -150,8 +151,6 @@ def test_torch_schedulers_by_target_and_a_missing_total_is_explained():
 
 
 def test_precision_auto_is_bf16_only_where_the_hardware_has_bf16_kernels(monkeypatch):
-    from zonda.training import precision
-
     assert precision.resolve_precision("16-mixed", "cpu") == "16-mixed"  # explicit values pass through
     monkeypatch.setattr(precision, "native_bf16", lambda accelerator: False)
     assert precision.resolve_precision("auto", "cpu") == "32-true"

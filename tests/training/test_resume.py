@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tests.support import training_builders as support
+from zonda.training.checkpoints import load_training_checkpoint
 
 
 class Preempted(RuntimeError):
@@ -119,8 +120,6 @@ def test_resume_gives_the_uninterrupted_run(uninterrupted, stop, how):
 @pytest.mark.parametrize("ending", ["last_epoch", "max_steps"])
 def test_last_checkpoint_holds_the_final_state_when_training_ends_between_periodic_saves(uninterrupted, ending):
     """last.ckpt every 4 steps, but the run ends at step 6 (2 epochs of 3) or at max_steps=5."""
-    from zonda.training.checkpoints import load_training_checkpoint
-
     ref_out, _, _ = uninterrupted
     out = support.new_dir(f"final-{ending}")
     extra = ["training.max_steps=5"] if ending == "max_steps" else []

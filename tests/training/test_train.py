@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import lightning as L
 import mlflow
@@ -132,8 +133,6 @@ def test_fake_dataloading_trains_on_the_first_batch_forever():
 
 
 def test_the_saved_model_refuses_a_graph_it_was_not_trained_on(tmp_path):
-    import shutil
-
     out, _ = support.tracked_run()
     a = support.artifacts()
     other = tmp_path / "graph"
