@@ -15,12 +15,6 @@ from zonda.params import ParamsError, load_params
 from zonda.training.errors import NonFiniteLossError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with support.one_thread():
-        yield
-
-
 @pytest.mark.parametrize(
     "override, field",
     [

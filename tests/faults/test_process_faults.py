@@ -18,12 +18,6 @@ from tests.support.repo import REPO
 from zonda.models.saved import load_weights
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with support.one_thread():
-        yield
-
-
 class CrashAfterTraining(RuntimeError):
     pass
 
