@@ -18,9 +18,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 from tests.support.repo import REPO
 from tests.support.synthetic import synthetic_dataset, write_zarr
+from zonda.params import load_params
+from zonda.snapshot import build_snapshot
+from zonda.stages import graph_stage
+from zonda.statistics import build_statistics
+from zonda.training.checkpoints import load_training_checkpoint
+from zonda.training.train import train
 
 N_LAT, N_LON, LEVELS, N_TIME = 8, 16, (500, 850), 32  # 8 days, 6-hourly
 
@@ -65,8 +72,6 @@ def base_overrides() -> list[str]:
 
 def params(*overrides: str):
     """The debug preset on the synthetic source, with ``overrides``."""
-    from zonda.params import load_params
-
     return load_params(REPO / "params" / "debug.yaml", base_overrides() + list(overrides))
 
 
@@ -74,10 +79,6 @@ def params(*overrides: str):
 def artifacts() -> dict[str, Path]:
     """Snapshot, statistics and graph directories of the debug preset (built once), each with the manifest
     its stage writes (the train stage keys its reuse on their IDs)."""
-    from zonda.snapshot import build_snapshot
-    from zonda.stages import graph_stage
-    from zonda.statistics import build_statistics
-
     p = params()
     out = {"snapshot": _ROOT / "snapshot", "statistics": _ROOT / "statistics", "graph": _ROOT / "graph"}
     build_snapshot(p, out["snapshot"], progress=False)
@@ -92,8 +93,6 @@ def new_dir(name: str) -> Path:
 
 
 def run_training(out: Path, *overrides: str, track: bool = False, callbacks=(), mlflow_run_id=None) -> dict:
-    from zonda.training.train import train
-
     a = artifacts()
     return train(
         params(*overrides), a["snapshot"], a["statistics"], a["graph"], out,
@@ -106,14 +105,10 @@ def history(out: Path) -> dict:
 
 
 def weights(out: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     return load_file(str(Path(out) / "weights.safetensors"))
 
 
 def checkpoint_weights(path: Path) -> dict[str, torch.Tensor]:
-    from zonda.training.checkpoints import load_training_checkpoint
-
     return load_training_checkpoint(path)["state_dict"]
 
 
