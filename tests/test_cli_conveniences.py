@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 
 import zonda
+from tests.support.repo import REPO
 from zonda.cli import main
-from zonda.params import ParamsError, load_params
+from zonda.params import ParamsError, load_params, write_resolved
 from zonda.training.data import batches_to_run
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -64,8 +63,6 @@ def test_the_batches_log_counts_what_max_steps_lets_run() -> None:
 
 
 def test_a_snapshot_no_op_says_so(synthetic_params, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from zonda.params import write_resolved
-
     params_file = write_resolved(synthetic_params(), tmp_path / "params")
     out = tmp_path / "snapshot"
     argv = ["snapshot", "--params", str(params_file), "--out", str(out), "--no-mlflow", "-q"]

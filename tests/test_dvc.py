@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.repo import REPO
+
 BIN = Path(sys.executable).parent
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.repo import REPO
+
 PACKAGES = {"zonda": REPO / "src" / "zonda", "pipelines": REPO / "pipelines"}
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 

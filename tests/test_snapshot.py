@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import xarray as xr
 
-from conftest import synthetic_dataset
+from tests.support.grib import write_grib
+from tests.support.synthetic import synthetic_dataset
 from zonda.data.sources import SourceError
 from zonda.data.validation import SnapshotValidationError
 from zonda.snapshot import DATA_DIRNAME, build_snapshot, open_snapshot
@@ -181,51 +182,9 @@ def test_renamed_source_dims_are_mapped(synthetic_params, tmp_path: Path) -> Non
     assert "temperature" in open_snapshot(result.path)
 
 
-def _write_grib(ds: xr.Dataset, path: Path) -> Path:
-    """Encodes ``ds`` (WB2 names, latitude ascending) as GRIB2 with ecCodes, north-to-south rows.
-
-    Pressure-level fields get ecCodes' ``t/z/u/v`` short names, surface
-    pressure ``sp``; IEEE packing keeps the float32 values exact.
-    """
-    eccodes = pytest.importorskip("eccodes")
-    short = {"temperature": "t", "geopotential": "z", "u_component_of_wind": "u",
-             "v_component_of_wind": "v", "surface_pressure": "sp"}
-    lat, lon = ds["latitude"].values, ds["longitude"].values
-    with open(path, "wb") as out:
-        for time in ds["time"].values:
-            stamp = pd.Timestamp(time)
-            for name, code in short.items():
-                field = ds[name].sel(time=time)
-                levels = field["level"].values if "level" in field.dims else [None]
-                for level in levels:
-                    values = (field.sel(level=level) if level is not None else field).values[::-1]
-                    sample = "regular_ll_pl_grib2" if level is not None else "regular_ll_sfc_grib2"
-                    h = eccodes.codes_grib_new_from_samples(sample)
-                    try:
-                        for key, value in [
-                            ("Ni", len(lon)), ("Nj", len(lat)),
-                            ("latitudeOfFirstGridPointInDegrees", float(lat[-1])),
-                            ("latitudeOfLastGridPointInDegrees", float(lat[0])),
-                            ("longitudeOfFirstGridPointInDegrees", float(lon[0])),
-                            ("longitudeOfLastGridPointInDegrees", float(lon[-1])),
-                            ("iDirectionIncrementInDegrees", float(lon[1] - lon[0])),
-                            ("jDirectionIncrementInDegrees", float(lat[1] - lat[0])),
-                            ("dataDate", int(stamp.strftime("%Y%m%d"))), ("dataTime", stamp.hour * 100),
-                            ("shortName", code), ("packingType", "grid_ieee"),
-                        ]:
-                            eccodes.codes_set(h, key, value)
-                        if level is not None:
-                            eccodes.codes_set(h, "level", int(level))
-                        eccodes.codes_set_values(h, values.astype("f8").ravel())
-                        eccodes.codes_write(h, out)
-                    finally:
-                        eccodes.codes_release(h)
-    return path
-
-
 def test_grib_source_maps_ecmwf_short_names_and_keeps_the_values(synthetic_params, tmp_path: Path) -> None:
     ds = synthetic_dataset()
-    src = _write_grib(ds, tmp_path / "era5-like.grib2")
+    src = write_grib(ds, tmp_path / "era5-like.grib2")
     params = synthetic_params("data.source.kind=grib", f"data.source.path={src}", "data.static=[]")
     result = build_snapshot(params, tmp_path / "snap", progress=False)
     snap = open_snapshot(result.path)
@@ -248,8 +207,6 @@ def test_grib_source_that_is_not_grib_fails_naming_the_file(synthetic_params, tm
 
 
 def test_the_snapshot_opens_with_plain_xarray_without_a_warning_and_carries_cf_attributes(synthetic_params, tmp_path: Path) -> None:
-    import warnings
-
     build_snapshot(synthetic_params(), tmp_path / "snap", progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. xarray's "Failed to open Zarr store with consolidated metadata"

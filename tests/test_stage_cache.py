@@ -14,11 +14,10 @@ import pytest
 import yaml
 
 from pipelines.zonda_pipeline import compile_pipeline
+from tests.support.repo import REPO
 from zonda import stage_cache
 from zonda.params import STAGE_SECTIONS, ParamsError, load_params, params_from_json
 from zonda.stages import graph_stage, snapshot_stage, statistics_stage
-
-REPO = Path(__file__).resolve().parents[1]
 
 UPSTREAM_ARTIFACTS = {
     "snapshot": set(),

@@ -23,12 +23,14 @@ import pytest
 import xarray as xr
 import zarr.storage._local as zarr_local_store
 
-from conftest import REPO, synthetic_dataset
-from test_snapshot import _write_grib
+from tests.support.grib import write_grib
+from tests.support.repo import REPO
+from tests.support.synthetic import synthetic_dataset
 from zonda.cli import main
 from zonda.data.reading import ChunkReadError
 from zonda.data.validation import SnapshotValidationError, check_values
 from zonda.files import DiskFullError, atomic_dir
+from zonda.params import load_params
 from zonda.snapshot import DATA_DIRNAME, build_snapshot, open_snapshot, verify_snapshot
 from zonda.statistics import compute_statistics
 
@@ -229,7 +231,7 @@ def test_the_temporary_of_a_killed_writer_is_removed_by_the_next_write_and_no_ot
 
 
 def _append_orography(path: Path, ds: xr.Dataset, orography: np.ndarray) -> None:
-    """Appends ERA5's surface ``z`` (orography, repeated at every time) to a GRIB file written by _write_grib."""
+    """Appends ERA5's surface ``z`` (orography, repeated at every time) to a GRIB file written by write_grib."""
     eccodes = pytest.importorskip("eccodes")
     lat, lon = ds["latitude"].values, ds["longitude"].values
     with open(path, "ab") as out:
@@ -255,7 +257,7 @@ def _append_orography(path: Path, ds: xr.Dataset, orography: np.ndarray) -> None
 def test_grib_with_orography_z_beside_pressure_level_z_maps_it_to_geopotential_at_surface(synthetic_params, tmp_path) -> None:
     ds = synthetic_dataset(n_time=8, n_lat=16, n_lon=32)  # two days: cfgrib reads GRIB message by message
     orography = np.random.default_rng(3).uniform(0.0, 2.0e4, (ds.sizes["latitude"], ds.sizes["longitude"])).astype("f4")
-    src = _write_grib(ds, tmp_path / "era5.grib2")
+    src = write_grib(ds, tmp_path / "era5.grib2")
     _append_orography(src, ds, orography)
     params = synthetic_params(  # the ci preset (static: [geopotential_at_surface]) on these two days
         "data.source.kind=grib", f"data.source.path={src}", "data.time=2000-01-01/2000-01-02T18",
@@ -317,8 +319,6 @@ def test_a_real_full_disk_while_rewriting_a_snapshot(tmp_path) -> None:
 
 
 def _ci_params(src: Path, tmp_path: Path, *overrides: str):
-    from zonda.params import load_params
-
     return load_params(CI, ["data.source.kind=zarr", f"data.source.path={src}", f"runtime.output_root={tmp_path / 'root'}",
                             *overrides])
 

@@ -8,17 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-import test_training_support as support
-from conftest import REPO
-from zonda.cli import EXIT_BAD_INPUT, main
+from tests.support import training_builders as support
+from tests.support.repo import REPO
+from zonda.cli import EXIT_BAD_INPUT, build_parser, main
 from zonda.params import ParamsError, load_params
 from zonda.training.errors import NonFiniteLossError
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with support.one_thread():
-        yield
 
 
 @pytest.mark.parametrize(
@@ -86,8 +80,6 @@ def test_a_params_file_that_is_not_utf8_is_named(tmp_path, content):
 
 def test_overrides_are_accepted_after_the_options(tmp_path, capsys):
     """``zonda <stage> --out DIR key=value`` as well as ``key=value --out DIR``."""
-    from zonda.cli import build_parser
-
     args = build_parser().parse_args(
         ["snapshot", "--params", "params/ci.yaml", "--out", str(tmp_path), "data.levels=[500]", "--no-mlflow"]
     )

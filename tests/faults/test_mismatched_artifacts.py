@@ -1,22 +1,24 @@
 """Mismatched artifacts: the model's identity is its tensors, and a registered file must be the model it claims.
 
 (Stage outputs from different runs, tampered checkpoints and graphs of another
-grid are refused in tests/test_training_checkpoints.py, tests/test_training_train.py
-and tests/test_registry_pyfunc.py.)
+grid are refused in tests/training/test_checkpoints.py, tests/training/test_train.py
+and tests/registry/test_pyfunc.py.)
 """
 
 from __future__ import annotations
 
 import json
+
 import pytest
 import torch
 
-import registry_fixtures as rf
-import test_training_support as support
-from test_process_faults import content_hash
+from tests.support import registry_builders as rf
+from tests.support import training_builders as support
+from tests.support.model_id import content_hash
 from zonda.files import file_sha256
 from zonda.models.saved import save_weights, weights_content_id
 from zonda.registry.errors import RegistryError
+
 
 def test_the_same_weights_saved_three_times_have_one_model_id(tmp_path):
     weights = _load(rf.model_dir(0) / "weights.safetensors")

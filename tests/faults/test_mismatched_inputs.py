@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-import registry_fixtures as rf
+from tests.support import registry_builders as rf
 from zonda.cli import main
 from zonda.evaluation.run import run_evaluation
 from zonda.files import file_sha256

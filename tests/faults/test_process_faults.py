@@ -7,18 +7,26 @@ run that was never interrupted, bit for bit.
 
 from __future__ import annotations
 
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
 
-import test_training_support as support
+from tests.support import registry_builders as rf
+from tests.support import training_builders as support
+from tests.support.model_id import content_hash
+from tests.support.repo import REPO
+from zonda import tracking
 from zonda.models.saved import load_weights
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with support.one_thread():
-        yield
+from zonda.params import load_params
+from zonda.registry.register import TAG_MODEL_ID
+from zonda.training.train import train
 
 
 class CrashAfterTraining(RuntimeError):
@@ -73,9 +81,6 @@ def test_resume_from_the_checkpoint_written_at_max_steps_trains_no_further(unint
 @pytest.mark.faults
 def test_registering_the_same_model_again_returns_its_version(tmp_path):
     """A retried or re-run register task (3 times, one model) makes one version; another model makes a second."""
-    import registry_fixtures as rf
-    from zonda.registry.register import TAG_MODEL_ID
-
     p = rf.params("registry.model_name=zonda-retried", store=rf.new_store(tmp_path / "store"))
     with rf.preserved_tracking_uri():
         results = [rf.register(p, {rf.METRIC: 100.0}) for _ in range(3)]
@@ -97,25 +102,8 @@ def test_registering_the_same_model_again_returns_its_version(tmp_path):
 def rf_client(p):
     import mlflow
 
-    from zonda import tracking
-
     tracking.configure(p)
     return mlflow.MlflowClient()
-
-
-def content_hash(tensors: dict[str, torch.Tensor]) -> str:
-    """sha256 over (name, dtype, shape, bytes) in sorted name order, each length-prefixed: the documented model ID."""
-    import hashlib
-
-    import numpy as np
-
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        array = tensors[name].numpy()
-        for part in (name.encode(), str(tensors[name].dtype).removeprefix("torch.").encode(),
-                     ",".join(map(str, array.shape)).encode(), np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()):
-            h.update(len(part).to_bytes(8, "little") + part)
-    return "sha256:" + h.hexdigest()
 
 
 # ------------------------------------------------------------------ kill -9
@@ -128,8 +116,6 @@ KILL_STEPS = 6  # 2 epochs of 3 batches
 def kill_points(seed: int = 1717) -> list[tuple[str, int]]:
     """10 seeded points after the first checkpoint: 3 at step boundaries, 3 with a checkpoint file written but not
     in place, 3 with its sidecar replaced but the file not renamed, and right after the final checkpoint."""
-    import random
-
     rng = random.Random(seed)
     boundaries = [("batch_start", k) for k in range(2, KILL_STEPS)] + [("batch_end", k) for k in range(1, KILL_STEPS + 1)]
     saves = range(2, KILL_STEPS + 1)  # the n-th checkpoint save (last.ckpt every step, best-*.ckpt after validations)
@@ -139,9 +125,6 @@ def kill_points(seed: int = 1717) -> list[tuple[str, int]]:
 
 @pytest.fixture(scope="module")
 def kill_reference():
-    from zonda.params import load_params
-    from zonda.training.train import train
-
     params_file = support.new_dir("kill-params") / "params.yaml"
     params_file.write_text(support.params(*KILL_SETTINGS).to_yaml())
     a = support.artifacts()
@@ -153,16 +136,6 @@ def kill_reference():
 @pytest.mark.faults
 @pytest.mark.parametrize("event, n", kill_points(), ids=[f"{e}-{n}" for e, n in kill_points()])
 def test_kill_9_then_resume_gives_the_uninterrupted_weights(kill_reference, event, n):
-    import os
-    import signal
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from conftest import REPO
-    from zonda.params import load_params
-    from zonda.training.train import train
-
     params_file, ref_out = kill_reference
     a = support.artifacts()
     out = support.new_dir(f"killed-{event}-{n}")

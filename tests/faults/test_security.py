@@ -1,7 +1,7 @@
 """Security: credentials put in params never reach a written or logged copy of them.
 
 (Crafted pickles in checkpoints are refused without running their payload:
-tests/test_training_checkpoints.py.)
+tests/training/test_checkpoints.py.)
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ import mlflow
 import pytest
 import yaml
 
-import test_training_support as support
-from conftest import REPO
+from tests.support import training_builders as support
+from tests.support.repo import REPO
 from zonda import tracking
 from zonda.cli import main
 from zonda.params import MASK, ParamsError, is_secret_key, load_params, mask_secrets
+from zonda.stages import graph_stage
 
 SECRETS = ("AKIAFAKE1234567890", "hunter2-fake-secret", "fake-session-token-xyz", "s3cr3t-url-password")
 STORAGE = (
@@ -75,8 +76,6 @@ def test_params_show_and_errors_mask_credentials(capsys):
 @pytest.mark.faults
 def test_stage_outputs_and_mlflow_records_hold_no_credential(tmp_path):
     """The graph stage (params.resolved.yaml, MLflow params and artifacts) and a training run (its own MLflow params)."""
-    from zonda.stages import graph_stage
-
     a = support.artifacts()
     params = support.params(STORAGE, URL)
     graph_stage(params, a["snapshot"], tmp_path / "graph", progress=False)

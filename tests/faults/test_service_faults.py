@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from conftest import REPO
+from tests.support.repo import REPO
 from zonda.cli import EXIT_BAD_INPUT, main
 from zonda.params import load_params
 from zonda.tracking import TrackingServerError, check_reachable
