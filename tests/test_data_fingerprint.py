@@ -39,8 +39,9 @@ def memory_store():
     url = f"memory://zonda-test-{uuid.uuid4().hex[:8]}/source.zarr"
     yield url
     fs = fsspec.filesystem("memory")
-    if fs.exists(url):
-        fs.rm(url, recursive=True)
+    folder = url.rsplit("/", 1)[0]
+    if fs.exists(folder):
+        fs.rm(folder, recursive=True)
 
 
 def _stage(params, out: Path, caplog) -> tuple[dict, bool]:
@@ -132,3 +133,14 @@ def test_a_missing_store_is_named(synthetic_params, tmp_path: Path) -> None:
     params.data.source.path = str(tmp_path / "nowhere.zarr")
     with pytest.raises(FingerprintError, match="data.source.path .*nowhere.zarr.*no such zarr store"):
         source_fingerprint(params.data)
+
+
+def test_a_remote_netcdf_file_by_its_version(memory_store: str) -> None:
+    fs = fsspec.filesystem("memory")
+    url = memory_store.replace("source.zarr", "source.nc")
+    fs.pipe(url, b"first version")
+    first = files_fingerprint(url, {})
+    assert first["files"] == 1 and first["sha256_files"] == 0
+    assert files_fingerprint(url, {}) == first
+    fs.pipe(url, b"other version")  # the same size, a new object
+    assert files_fingerprint(url, {})["digest"] != first["digest"]

@@ -94,6 +94,7 @@ def zarr_fingerprint(
     """
     fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
     root = root.rstrip("/")
+    fs.invalidate_cache(root)  # an object store's filesystem caches listings for the life of the process
     if not fs.isdir(root):
         raise FingerprintError(f"data.source.path {path!r}: no such zarr store")
     rename = rename or {}
@@ -131,6 +132,7 @@ def files_fingerprint(path: str, storage_options: dict[str, Any]) -> dict[str, A
         entries = [_local_file_entry(Path(f)) for f in files]
     else:
         fs, name = fsspec.core.url_to_fs(path, **(storage_options or {}))
+        fs.invalidate_cache(name)
         info = fs.info(name)
         entries = [[path, info.get("size"), _version(info), None]]
     hashed = sum(1 for e in entries if e[3])
