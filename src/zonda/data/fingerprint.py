@@ -55,8 +55,8 @@ def source_fingerprint(data: DataParams) -> dict[str, Any]:
     if source.kind == "heldsuarez":
         return {"method": "params (data.heldsuarez)", "digest": canonical_json_hash(data.heldsuarez.model_dump(mode="json"))}
     if source.kind == "dvc":
-        return {"method": "dvc commit and md5", "digest": canonical_json_hash(
-            {"repo": source.repo, "commit": source.commit, "path": source.path})}
+        pinned = {"repo": source.repo, "commit": source.commit, "path": source.path}  # DVC checks the md5 on download
+        return {"method": "dvc repo, commit and path", "digest": canonical_json_hash(pinned)}
     check_fsspec_backend(str(source.path))
     try:
         if source.kind == "zarr":
