@@ -50,12 +50,14 @@ import zarr
 from tqdm.auto import tqdm
 
 from zonda.data import dvc_source
+from zonda.data.fingerprint import source_fingerprint
 from zonda.data.forcings import forcing_dataset
+from zonda.data.reading import load_block
 from zonda.data.sources import SourceError, normalise_grid, open_source
+from zonda.data.time_steps import selected_times
 from zonda.data.truth_states import MANIFEST_KEY as TRUTH_STATES_KEY
 from zonda.data.truth_states import split_states, write_truth_states
 from zonda.data.validation import check_structure, check_values
-from zonda.data.reading import load_block
 from zonda.files import read_json_file, write_json_atomic
 from zonda.integrity import IntegrityError, file_entry, tree_entries, verify_file, verify_tree
 from zonda.outputs import write_output
@@ -143,25 +145,20 @@ def _store_file_describer(manifest: dict[str, Any]):
     return describe
 
 
-def input_key(params: Params) -> str:
-    """What the snapshot depends on: data params, the source's identity and the code's schema."""
-    source = params.data.source
-    fingerprint: dict[str, Any] = {"kind": source.kind, "path": source.path}
-    if source.kind != "dvc" and source.path and "://" not in source.path:  # a dvc source: data.source.commit says it
-        files = sorted(Path().glob(source.path)) if any(c in source.path for c in "*?[") else [Path(source.path)]
-        fingerprint["files"] = [
-            (str(f), f.stat().st_size if f.is_file() else None, int(f.stat().st_mtime)) for f in files if f.exists()
-        ]
+def input_key(params: Params, fingerprint: dict[str, Any]) -> str:
+    """What the snapshot depends on: data params, the source's fingerprint (:mod:`zonda.data.fingerprint`) and
+    the code's schema."""
     payload = {
         "data": params.data.model_dump(mode="json"),
-        "source": fingerprint,
+        "source": fingerprint["digest"],
         "snapshot_schema": SNAPSHOT_SCHEMA_VERSION,
     }
     return canonical_json_hash(payload)
 
 
 def select(ds: xr.Dataset, params: Params) -> xr.Dataset:
-    """Variables, levels and time window of the snapshot, coarsened if asked. Lazy."""
+    """Variables, levels and the ``data.time_step`` steps of ``data.time`` (checked present by
+    :func:`check_structure`), coarsened if asked. Lazy."""
     data = params.data
     names = list(data.variables) + list(data.static)
     out = ds[names]
@@ -172,7 +169,7 @@ def select(ds: xr.Dataset, params: Params) -> xr.Dataset:
         out = out.sel(level=np.asarray(data.levels, dtype=ds["level"].dtype))
         out = out.assign_coords(level=np.asarray(data.levels, dtype=np.int32))
         out["level"].attrs.update({"units": "hPa", "long_name": "pressure level", "standard_name": "air_pressure"})
-    out = out.sel(time=slice(np.datetime64(data.time.start), np.datetime64(data.time.end)))
+    out = out.sel(time=selected_times(np.datetime64(data.time.start), np.datetime64(data.time.end), data.time_step_hours))
     factor = data.coarsen.factor
     if factor > 1:
         for dim in ("latitude", "longitude"):
@@ -250,8 +247,13 @@ def _encoding(ds: xr.Dataset, chunk_time: int) -> dict[str, dict[str, Any]]:
     return enc
 
 
-def build_snapshot(params: Params, out_dir: str | os.PathLike[str], *, progress: bool = True) -> SnapshotResult:
+def build_snapshot(
+    params: Params, out_dir: str | os.PathLike[str], *, progress: bool = True, fingerprint: dict[str, Any] | None = None
+) -> SnapshotResult:
     """Writes the snapshot of ``params.data`` to ``out_dir`` (atomically); no-op if it is already there.
+
+    ``fingerprint`` is the source's (:func:`zonda.data.fingerprint.source_fingerprint`, taken here when not
+    given); it goes into the input key and the manifest (``source.fingerprint``).
 
     Raises SnapshotValidationError (bad source data), SourceError (unreachable
     or unreadable source) or ValueError (selection impossible), leaving nothing
@@ -259,7 +261,8 @@ def build_snapshot(params: Params, out_dir: str | os.PathLike[str], *, progress:
     """
     out_dir = Path(out_dir)
     params = dvc_source.pin(params)  # a dvc source's rev -> commit, unless the run pinned it already
-    key = input_key(params)
+    fingerprint = fingerprint or source_fingerprint(params.data)
+    key = input_key(params, fingerprint)
     existing = read_manifest(out_dir)
     if existing and existing.get("input_key") == key and (out_dir / DATA_DIRNAME).exists():
         log.info("snapshot %s already at %s: nothing to do", existing["snapshot_id"], out_dir)
@@ -270,7 +273,7 @@ def build_snapshot(params: Params, out_dir: str | os.PathLike[str], *, progress:
     source, truth_states = split_states(normalise_grid(open_source(data, cache_dir, progress=progress)))
     dvc_lineage = dvc_source.materialise(data.source, cache_dir).revision.record() if data.source.kind == "dvc" else None
     start, end = np.datetime64(data.time.start, "ns"), np.datetime64(data.time.end, "ns")
-    check_structure(source, data.variables, data.static, data.levels, start, end)
+    check_structure(source, data.variables, data.static, data.levels, start, end, step_hours=data.time_step_hours)
     selected = _coordinate_attrs(select(source, params))
     times = selected["time"].values
     forcings = forcing_dataset(data.forcings, times, selected["latitude"].values, selected["longitude"].values)
@@ -295,6 +298,7 @@ def build_snapshot(params: Params, out_dir: str | os.PathLike[str], *, progress:
             tmp / DIGESTS_FILENAME, {"root": DATA_DIRNAME, "algorithm": "sha256", "files": tree_entries(tmp / DATA_DIRNAME)}
         )
         manifest = _manifest(params, snapshot, key, content_hash)
+        manifest["source"]["fingerprint"] = fingerprint
         if truth_states is not None:
             manifest[TRUTH_STATES_KEY] = write_truth_states(truth_states, tmp)
         manifest["store_digests"] = {"file": DIGESTS_FILENAME, **file_entry(listing)}
@@ -368,6 +372,7 @@ def _manifest(params: Params, ds: xr.Dataset, key: str, content_hash: str) -> di
             "variables": list(params.data.variables),
             "levels": list(params.data.levels),
             "time": params.data.time.as_str(),
+            "time_step": params.data.time_step,
             "coarsen": params.data.coarsen.factor,
             "static": list(params.data.static),
             "forcings": list(params.data.forcings),

@@ -7,7 +7,10 @@ KFP's cache skips a task on a cluster, but the KFP local runner and DVC-less
 - the params sections it reads (:meth:`Params.for_stage`, without ``runtime``),
 - the IDs of its upstream outputs (``snapshot_id``, ``statistics_hash``,
   ``graph_hash``, ``model_id``; an evaluation is identified by its own key),
-- the digest of the zonda code that runs (every ``.py`` file of the package).
+- the digest of the zonda code that runs (every ``.py`` file of the package),
+- for the snapshot, the source's fingerprint (:mod:`zonda.data.fingerprint`: a
+  zarr store's metadata and object versions, files' sizes and hashes), so an
+  updated store is snapshotted again although its URL is the same.
 
 A finished stage records ``<output_root>/stage-index/<stage>/<key>.json``
 (where its output is) and writes the key into its ``manifest.json``. A later
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import zonda
+from zonda.data.fingerprint import source_fingerprint
 from zonda.files import atomic_dir, link_or_copy, read_json_file, write_json_atomic
 from zonda.params import Params
 from zonda.provenance import canonical_json_hash, read_manifest, write_manifest
@@ -99,12 +103,19 @@ def upstream_ids(upstream: dict[str, PathLike]) -> dict[str, str]:
     return ids
 
 
-def input_key(params: Params, stage: str, upstream: dict[str, PathLike]) -> str:
-    """The stage's input key (see the module docstring)."""
+def input_key(
+    params: Params, stage: str, upstream: dict[str, PathLike], *, fingerprint: dict[str, Any] | None = None
+) -> str:
+    """The stage's input key (see the module docstring).
+
+    For the snapshot, ``fingerprint`` is the source's (taken here when not given).
+    """
     sections = params.for_stage(stage)
     sections.pop("runtime")
     sections.pop("name")
     payload = {"stage": stage, "params": sections, "upstream": upstream_ids(upstream), "code": code_digest()}
+    if stage == "snapshot":
+        payload["source"] = (fingerprint or source_fingerprint(params.data))["digest"]
     return canonical_json_hash(payload)
 
 

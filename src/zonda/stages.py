@@ -44,6 +44,7 @@ from typing import Any, Callable
 
 from zonda import snapshot_store, stage_cache, tracking
 from zonda.data import dvc_source
+from zonda.data.fingerprint import source_fingerprint
 from zonda.evaluation.run import HEADLINE_FILE, RESULTS_FILE, SUMMARY_FILE, run_evaluation
 from zonda.graph import build_graph, graph_summary, load_graph, save_graph
 from zonda.launch import LAUNCHES, Launch
@@ -93,10 +94,19 @@ def _check_tracking(params: Params, track: bool) -> None:
 
 
 def _run_or_reuse(
-    params: Params, stage: str, out_dir: PathLike, upstream: dict[str, PathLike], compute: Callable[[], dict[str, Any]]
+    params: Params,
+    stage: str,
+    out_dir: PathLike,
+    upstream: dict[str, PathLike],
+    compute: Callable[[], dict[str, Any]],
+    *,
+    fingerprint: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], Path | None]:
-    """(manifest, where it was reused from or None): the earlier output with this input key, or ``compute()``'s."""
-    key = stage_cache.input_key(params, stage, upstream)
+    """(manifest, where it was reused from or None): the earlier output with this input key, or ``compute()``'s.
+
+    ``fingerprint``: the snapshot's source fingerprint, taken once for the key and the manifest.
+    """
+    key = stage_cache.input_key(params, stage, upstream, fingerprint=fingerprint)
     found = stage_cache.find(params, stage, key) if stage_cache.reuse_enabled() else None
     if found is not None and stage_cache.reuse(params, stage, key, out_dir) is not None:
         return found[1], found[0]
@@ -131,11 +141,12 @@ def snapshot_stage(
     """
     _check_tracking(params, track)
     params = snapshot_store.pin(dvc_source.pin(params))
+    fingerprint = source_fingerprint(params.data)  # before any read: what the key says is what was read
 
     def compute() -> dict[str, Any]:
-        return build_snapshot(params, out_dir, progress=progress).manifest
+        return build_snapshot(params, out_dir, progress=progress, fingerprint=fingerprint).manifest
 
-    manifest, reused = _run_or_reuse(params, "snapshot", out_dir, {}, compute)
+    manifest, reused = _run_or_reuse(params, "snapshot", out_dir, {}, compute, fingerprint=fingerprint)
     if params.runtime.dvc_remote:  # after the stage key is in manifest.json, so the pushed copy is the local one
         manifest = snapshot_store.push_snapshot(out_dir, params.runtime.dvc_remote)
     if track:  # a reused snapshot's run carries its lineage too (and says where it came from)

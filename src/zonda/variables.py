@@ -127,6 +127,17 @@ def variable(name: str) -> Variable:
         raise KeyError(f"unknown variable {name!r}; known variables: {known}") from None
 
 
+# Names other archives use for WB2 dims (a source's are mapped to these when it is opened).
+DIM_ALIASES = {
+    "lat": "latitude",
+    "lon": "longitude",
+    "plev": "level",
+    "pressure_level": "level",
+    "isobaricInhPa": "level",
+    "valid_time": "time",
+}
+
+
 def grib_renames() -> dict[str, str]:
     """cfgrib variable name -> catalogue name, for every variable with a GRIB counterpart."""
     return {v.grib_name: v.name for v in _CATALOGUE if v.grib_name}

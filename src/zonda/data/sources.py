@@ -17,49 +17,18 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from zonda.data.locations import SourceError, check_fsspec_backend, protocol
 from zonda.params import DataParams
 from zonda.provenance import canonical_json_hash
-from zonda.variables import grib_renames
+from zonda.variables import DIM_ALIASES, grib_renames
 
-# Names other archives use for WB2 dims.
-DIM_ALIASES = {
-    "lat": "latitude",
-    "lon": "longitude",
-    "plev": "level",
-    "pressure_level": "level",
-    "isobaricInhPa": "level",
-    "valid_time": "time",
-}
-
-_FSSPEC_PROTOCOL_PACKAGES = {"gs": "gcsfs", "gcs": "gcsfs", "s3": "s3fs", "az": "adlfs", "abfs": "adlfs"}
 
 HELDSUAREZ_CACHE_VERSION = 2  # 2: the truth's spectral states over the test split are kept
 
 
-class SourceError(RuntimeError):
-    """The data source cannot be opened; the message names data.source.path."""
-
-
-def _protocol(path: str) -> str | None:
-    return path.split("://", 1)[0] if "://" in path else None
-
-
-def _check_fsspec_backend(path: str) -> None:
-    proto = _protocol(path)
-    package = _FSSPEC_PROTOCOL_PACKAGES.get(proto or "")
-    if package:
-        try:
-            __import__(package)
-        except ImportError:
-            raise SourceError(
-                f"data.source.path {path!r}: reading {proto}:// URLs needs the {package!r} package, which is not "
-                f"installed here (it is in the cluster data image). Install it or point data.source.path at a local copy."
-            ) from None
-
-
 def open_zarr_source(path: str, storage_options: dict) -> xr.Dataset:
-    _check_fsspec_backend(path)
-    if _protocol(path) is None and not Path(path).exists():
+    check_fsspec_backend(path)
+    if protocol(path) is None and not Path(path).exists():
         raise SourceError(f"data.source.path {path!r}: no such zarr store")
     try:
         with warnings.catch_warnings():
@@ -74,7 +43,7 @@ def open_zarr_source(path: str, storage_options: dict) -> xr.Dataset:
 
 
 def open_netcdf_source(path: str) -> xr.Dataset:
-    files = sorted(glob.glob(path)) if _protocol(path) is None else [path]
+    files = sorted(glob.glob(path)) if protocol(path) is None else [path]
     if not files:
         raise SourceError(f"data.source.path {path!r}: no netCDF file matches")
     try:

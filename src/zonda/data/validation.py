@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from zonda.data.time_steps import time_step_problems
 from zonda.standard_atmosphere import layer_mean_temperature
 from zonda.variables import TIME_STEP_HOURS, variable
 
@@ -88,12 +89,16 @@ def check_structure(
     levels: list[int],
     start: np.datetime64,
     end: np.datetime64,
+    *,
+    step_hours: int = TIME_STEP_HOURS,
 ) -> None:
     """Raises SnapshotValidationError unless ``ds`` (already name-standardised) can make the snapshot.
 
     Checks coordinates (present, monotonic, no duplicates, latitude in [-90, 90]),
-    each variable's presence, dims, units and levels, and that the 6-hourly
-    time axis covers [start, end] with no missing or duplicated step.
+    each variable's presence, dims, units and levels, and that the source has
+    every step of the ``step_hours`` grid over [start, end]
+    (:mod:`zonda.data.time_steps`; steps between them, e.g. an hourly source's,
+    are not judged).
     """
     problems: list[str] = []
     for coord in ("time", "latitude", "longitude"):
@@ -107,7 +112,7 @@ def check_structure(
     for name in list(variables) + list(static):
         _check_variable(ds, name, levels, problems)
     if "time" in ds.coords and not any("coordinate 'time'" in p for p in problems):
-        _check_time_axis(np.asarray(ds["time"].values), start, end, problems)
+        problems.extend(time_step_problems(np.asarray(ds["time"].values), start, end, step_hours))
     if problems:
         raise SnapshotValidationError(problems)
 
@@ -131,22 +136,6 @@ def _check_variable(ds: xr.Dataset, name: str, levels: list[int], problems: list
         missing = [lv for lv in levels if lv not in have]
         if missing:
             problems.append(f"variable {name!r}: levels {missing} hPa missing from the source (has {sorted(have)})")
-
-
-def _check_time_axis(times: np.ndarray, start: np.datetime64, end: np.datetime64, problems: list[str]) -> None:
-    times = times.astype("datetime64[ns]")
-    step = np.timedelta64(TIME_STEP_HOURS, "h")
-    inside = times[(times >= start) & (times <= end)]
-    expected = np.arange(np.datetime64(start, "ns"), np.datetime64(end, "ns") + step, step)
-    missing = np.setdiff1d(expected, inside)
-    if missing.size:
-        shown = ", ".join(_fmt(t) for t in missing[:5])
-        problems.append(
-            f"time: {missing.size} 6-hourly step(s) of {_fmt(expected[0])}..{_fmt(expected[-1])} missing, first: {shown}"
-        )
-    extra = np.setdiff1d(inside, expected)
-    if extra.size:
-        problems.append(f"time: {extra.size} step(s) not on the 6-hourly grid, first: {_fmt(extra[0])}")
 
 
 def check_values(block: xr.Dataset, names: Iterable[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -124,6 +125,12 @@ class DataParams(Strict):
     )
     levels: list[int] = Field(default_factory=lambda: [250, 500, 850], description="Pressure levels in hPa.")
     time: TimeWindow = Field(description="Window of valid times taken into the snapshot.")
+    time_step: str = Field(
+        f"{TIME_STEP_HOURS}h",
+        description="Step of the snapshot's time axis: the source's steps on this grid from data.time.start are "
+        "taken (an hourly source is thinned to it), the others skipped. The models' step, so only "
+        f"{TIME_STEP_HOURS}h is accepted; written like '6h' or '360min'.",
+    )
     coarsen: CoarsenParams = Field(default_factory=CoarsenParams)
     static: list[str] = Field(default_factory=lambda: ["geopotential_at_surface"])
     forcings: list[str] = Field(
@@ -133,6 +140,21 @@ class DataParams(Strict):
     )
     chunk_time: int = Field(8, ge=1, description="Time steps per zarr chunk in the snapshot.")
     splits: SplitParams
+
+    @field_validator("time_step")
+    @classmethod
+    def _model_time_step(cls, text: str) -> str:
+        hours = parse_hours(text)
+        if hours != TIME_STEP_HOURS:
+            raise ValueError(
+                f"{text!r} is {hours:g} h; the models step {TIME_STEP_HOURS} h (zonda.variables.TIME_STEP_HOURS), "
+                f"so the snapshot's step must be {TIME_STEP_HOURS}h (a finer source is thinned to it)"
+            )
+        return f"{TIME_STEP_HOURS}h"
+
+    @property
+    def time_step_hours(self) -> int:
+        return int(parse_hours(self.time_step))
 
     @field_validator("variables")
     @classmethod
@@ -178,6 +200,18 @@ class DataParams(Strict):
                     f"{hs.start.isoformat()}/{end.isoformat()} (heldsuarez.start + heldsuarez.days)"
                 )
         return self
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(h|hours?|min|minutes?|d|days?)\s*$", re.IGNORECASE)
+_HOURS_PER_UNIT = {"h": 1.0, "m": 1.0 / 60.0, "d": 24.0}
+
+
+def parse_hours(text: str) -> float:
+    """``"6h"``, ``"360min"``, ``"1d"`` -> hours; ValueError naming the text otherwise."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"{text!r} is not a duration; write it like '6h', '360min' or '1d'")
+    return float(match.group(1)) * _HOURS_PER_UNIT[match.group(2)[0].lower()]
 
 
 def _check_names(names: list[str], kinds: tuple[str, ...]) -> list[str]:
