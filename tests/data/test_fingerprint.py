@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from conftest import synthetic_dataset, write_zarr
+from tests.support.synthetic import synthetic_dataset, write_zarr
 from zonda import stage_cache
 from zonda.data.fingerprint import FingerprintError, files_fingerprint, source_fingerprint
 from zonda.stages import snapshot_stage

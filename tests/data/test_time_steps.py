@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from conftest import UNITS, synthetic_dataset, write_zarr
+from tests.support.synthetic import UNITS, synthetic_dataset, write_zarr
 from zonda.data.time_steps import selected_times, source_step_ns, time_step_problems
 from zonda.data.validation import SnapshotValidationError
 from zonda.params import ParamsError
