@@ -94,6 +94,22 @@ def test_mlflow_run_holds_params_metrics_lineage_and_artifacts():
         assert tags[f"zonda.{key}"] == manifest[key]
     artifacts = {f.path for f in c.list_artifacts(run.info.run_id, "train")}
     assert {"train/weights.safetensors", "train/model.json", "train/manifest.json", "train/params.resolved.yaml"} <= artifacts
+    # A run shorter than the 10 s sampling interval still gets the last sample, logged when training ends.
+    assert len(c.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")) >= 1
+
+
+def test_training_run_records_system_metrics_every_interval():
+    manifest = support.run_training(support.new_dir("sysmetrics"), *support.MULTI_STEP, "training.max_epochs=1",
+                                    "training.max_steps=4", "training.system_metrics_interval_s=0.05", track=True)
+    c = client()
+    run_id = manifest["mlflow_run_id"]
+    names = {k for k in c.get_run(run_id).data.metrics if k.startswith("system/")}
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= names, names
+    cpu = c.get_metric_history(run_id, "system/cpu_utilization_percentage")
+    assert len(cpu) >= 2 and sorted(m.step for m in cpu) == list(range(len(cpu)))  # a row per interval: steps 0, 1, ...
+    assert all(0.0 <= m.value <= 100.0 for m in cpu)
+    off = support.run_training(support.new_dir("nosysmetrics"), "training.system_metrics_interval_s=null", track=True)
+    assert not [k for k in c.get_run(off["mlflow_run_id"]).data.metrics if k.startswith("system/")]
 
 
 def test_resume_continues_the_mlflow_run_and_fork_starts_a_new_one():
@@ -108,6 +124,9 @@ def test_resume_continues_the_mlflow_run_and_fork_starts_a_new_one():
     assert forked["mlflow_run_id"] != manifest["mlflow_run_id"]
     tags = client().get_run(forked["mlflow_run_id"]).data.tags
     assert tags["zonda.forked_from"] == str(last) and tags["zonda.parent_run_id"] == manifest["mlflow_run_id"]
+    # The resumed run's system metrics continue the earlier steps instead of overwriting them.
+    cpu = client().get_metric_history(manifest["mlflow_run_id"], "system/cpu_utilization_percentage")
+    assert len(cpu) >= 2 and sorted(m.step for m in cpu) == list(range(len(cpu)))
 
 
 class RecordBatches(L.Callback):

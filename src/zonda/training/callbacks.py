@@ -10,8 +10,10 @@
 * :class:`MlflowExtras` (rank 0) logs what Lightning's ``MLFlowLogger`` does
   not: the flat resolved params and tags of a new run, the dataset lineage
   (``mlflow.log_input`` of a dataset carrying the snapshot ID, statistics and
-  graph hashes) and system metrics (CPU, memory, GPU when available) while
-  training runs.
+  graph hashes) and system metrics (``system/*``: CPU, memory, disk,
+  network, GPU when available) sampled every ``training.system_metrics_interval_s``
+  seconds while training runs, with a last sample when it ends, so even a run
+  shorter than one interval has a row.
 """
 
 from __future__ import annotations
@@ -154,7 +156,7 @@ class MlflowExtras(Callback):
       lineage: snapshot_id, statistics_hash, graph_hash.
       snapshot_uri: where the snapshot lives (dataset source).
       dataset_name: name of the logged dataset.
-      system_metrics: start MLflow's system-metrics monitor.
+      system_metrics_interval_s: seconds between MLflow system-metrics samples (None: no monitor).
       tracking_uri: the store.
     """
 
@@ -167,7 +169,7 @@ class MlflowExtras(Callback):
         lineage: Mapping[str, str],
         snapshot_uri: str,
         dataset_name: str,
-        system_metrics: bool,
+        system_metrics_interval_s: float | None,
         tracking_uri: str,
     ) -> None:
         self.logger = logger
@@ -176,7 +178,7 @@ class MlflowExtras(Callback):
         self.lineage = dict(lineage)
         self.snapshot_uri = snapshot_uri
         self.dataset_name = dataset_name
-        self.system_metrics = system_metrics
+        self.system_metrics_interval_s = system_metrics_interval_s
         self.tracking_uri = tracking_uri
         self._monitor: Any = None
 
@@ -195,21 +197,36 @@ class MlflowExtras(Callback):
             log_lineage(run_id, self.lineage, self.snapshot_uri, self.dataset_name)
         except Exception as exc:  # noqa: BLE001 - lineage must not kill a training run
             log.warning("could not log the dataset lineage to MLflow: %s", exc)
-        if self.system_metrics:
-            try:
-                from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+        if self.system_metrics_interval_s is not None:
+            self._start_monitor(run_id)
 
-                self._monitor = SystemMetricsMonitor(run_id, sampling_interval=3, tracking_uri=self.tracking_uri)
-                self._monitor.start()
-            except Exception as exc:  # noqa: BLE001 - optional
-                log.info("MLflow system metrics unavailable: %s", exc)
-                self._monitor = None
+    def _start_monitor(self, run_id: str) -> None:
+        """MLflow's monitor (a thread logging ``system/*`` every interval), its steps after any of the run's earlier ones."""
+        try:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            self._monitor = SystemMetricsMonitor(
+                run_id, sampling_interval=self.system_metrics_interval_s, resume_logging=True,
+                tracking_uri=self.tracking_uri,
+            )
+            self._monitor.start()
+        except Exception as exc:  # noqa: BLE001 - monitoring must not kill a training run
+            log.warning("MLflow system metrics unavailable: %s", exc)
+            self._monitor = None
 
     def _stop(self) -> None:
-        if self._monitor is not None:
-            with contextlib.suppress(Exception):
-                self._monitor.finish()
-            self._monitor = None
+        """Stops the monitor and logs the samples of the last, partial interval (the monitor drops them)."""
+        monitor, self._monitor = self._monitor, None
+        if monitor is None:
+            return
+        try:
+            monitor.finish()
+            metrics = monitor.aggregate_metrics()
+            if metrics:
+                monitor.publish_metrics(metrics)
+                monitor.mlflow_logger.flush()
+        except Exception as exc:  # noqa: BLE001 - monitoring must not kill a training run
+            log.warning("could not log the last MLflow system metrics: %s", exc)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._stop()
