@@ -27,7 +27,7 @@ import registry_fixtures as rf
 from zonda.channels import ChannelLayout
 from zonda.registry.errors import PromotionLockTimeout
 from zonda.registry.lock import PromotionLock, lock_name
-from zonda.registry.promotion import CHAMPION, TAG_BY, TAG_DECISION, gate, promote, score_tags
+from zonda.registry.promotion import CHAMPION, TAG_BY, TAG_DECISION, gate, promote
 
 STARTUP_TIMEOUT_S = 120.0
 NAME = "zonda-http"
@@ -121,7 +121,7 @@ def test_the_lock_serialises_concurrent_promotions_over_http(server):
     model_id = source.removeprefix("models:/")
     rules = rf.params().registry.promotion
     v1, v2, v3 = (
-        str(client.create_model_version(name, source, tags=score_tags({rf.METRIC: s}), model_id=model_id).version)
+        str(client.create_model_version(name, source, tags=rf.legacy_score_tags({rf.METRIC: s}), model_id=model_id).version)
         for s in (100.0, 80.0, 60.0)
     )
     noise = np.random.default_rng(0).normal(0.0, 1.0, 12)  # (12,)
