@@ -22,10 +22,12 @@ import contextlib
 import logging
 import statistics as pystats
 import time
+import warnings
 from typing import Any, Iterator, Mapping
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +136,6 @@ def log_lineage(run_id: str, lineage: Mapping[str, str], snapshot_uri: str, name
     import mlflow
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.data.dataset_source_registry import resolve_dataset_source
-
-    import warnings
 
     with warnings.catch_warnings():  # a local path matches several equivalent local source classes
         warnings.simplefilter("ignore", UserWarning)
@@ -325,8 +325,6 @@ class CheckpointOnPreemption(Callback):
         return {}
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        from lightning.pytorch.utilities.exceptions import SIGTERMException
-
         if isinstance(exception, SIGTERMException) and trainer.training:
             trainer.save_checkpoint(self.path, weights_only=False)
             log.warning("preempted (SIGTERM) at step %d: saved %s", trainer.global_step, self.path)
