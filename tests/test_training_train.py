@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import lightning as L
 import mlflow
@@ -98,9 +99,24 @@ def test_mlflow_run_holds_params_metrics_lineage_and_artifacts():
     assert len(c.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")) >= 1
 
 
+class SlowSteps(L.Callback):
+    """Makes each training step last ``seconds`` (so a run spans several sampling intervals whatever the load) and
+    records the MLflow run's status after each."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.statuses: list[str] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.statuses.append(trainer.logger.experiment.get_run(trainer.logger.run_id).info.status)
+        time.sleep(self.seconds)
+
+
 def test_training_run_records_system_metrics_every_interval():
     manifest = support.run_training(support.new_dir("sysmetrics"), *support.MULTI_STEP, "training.max_epochs=1",
-                                    "training.max_steps=4", "training.system_metrics_interval_s=0.05", track=True)
+                                    "training.max_steps=4", "training.system_metrics_interval_s=0.1", track=True,
+                                    callbacks=[slow := SlowSteps(0.5)])  # 2 s of training: many 0.1 s intervals
+    assert slow.statuses == ["RUNNING"] * 4  # the monitor stops once the run is not RUNNING
     c = client()
     run_id = manifest["mlflow_run_id"]
     names = {k for k in c.get_run(run_id).data.metrics if k.startswith("system/")}

@@ -18,12 +18,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import statistics as pystats
 import time
 import warnings
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
@@ -118,32 +117,21 @@ class TrainingHistory(Callback):
         return {"summary": self.summary(), "steps": self.steps, "validations": self.validations}
 
 
-@contextlib.contextmanager
-def active_mlflow_run(run_id: str) -> Iterator[Any]:
-    """The fluent MLflow run ``run_id``: the active one if it is, else resumed for the block."""
-    import mlflow
-
-    active = mlflow.active_run()
-    if active is not None and active.info.run_id == run_id:
-        yield active
-        return
-    with mlflow.start_run(run_id=run_id, nested=active is not None) as run:
-        yield run
-
-
-def log_lineage(run_id: str, lineage: Mapping[str, str], snapshot_uri: str, name: str) -> None:
-    """``mlflow.log_input`` of a metadata-only dataset for the snapshot, tagged with every hash."""
-    import mlflow
-    from mlflow.data.meta_dataset import MetaDataset
+def log_lineage(client: Any, run_id: str, lineage: Mapping[str, str], snapshot_uri: str, name: str) -> None:
+    """Logs to run ``run_id`` (through ``client``, leaving the run's status alone) a metadata-only dataset input
+    for the snapshot, context ``training``, tagged with every hash."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
     with warnings.catch_warnings():  # a local path matches several equivalent local source classes
         warnings.simplefilter("ignore", UserWarning)
         source = resolve_dataset_source(snapshot_uri)
     digest = str(lineage["snapshot_id"]).removeprefix("sha256:")[:16]
-    dataset = MetaDataset(source=source, name=name, digest=digest)
-    with active_mlflow_run(run_id):
-        mlflow.log_input(dataset, context="training", tags={f"zonda.{k}": str(v) for k, v in lineage.items()})
+    dataset = Dataset(**MetaDataset(source=source, name=name, digest=digest).to_dict())
+    tags = [InputTag(f"zonda.{k}", str(v)) for k, v in lineage.items()] + [InputTag(MLFLOW_DATASET_CONTEXT, "training")]
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags)])
 
 
 class MlflowExtras(Callback):
@@ -194,7 +182,7 @@ class MlflowExtras(Callback):
                 client.log_batch(run_id, params=items[i : i + 100])
         client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in self.tags.items()])
         try:
-            log_lineage(run_id, self.lineage, self.snapshot_uri, self.dataset_name)
+            log_lineage(client, run_id, self.lineage, self.snapshot_uri, self.dataset_name)
         except Exception as exc:  # noqa: BLE001 - lineage must not kill a training run
             log.warning("could not log the dataset lineage to MLflow: %s", exc)
         if self.system_metrics_interval_s is not None:
