@@ -48,6 +48,7 @@ from zonda.data.fingerprint import source_fingerprint
 from zonda.evaluation.run import HEADLINE_FILE, RESULTS_FILE, SUMMARY_FILE, run_evaluation
 from zonda.graph import build_graph, graph_summary, load_graph, save_graph
 from zonda.launch import LAUNCHES, Launch
+from zonda.evaluation.headline import headline_metric_name
 from zonda.evaluation.lead_metrics import log_lead_metrics
 from zonda.outputs import write_output
 from zonda.params import Params
@@ -123,11 +124,6 @@ def _run_or_reuse(
 def record_reuse(params: Params, stage: str, manifest: dict[str, Any], out_dir: PathLike, source: Path, *, mlflow_run_id: str | None) -> None:
     """The MLflow record of a reused output (a stage run tagged ``zonda.reused_from``): nothing is recomputed."""
     _record(params, stage, manifest, out_dir, mlflow_run_id=mlflow_run_id, tags={"zonda.reused_from": str(source)})
-
-
-def headline_metric_name(key: str) -> str:
-    """MLflow name of a headline score: ``rmse.geopotential.500.1d`` -> ``test/rmse/geopotential/500/1d``."""
-    return "test/" + key.replace(".", "/")
 
 
 def snapshot_stage(

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from zonda.evaluation.headline import headline_metric_name
 from zonda.evaluation.lead_metrics import lead_series
-from zonda.stages import headline_metric_name
 
 
 def _results(regions: list[str] | None = None) -> xr.Dataset:

@@ -17,7 +17,7 @@ from hypothesis.extra.numpy import arrays
 from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
 
 from zonda.params import PromotionParams
-from zonda.registry.promotion import decide, higher_is_better, score_tags
+from zonda.registry.promotion import decide, higher_is_better
 
 METRICS = ("rmse.geopotential.500.5d", "rmse.temperature.850.5d", "acc.geopotential.500.5d")
 SCORE = st.floats(0.01, 1.0e4, allow_nan=False, allow_infinity=False)
@@ -59,7 +59,7 @@ def test_a_worse_challenger_is_never_promoted(data, promotion, n, steps):
             values = {key: data.draw(series, label=f"scores {key}") for key in promotion.metrics}
         scores = per_init(values, times)
         stored = data.draw(st.dictionaries(st.sampled_from(METRICS), SCORE), label="stored tags")
-        tags = [ModelVersionTag(k, v) for k, v in score_tags(stored).items()]  # what it claims; the gate re-scores
+        tags = [ModelVersionTag(f"score.{k}", repr(v)) for k, v in stored.items()]  # what it claims; the gate re-scores
         version = ModelVersion(name="m", version=str(step), creation_timestamp=0, tags=tags)
         result = decide("m", str(step), scores, champion, champion_scores, promotion)
         if worse:

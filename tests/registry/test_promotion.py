@@ -13,7 +13,7 @@ import pytest
 import xarray as xr
 from mlflow import MlflowClient
 
-from tests.support.registry_builders import tracking_db
+from tests.support.registry_builders import legacy_score_tags, tracking_db
 from zonda.params import PromotionParams
 from zonda.registry import promotion as promotion_module
 from zonda.registry.errors import ChampionIncomparable, PromotionLockTimeout, RegistryError
@@ -30,7 +30,6 @@ from zonda.registry.promotion import (
     compare_paired,
     gate,
     promote,
-    score_tags,
 )
 
 Z500, T850, U250 = "rmse.geopotential.500.5d", "rmse.temperature.850.5d", "rmse.u_component_of_wind.250.5d"
@@ -160,12 +159,12 @@ class Truth:
         self.rescored: list[str] = []
 
     def add(self, client: MlflowClient, name: str, z500: np.ndarray, stored: float | None = None) -> str:
-        """A registry version with a stored score tag (``stored``, default the mean) and its true scores."""
+        """A registry version with a stored score tag (as earlier zondas stored them) (``stored``, default the mean) and its true scores."""
         try:
             client.create_registered_model(name)
         except Exception as exc:  # noqa: BLE001
             assert exc.error_code == "RESOURCE_ALREADY_EXISTS"
-        tags = score_tags({Z500: float(np.mean(z500)) if stored is None else stored})
+        tags = legacy_score_tags({Z500: float(np.mean(z500)) if stored is None else stored})
         version = str(client.create_model_version(name, source="file:///dev/null/model", tags=tags).version)
         self.scores[version] = scores(z500=z500)
         return version

@@ -14,6 +14,8 @@ from tests.support import registry_builders as rf
 from zonda.channels import ChannelLayout
 from zonda.provenance import code_version
 from zonda.registry.errors import InitialStateError, RegistryError
+from zonda.registry.forecast import predict_forecast
+from zonda.registry.inputs import open_initial_state
 from zonda.registry.promotion import TAG_DECISION, TAG_REASON
 from zonda.registry.register import register_model
 
@@ -40,7 +42,7 @@ def layout(p) -> ChannelLayout:
     return ChannelLayout.of(p.data.variables, p.data.levels)
 
 
-def test_registration_tags_lineage_provenance_and_scores(registered):
+def test_registration_tags_lineage_and_provenance_and_logs_scores_as_model_metrics(registered):
     p, result = registered
     client = client_for(p)
     tags = client.get_model_version(result["name"], result["version"]).tags
@@ -51,7 +53,14 @@ def test_registration_tags_lineage_provenance_and_scores(registered):
     commit = code_version()["git_commit"] or "unknown"
     assert tags["zonda.code_version"].removesuffix("-dirty") == commit.removesuffix("-dirty")
     assert tags["zonda.weights_sha256"] == card["weights"]["sha256"]
-    assert float(tags[f"score.{rf.METRIC}"]) == 100.0 and float(tags["score.acc.geopotential.500.1d"]) == 0.9
+    assert not [key for key in tags if key.startswith("score.") or key.startswith("test/")]  # scores are metrics
+    assert not [key for key in tags if not key.startswith("zonda.")], tags  # lineage, provenance, the gate's decision
+    source = client.get_model_version(result["name"], result["version"]).source
+    assert source == result["logged_model_uri"] and source.startswith("models:/")
+    logged = client.get_logged_model(source.removeprefix("models:/"))
+    metrics = {m.key: m.value for m in logged.metrics}  # the evaluation's headline.json, under the evaluate run's names
+    assert metrics == {"test/rmse/geopotential/500/1d": 100.0, "test/acc/geopotential/500/1d": 0.9}
+    assert {m.run_id for m in logged.metrics} == {result["mlflow_run_id"]}
     assert tags["zonda.mlflow_run_id"] == result["mlflow_run_id"]
     run = client.get_run(result["mlflow_run_id"])
     assert run.data.tags["zonda.model_version"] == result["version"]
@@ -59,9 +68,33 @@ def test_registration_tags_lineage_provenance_and_scores(registered):
     assert tags[TAG_DECISION] == "promoted"
 
 
+def test_the_signature_declares_the_initial_state_arrays_the_forecast_and_the_lead(registered, champion):
+    p, _ = registered
+    signature = champion.metadata.signature
+    state = rf.initial_state(12, 2).sel(level=list(p.data.levels))  # the snapshot's layout: the model's grid
+    fields = {name: state[name].shape[1:] for name in p.data.variables}  # ([level,] latitude, longitude)
+    assert fields["temperature"] == (2, rf.N_LAT, rf.N_LON) and fields["surface_pressure"] == (rf.N_LAT, rf.N_LON)
+    inputs = {spec.name: (spec.type, spec.shape) for spec in signature.inputs.inputs}
+    assert inputs == {"time": (np.dtype("datetime64[ns]"), (-1,)),
+                      **{name: (np.dtype("float32"), (-1, *shape)) for name, shape in fields.items()}}
+    outputs = {spec.name: (spec.type, spec.shape) for spec in signature.outputs.inputs}
+    assert outputs == {name: (np.dtype("float32"), (1, -1, *shape)) for name, shape in fields.items()}
+    assert [q.to_dict() for q in signature.params.params] == [{"name": "lead", "type": "string", "default": "1d", "shape": None}]
+
+    # An input built from the signature alone (no zonda helper) is accepted; the forecast matches the outputs.
+    arrays = {"time": state["time"].values.astype("datetime64[ns]"),
+              **{name: state[name].values.astype(np.float32) for name in fields}}  # (time, [level,] lat, lon)
+    forecast = champion.predict(arrays, params={"lead": "12h"})
+    for name, (dtype, shape) in outputs.items():
+        assert forecast[name].dtype == dtype and forecast[name].shape == (1, 2, *shape[2:]), name
+    np.testing.assert_allclose(layout(p).stack(forecast.isel(time=0)), rf.reference_rollout(12, 2), **rf.CLOSE)
+    with pytest.raises(mlflow.exceptions.MlflowException, match="temperature"):  # not conforming: refused by MLflow
+        champion.predict({**arrays, "temperature": arrays["temperature"][:, :1]})
+
+
 def test_champion_forecast_equals_the_forecasters_own_rollout(registered, champion):
     p, _ = registered
-    forecast = champion.predict(rf.initial_state(12, 2), params={"lead": "1d"})
+    forecast = predict_forecast(champion, rf.initial_state(12, 2), "1d")
     assert isinstance(forecast, xr.Dataset)
     assert forecast.sizes["prediction_timedelta"] == 4
     reference = rf.reference_rollout(12, 4)
@@ -69,15 +102,16 @@ def test_champion_forecast_equals_the_forecasters_own_rollout(registered, champi
 
     # Longer input: only the last two times count. Latitude stored north to south: flipped back.
     longer = rf.initial_state(12, 5).isel(latitude=slice(None, None, -1))
-    short = champion.predict(longer, params={"lead": "6h"})
+    short = predict_forecast(champion, longer, "6h")
     np.testing.assert_allclose(layout(p).stack(short.isel(time=0)), reference[:1], **rf.CLOSE)
 
 
-def test_default_lead_and_a_file_path_as_input(registered, champion, tmp_path):
+def test_default_lead_and_an_initial_state_from_a_file(registered, champion, tmp_path):
     p, _ = registered
     path = tmp_path / "init.nc"
     rf.initial_state(12, 2).to_netcdf(path, engine="h5netcdf")
-    forecast = champion.predict(str(path))  # evaluation.lead_days of the debug preset: 1 day
+    with open_initial_state(path) as ds:
+        forecast = champion.predict(champion.unwrap_python_model().model_input(ds))  # debug preset's lead_days: 1 day
     assert forecast.sizes["prediction_timedelta"] == 4
     np.testing.assert_allclose(layout(p).stack(forecast.isel(time=0)), rf.reference_rollout(12, 4), **rf.CLOSE)
 
@@ -102,7 +136,7 @@ def _with_nan(ds: xr.Dataset) -> xr.Dataset:
 )
 def test_bad_initial_states_are_rejected_with_clear_errors(champion, change, message):
     with pytest.raises(InitialStateError, match=message):
-        champion.predict(change(rf.initial_state(12, 3)), params={"lead": "6h"})
+        predict_forecast(champion, change(rf.initial_state(12, 3)), "6h")
 
 
 def test_a_worse_model_stays_challenger_with_the_reason_recorded(tmp_path):
@@ -117,7 +151,7 @@ def test_a_worse_model_stays_challenger_with_the_reason_recorded(tmp_path):
     tags = client.get_model_version("zonda-sequence", second["version"]).tags
     assert tags[TAG_DECISION] == "rejected" and "(worse" in tags[TAG_REASON] and rf.METRIC in tags[TAG_REASON]
     challenger = mlflow.pyfunc.load_model("models:/zonda-sequence@challenger")
-    assert challenger.predict(rf.initial_state(12, 2), params={"lead": "6h"}).attrs["weights_sha256"] == json.loads(
+    assert predict_forecast(challenger, rf.initial_state(12, 2), "6h").attrs["weights_sha256"] == json.loads(
         (rf.model_dir(1) / "model.json").read_text()
     )["weights"]["sha256"]
 

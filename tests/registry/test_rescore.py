@@ -11,6 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.support import registry_builders as rf
+from zonda.evaluation.headline import headline_metric_name
 from zonda.registry.errors import RegistryError
 from zonda.registry.promotion import TAG_DECISION, TAG_METRIC, TAG_N_INITS, TAG_REASON, TAG_RESCORED
 from zonda.registry.register import register_model
@@ -43,8 +44,10 @@ def test_the_champion_is_rescored_on_the_challengers_inits_and_its_stored_score_
     assert float(tags[f"{TAG_METRIC}{rf.METRIC}.champion"]) == verdict["champion"]
     assert tags[f"{TAG_METRIC}{rf.METRIC}.outcome"] == "better"
 
-    # v3 is 5 % worse than the champion (v2, whose stored score claims 1e9) truly is: rejected
-    client_for(p).set_model_version_tag("zonda-rescore", second["version"], f"score.{rf.METRIC}", "1000000000.0")
+    # v3 is 5 % worse than the champion (v2, whose logged model's metric claims 1e9) truly is: rejected
+    claimed = client_for(p).get_model_version("zonda-rescore", second["version"]).source.removeprefix("models:/")
+    client_for(p).log_metric(second["mlflow_run_id"], headline_metric_name(rf.METRIC), 1e9, model_id=claimed)
+    assert {m.value for m in client_for(p).get_logged_model(claimed).metrics if m.key == headline_metric_name(rf.METRIC)} >= {1e9}
     worse = rf.per_init({rf.METRIC: 1.05 * rf.true_rmse(1)})
     third = rf.register(p, {rf.METRIC: 1.0}, seed=2, per_init_scores=worse)
     assert third["decision"] == "rejected" and third["champion"] == second["version"]

@@ -25,9 +25,11 @@ from mlflow import MlflowClient
 
 from tests.support import registry_builders as rf
 from zonda.channels import ChannelLayout
+from zonda.evaluation.headline import headline_metric_name
 from zonda.registry.errors import PromotionLockTimeout
+from zonda.registry.forecast import predict_forecast
 from zonda.registry.lock import PromotionLock, lock_name
-from zonda.registry.promotion import CHAMPION, TAG_BY, TAG_DECISION, gate, promote, score_tags
+from zonda.registry.promotion import CHAMPION, TAG_BY, TAG_DECISION, gate, promote
 
 STARTUP_TIMEOUT_S = 120.0
 NAME = "zonda-http"
@@ -96,9 +98,11 @@ def test_register_load_and_promote_over_http(server):
     first = rf.register(p, {rf.METRIC: 100.0})
     assert first["decision"] == "promoted" and first["aliases"] == ["challenger", "champion"]
     assert first["tags"]["zonda.mlflow_run_id"] == first["mlflow_run_id"]
+    logged = MlflowClient(tracking_uri=server).get_logged_model(first["logged_model_uri"].removeprefix("models:/"))
+    assert {m.key: m.value for m in logged.metrics} == {headline_metric_name(rf.METRIC): 100.0}
 
     champion = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")  # artifacts through the server's proxy
-    forecast = champion.predict(rf.initial_state(12, 2), params={"lead": "12h"})
+    forecast = predict_forecast(champion, rf.initial_state(12, 2), "12h")
     layout = ChannelLayout.of(p.data.variables, p.data.levels)
     np.testing.assert_allclose(layout.stack(forecast.isel(time=0)), rf.reference_rollout(12, 2), **rf.CLOSE)
 
@@ -121,7 +125,7 @@ def test_the_lock_serialises_concurrent_promotions_over_http(server):
     model_id = source.removeprefix("models:/")
     rules = rf.params().registry.promotion
     v1, v2, v3 = (
-        str(client.create_model_version(name, source, tags=score_tags({rf.METRIC: s}), model_id=model_id).version)
+        str(client.create_model_version(name, source, tags=rf.legacy_score_tags({rf.METRIC: s}), model_id=model_id).version)
         for s in (100.0, 80.0, 60.0)
     )
     noise = np.random.default_rng(0).normal(0.0, 1.0, 12)  # (12,)

@@ -174,6 +174,12 @@ def evaluation_dir(
     return out
 
 
+def legacy_score_tags(scores: dict[str, float]) -> dict[str, str]:
+    """Version tags ``score.<key>`` as zonda stored headline scores before they became logged-model metrics
+    (versions registered then still carry them): a version's stored claim, which the gate must ignore."""
+    return {f"score.{key}": repr(float(value)) for key, value in scores.items()}
+
+
 def initial_state(last_index: int = 12, steps: int = 2) -> xr.Dataset:
     """The snapshot's prognostic variables at ``steps`` times ending at time index ``last_index``."""
     p = params()

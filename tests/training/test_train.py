@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import time
 
 import lightning as L
 import mlflow
@@ -89,6 +90,37 @@ def test_mlflow_run_holds_params_metrics_lineage_and_artifacts():
         assert tags[f"zonda.{key}"] == manifest[key]
     artifacts = {f.path for f in c.list_artifacts(run.info.run_id, "train")}
     assert {"train/weights.safetensors", "train/model.json", "train/manifest.json", "train/params.resolved.yaml"} <= artifacts
+    # A run shorter than the 10 s sampling interval still gets the last sample, logged when training ends.
+    assert len(c.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")) >= 1
+
+
+class SlowSteps(L.Callback):
+    """Makes each training step last ``seconds`` (so a run spans several sampling intervals whatever the load) and
+    records the MLflow run's status after each."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.statuses: list[str] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.statuses.append(trainer.logger.experiment.get_run(trainer.logger.run_id).info.status)
+        time.sleep(self.seconds)
+
+
+def test_training_run_records_system_metrics_every_interval():
+    manifest = support.run_training(support.new_dir("sysmetrics"), *support.MULTI_STEP, "training.max_epochs=1",
+                                    "training.max_steps=4", "training.system_metrics_interval_s=0.1", track=True,
+                                    callbacks=[slow := SlowSteps(0.5)])  # 2 s of training: many 0.1 s intervals
+    assert slow.statuses == ["RUNNING"] * 4  # the monitor stops once the run is not RUNNING
+    c = client()
+    run_id = manifest["mlflow_run_id"]
+    names = {k for k in c.get_run(run_id).data.metrics if k.startswith("system/")}
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= names, names
+    cpu = c.get_metric_history(run_id, "system/cpu_utilization_percentage")
+    assert len(cpu) >= 2 and sorted(m.step for m in cpu) == list(range(len(cpu)))  # a row per interval: steps 0, 1, ...
+    assert all(0.0 <= m.value <= 100.0 for m in cpu)
+    off = support.run_training(support.new_dir("nosysmetrics"), "training.system_metrics_interval_s=null", track=True)
+    assert not [k for k in c.get_run(off["mlflow_run_id"]).data.metrics if k.startswith("system/")]
 
 
 def test_resume_continues_the_mlflow_run_and_fork_starts_a_new_one():
@@ -103,6 +135,9 @@ def test_resume_continues_the_mlflow_run_and_fork_starts_a_new_one():
     assert forked["mlflow_run_id"] != manifest["mlflow_run_id"]
     tags = client().get_run(forked["mlflow_run_id"]).data.tags
     assert tags["zonda.forked_from"] == str(last) and tags["zonda.parent_run_id"] == manifest["mlflow_run_id"]
+    # The resumed run's system metrics continue the earlier steps instead of overwriting them.
+    cpu = client().get_metric_history(manifest["mlflow_run_id"], "system/cpu_utilization_percentage")
+    assert len(cpu) >= 2 and sorted(m.step for m in cpu) == list(range(len(cpu)))
 
 
 class RecordBatches(L.Callback):

@@ -49,6 +49,12 @@ def headline_key(metric: str, spec: str, lead_days: float) -> str:
     return ".".join(parts)
 
 
+def headline_metric_name(key: str) -> str:
+    """MLflow name of a headline score (evaluate run, registered model): ``rmse.geopotential.500.1d`` ->
+    ``test/rmse/geopotential/500/1d``."""
+    return "test/" + key.replace(".", "/")
+
+
 def headline_series(results: xr.Dataset, spec: str, metric: str) -> xr.DataArray:
     """``(lead_time,)`` values of one metric for one headline variable (``name`` or ``name/level``)."""
     name, level = parse_headline(spec)

@@ -109,6 +109,11 @@ class TrainingParams(Strict):
     devices: int | Literal["auto"] = 1
     num_nodes: int = Field(1, ge=1)
     strategy: str = "auto"
+    system_metrics_interval_s: float | None = Field(
+        10.0, gt=0,
+        description="Seconds between MLflow system-metrics samples (system/*: CPU, memory, disk, network, GPU) "
+        "logged to the training run; null: none.",
+    )
     fake_dataloading: bool = Field(False, description="Serve the first batch forever, to tell input-bound runs apart.")
     resume_from: str | None = Field(None, description="Checkpoint to resume exactly (model, optimizer, scheduler, step, RNG, data order).")
     fork_from: str | None = Field(None, description="Checkpoint to continue from in a new MLflow run.")

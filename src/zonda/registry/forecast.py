@@ -39,6 +39,13 @@ def load_forecast_model(model_uri: str) -> Any:
         raise RegistryError(f"cannot load model {model_uri}: {exc.message}") from None
 
 
+def predict_forecast(model: Any, initial_state: xr.Dataset, lead: str | None) -> xr.Dataset:
+    """``model.predict`` (a loaded zonda pyfunc) on ``initial_state`` turned into the signature's input arrays;
+    ``lead=None``: the model's default."""
+    inputs = model.unwrap_python_model().model_input(initial_state)
+    return model.predict(inputs, params={LEAD_PARAM: lead} if lead is not None else None)
+
+
 def resolve_model_uri(model_uri: str) -> tuple[str, str | None]:
     """``models:/NAME@ALIAS`` -> (``models:/NAME/VERSION``, VERSION), so the alias cannot move mid-run.
 
@@ -84,7 +91,7 @@ def forecast(model_uri: str, init_path: PathLike, lead: str | None, out_path: Pa
     resolved, version = resolve_model_uri(model_uri)
     model = load_forecast_model(resolved)
     with open_initial_state(init_path) as initial_state:
-        result = model.predict(initial_state, params={LEAD_PARAM: lead} if lead is not None else None)
+        result = predict_forecast(model, initial_state, lead)
     result.attrs["model_uri"] = model_uri
     if version is not None:
         result.attrs["model_version"] = version

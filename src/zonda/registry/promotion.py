@@ -8,7 +8,8 @@ champion* on exactly those init times, leads and truth with the same metric
 code (a ``rescore`` callable; at registration
 :func:`zonda.registry.rescore.rescore_champion` loads the champion's
 registered pyfunc and forecasts from the challenger's snapshot). The
-champion's stored ``score.*`` tags are ignored.
+champion's stored scores (its logged model's metrics, or an earlier zonda's
+``score.*`` version tags) are ignored.
 
 **Per metric**, a paired test over the init times
 (:mod:`zonda.registry.significance`, ``confidence``, ``test``) on the per-init
@@ -69,7 +70,6 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-SCORE_PREFIX = "score."
 TAG_DECISION = "zonda.promotion.decision"
 #: Tags the registration sets on the pipeline's MLflow run (the pipeline report reads them).
 TAG_REGISTERED_MODEL = "zonda.registered_model"
@@ -206,14 +206,6 @@ def _rejection(rule: str, better: int, worse: int) -> str:
     if better == 0:
         return "significantly better than the champion on no metric"
     return "not significantly better than the champion on more metrics than it is worse"
-
-
-# ------------------------------------------------------------------ scores
-
-
-def score_tags(scores: Mapping[str, float]) -> dict[str, str]:
-    """Version tags ``score.<key>`` holding the exact float (``repr``) of each headline score."""
-    return {f"{SCORE_PREFIX}{key}": repr(float(value)) for key, value in scores.items()}
 
 
 # --------------------------------------------------------------- registry I/O

@@ -3,18 +3,27 @@
 Usage::
 
     model = mlflow.pyfunc.load_model("models:/zonda@champion")
-    forecast = model.predict(initial_state, params={"lead": "10d"})
+    inputs = model.unwrap_python_model().model_input(initial_state)  # Dataset -> arrays
+    forecast = model.predict(inputs, params={"lead": "10d"})
 
-``initial_state`` is an :class:`xarray.Dataset` (see :mod:`zonda.registry.inputs`)
-or the path of a zarr store / netCDF file holding one; MLflow hands either to
-:meth:`ZondaForecastModel.predict` unchanged (the model's signature declares
-only the ``lead`` parameter, no input schema). ``lead`` defaults to the
-``evaluation.lead_days`` the model was evaluated with.
+(``zonda.registry.forecast.predict_forecast`` does both.) The model's
+signature (:func:`forecast_signature`) declares the input: one tensor per
+model variable, ``(time, level, latitude, longitude)`` (surface variables
+without ``level``) float32 on the model's grid and levels in the model card's
+order, at ``T_in`` or more consecutive 6-hourly times, and ``time``
+(``datetime64[ns]``, ``(time,)``); the last ``T_in`` times are used and the
+last one is the initialisation time. :meth:`ZondaForecastModel.model_input`
+makes that input from an initial-state :class:`xarray.Dataset` (see
+:mod:`zonda.registry.inputs`: it selects the variables, levels and times and
+checks the grid). ``lead`` defaults to the ``evaluation.lead_days`` the model
+was evaluated with.
 
 The forecast is a Dataset in the WeatherBench2 forecast layout: dims ``time``
 (one initialisation time, the last input time), ``prediction_timedelta``
 (6 h, 12 h, ..., lead), ``level``, ``latitude``, ``longitude``; physical units
-in each variable's ``units`` attribute; the model's lineage in ``attrs``.
+in each variable's ``units`` attribute; the model's lineage in ``attrs``. The
+signature's outputs are its data variables: float32
+``(1, lead steps, level, latitude, longitude)`` per model variable.
 
 The output is a Dataset, not JSON: serve the model in Python (``load_model``,
 ``zonda forecast``), not through ``mlflow models serve``'s REST scoring server.
@@ -36,20 +45,16 @@ import numpy as np
 import torch
 import xarray as xr
 import yaml
+from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
+from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
 from zonda.channels import ChannelLayout
 from zonda.models.forecaster import inference_device
 from zonda.models.saved import load_forecaster, read_model_card
-from zonda.registry.inputs import (
-    format_lead,
-    forcing_array,
-    open_initial_state,
-    parse_lead,
-    prepare_initial_state,
-    static_array,
-)
-from zonda.variables import lead_timedeltas
+from zonda.registry.errors import InitialStateError
+from zonda.registry.inputs import format_lead, forcing_array, parse_lead, prepare_initial_state, static_array
+from zonda.variables import lead_timedeltas, variable
 
 #: Artifact keys of the bundle (``context.artifacts``) and the files/dirs they point to.
 ARTIFACT_MODEL = "model"  # weights.safetensors + model.json
@@ -60,6 +65,10 @@ ARTIFACT_PARAMS = "params"  # params.resolved.yaml
 STATIC_FILE = "static.nc"
 LEAD_PARAM = "lead"
 LINEAGE_KEYS = ("snapshot_id", "statistics_hash", "graph_hash")
+#: The input tensor holding the initial state's times (``datetime64[ns]``, ``(time,)``).
+TIME_INPUT = "time"
+FIELD_DTYPE = np.dtype("float32")
+TIME_DTYPE = np.dtype("datetime64[ns]")
 
 
 def default_lead(lead_days: float) -> str:
@@ -67,12 +76,31 @@ def default_lead(lead_days: float) -> str:
     return format_lead(parse_lead(f"{int(round(float(lead_days) * 24))}h"))
 
 
+def _field_dims(name: str) -> tuple[str, ...]:
+    return ("level", "latitude", "longitude") if variable(name).has_levels else ("latitude", "longitude")
+
+
+def forecast_signature(card: dict[str, Any], lead: str) -> ModelSignature:
+    """The pyfunc's signature for the model card ``card`` (see the module docstring); ``lead``: the param's default."""
+    n_level, n_lat, n_lon = len(card["layout"]["levels"]), len(card["grid"]["latitudes"]), len(card["grid"]["longitudes"])
+
+    def shape(name: str) -> tuple[int, ...]:  # the field dims' sizes
+        return (n_level, n_lat, n_lon) if variable(name).has_levels else (n_lat, n_lon)
+
+    names = list(card["layout"]["variables"])
+    inputs = [TensorSpec(TIME_DTYPE, (-1,), TIME_INPUT)]
+    inputs += [TensorSpec(FIELD_DTYPE, (-1, *shape(n)), n) for n in names]  # (time, [level,] lat, lon)
+    outputs = [TensorSpec(FIELD_DTYPE, (1, -1, *shape(n)), n) for n in names]  # (time, lead, [level,] lat, lon)
+    return ModelSignature(
+        inputs=Schema(inputs), outputs=Schema(outputs), params=ParamSchema([ParamSpec(LEAD_PARAM, "string", lead)])
+    )
+
+
 class ZondaForecastModel(PythonModel):
     """MLflow pyfunc wrapper of a trained :class:`zonda.models.Forecaster` (see the module docstring)."""
 
     # MLflow would wrap `predict` for type-hint validation and warn that it has
-    # no type hints; the input is an xarray Dataset (or a path), which MLflow's
-    # type-hint schemas cannot describe, and prepare_initial_state validates it.
+    # no type hints; the input is checked against the explicit tensor signature.
     _skip_type_hint_validation = True
 
     def load_context(self, context: Any) -> None:
@@ -112,13 +140,31 @@ class ZondaForecastModel(PythonModel):
         """``T_in``: how many consecutive 6-hourly states a forecast starts from."""
         return int(self.forecaster.input_steps)
 
+    def model_input(self, initial_state: xr.Dataset) -> dict[str, np.ndarray]:
+        """The signature's input from an initial-state Dataset: its last ``input_steps`` times of the model's
+        variables and levels on the model's grid (InitialStateError naming what does not fit)."""
+        states, times = prepare_initial_state(
+            initial_state, self.layout, self.latitudes, self.longitudes, self.input_steps
+        )  # (T_in, G, C), (T_in,)
+        ds = self.layout.unstack(states, self.latitudes, self.longitudes, {"time": times})
+        return {TIME_INPUT: times.astype(TIME_DTYPE), **{n: ds[n].values.astype(FIELD_DTYPE) for n in self.layout.variables}}
+
+    def initial_state(self, model_input: dict[str, np.ndarray]) -> xr.Dataset:
+        """The initial-state Dataset on the model's grid and levels from the signature's input."""
+        if not isinstance(model_input, dict):
+            raise InitialStateError(
+                f"the model takes a dict of arrays (its signature's inputs; model_input() makes it from a Dataset), "
+                f"got {type(model_input).__name__}"
+            )
+        coords = {"time": np.asarray(model_input[TIME_INPUT], dtype=TIME_DTYPE), "latitude": self.latitudes,
+                  "longitude": self.longitudes, "level": np.asarray(self.layout.levels, dtype=np.int32)}
+        fields = {n: (("time", *_field_dims(n)), np.asarray(model_input[n])) for n in self.layout.variables}
+        return xr.Dataset(fields, coords=coords if self.layout.levels else {k: v for k, v in coords.items() if k != "level"})
+
     def predict(self, context, model_input, params=None):  # no type hints: MLflow would validate against them
-        """Forecast (Dataset) from ``model_input`` (Dataset or zarr/netCDF path) to ``params["lead"]``."""
+        """Forecast (Dataset) from ``model_input`` (the signature's dict of arrays) to ``params["lead"]``."""
         lead = (params or {}).get(LEAD_PARAM) or self.default_lead
-        if isinstance(model_input, (str, os.PathLike)):
-            with open_initial_state(model_input) as ds:
-                return self.forecast(ds, lead)
-        return self.forecast(model_input, lead)
+        return self.forecast(self.initial_state(model_input), lead)
 
     def forecast(self, initial_state: xr.Dataset, lead: str | Any) -> xr.Dataset:
         """The forecast Dataset (WB2 layout) from the last ``input_steps`` times of ``initial_state``."""

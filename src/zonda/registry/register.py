@@ -2,9 +2,12 @@
 
 :func:`register_model` checks that the stage outputs belong together,
 bundles what a forecast needs (:mod:`zonda.registry.bundle`), checks that the
-bundle loads, logs it as a pyfunc model into the pipeline's MLflow run,
-registers it as ``registry.model_name`` with its lineage and headline scores
-as version tags, gives it the ``challenger`` alias and runs the promotion
+bundle loads, logs it as a pyfunc model with its signature
+(:func:`~zonda.registry.pyfunc_model.forecast_signature`) into the register
+stage's MLflow run, logs the evaluation's headline scores as metrics of that
+logged model (MLflow 3 LoggedModel metrics, named as in the evaluate run:
+``test/rmse/geopotential/500/5d``), registers it as ``registry.model_name``
+with its lineage as version tags, gives it the ``challenger`` alias and runs the promotion
 gate (:mod:`zonda.registry.promotion`), which re-scores the champion on this
 evaluation's snapshot and init times (:mod:`zonda.registry.rescore`) and
 promotes only on a significant improvement. A rejected challenger is a normal
@@ -28,7 +31,6 @@ Version tags::
     zonda.weights_sha256, zonda.preset
     zonda.source.dvc.*       a dvc source's repo, rev, commit, path and md5 (from the snapshot manifest)
     zonda.snapshot.dvc_*     the snapshot's DVC md5s and the remote it was pushed to
-    score.<headline key>     the evaluation's model scores (e.g. score.rmse.geopotential.500.5d)
     zonda.promotion.*        the gate's decision, reason, time, previous champion, champion version
                              re-scored, n inits, test, and per metric (zonda.promotion.metric.<key>.<field>)
                              outcome, aggregates, mean improvement, CI, p-value, bootstrap fraction
@@ -53,8 +55,9 @@ from zonda.provenance import code_version, read_manifest
 from zonda.registry.bundle import check_lineage, check_promotion_metrics, read_card, read_model_scores, stage_bundle
 from zonda.registry.errors import RegistryError
 from zonda.registry.lock import PromotionLock
-from zonda.registry.promotion import CHALLENGER, TAG_DECISION, TAG_MODEL_VERSION, TAG_REGISTERED_MODEL, gate, score_tags
-from zonda.registry.pyfunc_model import LEAD_PARAM, ZondaForecastModel, default_lead
+from zonda.evaluation.headline import headline_metric_name
+from zonda.registry.promotion import CHALLENGER, TAG_DECISION, TAG_MODEL_VERSION, TAG_REGISTERED_MODEL, gate
+from zonda.registry.pyfunc_model import ZondaForecastModel, default_lead, forecast_signature
 from zonda.registry.rescore import challenger_scores, rescore_champion
 from zonda.tracking import snapshot_lineage_tags
 
@@ -85,13 +88,13 @@ def pip_requirements() -> list[str]:
 def version_tags(
     params: Params,
     card: dict[str, Any],
-    scores: dict[str, float],
     run_id: str,
     *,
     model_id: str,
     snapshot_manifest: dict[str, Any] | None = None,
 ) -> dict[str, str]:
-    """The lineage, provenance and score tags of a new model version (see the module docstring)."""
+    """The lineage and provenance tags of a new model version (see the module docstring); scores are metrics of
+    the logged model (:func:`model_metrics`), the gate's decision is tagged by the gate."""
     return {
         TAG_MODEL_ID: model_id,
         "zonda.snapshot_id": str(card.get("snapshot_id")),
@@ -104,8 +107,12 @@ def version_tags(
         "zonda.weights_sha256": str(card["weights"]["sha256"]),
         "zonda.preset": params.name,
         **snapshot_lineage_tags(snapshot_manifest or {}),
-        **score_tags(scores),
     }
+
+
+def model_metrics(scores: dict[str, float]) -> dict[str, float]:
+    """The logged model's metrics: each headline score under its MLflow name (as the evaluate run has it)."""
+    return {headline_metric_name(key): float(value) for key, value in scores.items()}
 
 
 def registered_model_id(model_dir: PathLike, card: dict[str, Any]) -> str:
@@ -128,15 +135,9 @@ def find_version(client: Any, name: str, model_id: str) -> Any | None:
     return min(versions, key=lambda v: int(v.version)) if versions else None
 
 
-def _signature(params: Params) -> Any:
-    from mlflow.models import ModelSignature
-    from mlflow.types import ParamSchema, ParamSpec
-
-    return ModelSignature(params=ParamSchema([ParamSpec(LEAD_PARAM, "string", default_lead(params.evaluation.lead_days))]))
-
-
 def log_pyfunc(params: Params, card: dict[str, Any], artifacts: dict[str, str]) -> Any:
-    """Logs the bundle as a models-from-code pyfunc into the active MLflow run; returns its ModelInfo."""
+    """Logs the bundle as a models-from-code pyfunc with its signature into the active MLflow run; returns its
+    ModelInfo."""
     import mlflow
 
     with warnings.catch_warnings():
@@ -145,7 +146,7 @@ def log_pyfunc(params: Params, card: dict[str, Any], artifacts: dict[str, str]) 
             name=ARTIFACT_NAME,
             python_model=str(ENTRY_FILE),
             artifacts=artifacts,
-            signature=_signature(params),
+            signature=forecast_signature(card, default_lead(params.evaluation.lead_days)),
             pip_requirements=pip_requirements(),
             metadata={"zonda": {k: str(card.get(k)) for k in ("snapshot_id", "statistics_hash", "graph_hash")}},
         )
@@ -280,7 +281,8 @@ def _log_and_register(
     with tracking.stage_run(params, mlflow_run_id, "register") as run:
         run_id = run.info.run_id
         info = log_pyfunc(params, card, artifacts)
-        tags = version_tags(params, card, scores, run_id, model_id=model_id, snapshot_manifest=snapshot_manifest)
+        mlflow.log_metrics(model_metrics(scores), model_id=info.model_id)
+        tags = version_tags(params, card, run_id, model_id=model_id, snapshot_manifest=snapshot_manifest)
         client = mlflow.MlflowClient()
         with PromotionLock(client, name):
             existing = find_version(client, name, model_id)

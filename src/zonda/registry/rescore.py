@@ -30,9 +30,8 @@ from zonda.params import Params
 from zonda.provenance import read_manifest
 from zonda.registry.bundle import same_id
 from zonda.registry.errors import ChampionIncomparable, RegistryError
-from zonda.registry.forecast import load_forecast_model
+from zonda.registry.forecast import load_forecast_model, predict_forecast
 from zonda.registry.inputs import format_lead
-from zonda.registry.pyfunc_model import LEAD_PARAM
 from zonda.snapshot import open_snapshot
 from zonda.variables import TIME_STEP_HOURS
 
@@ -97,7 +96,7 @@ def rescore_champion(model_uri: str, snapshot_dir: PathLike, reference: xr.DataA
         for init in inits:
             try:
                 state = snapshot.sel(time=slice(None, init))
-                forecasts.append(model.predict(state, params={LEAD_PARAM: lead}))
+                forecasts.append(predict_forecast(model, state, lead))
             except (RegistryError, KeyError, ValueError) as exc:  # InitialStateError is a RegistryError
                 raise ChampionIncomparable(f"{what}: cannot forecast from {pd.Timestamp(init)}: {exc}") from None
         forecast = xr.concat(forecasts, dim="time")  # (time, prediction_timedelta, [level], lat, lon)

@@ -10,20 +10,23 @@
 * :class:`MlflowExtras` (rank 0) logs what Lightning's ``MLFlowLogger`` does
   not: the flat resolved params and tags of a new run, the dataset lineage
   (``mlflow.log_input`` of a dataset carrying the snapshot ID, statistics and
-  graph hashes) and system metrics (CPU, memory, GPU when available) while
-  training runs.
+  graph hashes) and system metrics (``system/*``: CPU, memory, disk,
+  network, GPU when available) sampled every ``training.system_metrics_interval_s``
+  seconds while training runs, with a last sample when it ends, so even a run
+  shorter than one interval has a row.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import statistics as pystats
 import time
-from typing import Any, Iterator, Mapping
+import warnings
+from typing import Any, Mapping
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger(__name__)
 
@@ -114,34 +117,21 @@ class TrainingHistory(Callback):
         return {"summary": self.summary(), "steps": self.steps, "validations": self.validations}
 
 
-@contextlib.contextmanager
-def active_mlflow_run(run_id: str) -> Iterator[Any]:
-    """The fluent MLflow run ``run_id``: the active one if it is, else resumed for the block."""
-    import mlflow
-
-    active = mlflow.active_run()
-    if active is not None and active.info.run_id == run_id:
-        yield active
-        return
-    with mlflow.start_run(run_id=run_id, nested=active is not None) as run:
-        yield run
-
-
-def log_lineage(run_id: str, lineage: Mapping[str, str], snapshot_uri: str, name: str) -> None:
-    """``mlflow.log_input`` of a metadata-only dataset for the snapshot, tagged with every hash."""
-    import mlflow
-    from mlflow.data.meta_dataset import MetaDataset
+def log_lineage(client: Any, run_id: str, lineage: Mapping[str, str], snapshot_uri: str, name: str) -> None:
+    """Logs to run ``run_id`` (through ``client``, leaving the run's status alone) a metadata-only dataset input
+    for the snapshot, context ``training``, tagged with every hash."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
-
-    import warnings
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
     with warnings.catch_warnings():  # a local path matches several equivalent local source classes
         warnings.simplefilter("ignore", UserWarning)
         source = resolve_dataset_source(snapshot_uri)
     digest = str(lineage["snapshot_id"]).removeprefix("sha256:")[:16]
-    dataset = MetaDataset(source=source, name=name, digest=digest)
-    with active_mlflow_run(run_id):
-        mlflow.log_input(dataset, context="training", tags={f"zonda.{k}": str(v) for k, v in lineage.items()})
+    dataset = Dataset(**MetaDataset(source=source, name=name, digest=digest).to_dict())
+    tags = [InputTag(f"zonda.{k}", str(v)) for k, v in lineage.items()] + [InputTag(MLFLOW_DATASET_CONTEXT, "training")]
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags)])
 
 
 class MlflowExtras(Callback):
@@ -154,7 +144,7 @@ class MlflowExtras(Callback):
       lineage: snapshot_id, statistics_hash, graph_hash.
       snapshot_uri: where the snapshot lives (dataset source).
       dataset_name: name of the logged dataset.
-      system_metrics: start MLflow's system-metrics monitor.
+      system_metrics_interval_s: seconds between MLflow system-metrics samples (None: no monitor).
       tracking_uri: the store.
     """
 
@@ -167,7 +157,7 @@ class MlflowExtras(Callback):
         lineage: Mapping[str, str],
         snapshot_uri: str,
         dataset_name: str,
-        system_metrics: bool,
+        system_metrics_interval_s: float | None,
         tracking_uri: str,
     ) -> None:
         self.logger = logger
@@ -176,7 +166,7 @@ class MlflowExtras(Callback):
         self.lineage = dict(lineage)
         self.snapshot_uri = snapshot_uri
         self.dataset_name = dataset_name
-        self.system_metrics = system_metrics
+        self.system_metrics_interval_s = system_metrics_interval_s
         self.tracking_uri = tracking_uri
         self._monitor: Any = None
 
@@ -192,24 +182,39 @@ class MlflowExtras(Callback):
                 client.log_batch(run_id, params=items[i : i + 100])
         client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in self.tags.items()])
         try:
-            log_lineage(run_id, self.lineage, self.snapshot_uri, self.dataset_name)
+            log_lineage(client, run_id, self.lineage, self.snapshot_uri, self.dataset_name)
         except Exception as exc:  # noqa: BLE001 - lineage must not kill a training run
             log.warning("could not log the dataset lineage to MLflow: %s", exc)
-        if self.system_metrics:
-            try:
-                from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+        if self.system_metrics_interval_s is not None:
+            self._start_monitor(run_id)
 
-                self._monitor = SystemMetricsMonitor(run_id, sampling_interval=3, tracking_uri=self.tracking_uri)
-                self._monitor.start()
-            except Exception as exc:  # noqa: BLE001 - optional
-                log.info("MLflow system metrics unavailable: %s", exc)
-                self._monitor = None
+    def _start_monitor(self, run_id: str) -> None:
+        """MLflow's monitor (a thread logging ``system/*`` every interval), its steps after any of the run's earlier ones."""
+        try:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            self._monitor = SystemMetricsMonitor(
+                run_id, sampling_interval=self.system_metrics_interval_s, resume_logging=True,
+                tracking_uri=self.tracking_uri,
+            )
+            self._monitor.start()
+        except Exception as exc:  # noqa: BLE001 - monitoring must not kill a training run
+            log.warning("MLflow system metrics unavailable: %s", exc)
+            self._monitor = None
 
     def _stop(self) -> None:
-        if self._monitor is not None:
-            with contextlib.suppress(Exception):
-                self._monitor.finish()
-            self._monitor = None
+        """Stops the monitor and logs the samples of the last, partial interval (the monitor drops them)."""
+        monitor, self._monitor = self._monitor, None
+        if monitor is None:
+            return
+        try:
+            monitor.finish()
+            metrics = monitor.aggregate_metrics()
+            if metrics:
+                monitor.publish_metrics(metrics)
+                monitor.mlflow_logger.flush()
+        except Exception as exc:  # noqa: BLE001 - monitoring must not kill a training run
+            log.warning("could not log the last MLflow system metrics: %s", exc)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._stop()
@@ -308,8 +313,6 @@ class CheckpointOnPreemption(Callback):
         return {}
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        from lightning.pytorch.utilities.exceptions import SIGTERMException
-
         if isinstance(exception, SIGTERMException) and trainer.training:
             trainer.save_checkpoint(self.path, weights_only=False)
             log.warning("preempted (SIGTERM) at step %d: saved %s", trainer.global_step, self.path)

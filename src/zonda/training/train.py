@@ -214,7 +214,7 @@ def _tracking(
         lineage=lineage,
         snapshot_uri=str(Path(snapshot_dir).resolve()),
         dataset_name=f"{params.name}-snapshot",
-        system_metrics=True,
+        system_metrics_interval_s=t.system_metrics_interval_s,
         tracking_uri=tracking.tracking_uri(params),
     )
     return logger, [extras]
