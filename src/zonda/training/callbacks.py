@@ -43,14 +43,15 @@ class TrainingHistory(Callback):
 
     Validations survive a crash between checkpoints: each is written at once
     (atomically) to ``sidecar``, and a resumed run takes from the sidecar beside
-    the checkpoint it starts from (``resumed_from``) the validations at the
-    checkpoint's step that its own history lacks: Lightning does not repeat a
+    the checkpoint it starts from (``resumed_from``) the validation at the
+    checkpoint's step if its own history lacks it: Lightning does not repeat a
     validation that ran after the checkpoint was written (a checkpoint saved at an
-    epoch's last batch precedes that epoch's validation). Later validations are
-    not taken: the resumed run redoes their steps and validates them itself. The
-    sidecar holds the same weights' scores (the checkpoint's), so they are the
-    uninterrupted run's; should a validation be repeated after all, it replaces
-    the one taken, so each is in the history once.
+    epoch's last batch precedes that epoch's validation). It scored the
+    checkpoint's weights, so it is the uninterrupted run's. Later validations are
+    not taken: the resumed run redoes their steps and validates them itself.
+    A history holds one validation per step (the weights after that many steps):
+    a repeat (the final validation of a run resumed from its final checkpoint)
+    is not recorded again.
 
     Args:
       global_batch_size: samples per optimisation micro-step over all ranks (for throughput).
@@ -64,7 +65,6 @@ class TrainingHistory(Callback):
         self.resumed_from = resumed_from
         self.steps: list[dict[str, Any]] = []
         self.validations: list[dict[str, Any]] = []
-        self._taken: set[tuple[int, int]] = set()  # (global_step, epoch) of validations taken from a sidecar
         self._last: float | None = None
         self._first_in_epoch = True
         self._after_validation = False
@@ -87,24 +87,23 @@ class TrainingHistory(Callback):
         if not source.is_file():
             return
         step = int(trainer.global_step)
-        have = {_key(v) for v in self.validations}
-        for record in json.loads(source.read_text()).get("validations", []):
-            if record.get("global_step") == step and _key(record) not in have:
-                self.validations.append(dict(record))
-                self._taken.add(_key(record))
-                have.add(_key(record))
-        if self._taken:
-            log.info("resumed at step %d: %d validation(s) after the checkpoint taken from %s", step, len(self._taken), source)
+        if any(v["global_step"] == step for v in self.validations):
+            return
+        taken = [dict(v) for v in json.loads(source.read_text()).get("validations", []) if v.get("global_step") == step]
+        if taken:
+            self.validations.append(taken[0])
+            log.info("resumed at step %d: its validation, run after the checkpoint, taken from %s", step, source)
 
     def record_validation(self, trainer: L.Trainer, metrics: Mapping[str, Any], **extra: Any) -> None:
-        """Records a validation of the weights after ``trainer.global_step`` steps (rank 0), in the sidecar too."""
+        """Records a validation of the weights after ``trainer.global_step`` steps (rank 0; once per step), and
+        writes the validations so far to the sidecar."""
         if not trainer.is_global_zero:
             return
-        record = {"global_step": int(trainer.global_step), "epoch": int(trainer.current_epoch), **extra, **metrics}
-        if _key(record) in self._taken:  # repeated after all: the run's own score replaces the one taken
-            self._taken.discard(_key(record))
-            self.validations = [v for v in self.validations if _key(v) != _key(record)]
-        self.validations.append(record)
+        if any(v["global_step"] == int(trainer.global_step) for v in self.validations):
+            return  # the same weights scored again: already recorded
+        self.validations.append(
+            {"global_step": int(trainer.global_step), "epoch": int(trainer.current_epoch), **extra, **metrics}
+        )
         if self.sidecar is not None:
             write_json_atomic(self.sidecar, {"validations": self.validations})
 
@@ -166,10 +165,6 @@ class TrainingHistory(Callback):
 
 #: The file beside the checkpoints that every validation is written to as it ends (:class:`TrainingHistory`).
 SIDECAR_FILE = "validations.json"
-
-
-def _key(validation: Mapping[str, Any]) -> tuple[int, int]:
-    return int(validation["global_step"]), int(validation["epoch"])
 
 
 @contextlib.contextmanager
