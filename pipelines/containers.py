@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from zonda.params import Params
+from zonda.params import Params, env_references
 from zonda.tracking import PARENT_RUN_ENV
 
 if TYPE_CHECKING:  # docker is imported only for container runs
@@ -144,6 +144,10 @@ def docker_runner(params: Params, *, user: ContainerUser):
     root = str(Path(params.runtime.output_root))
     args: dict = {"mounts": [Mount(target=root, source=root, type="bind")], "network_mode": "host"}
     environment = {name: os.environ[name] for name in PASSED_ENVIRONMENT if os.environ.get(name)}
+    # the variables ${env:NAME} references in the params name (credentials: never in a pipeline input)
+    for name in env_references(params.resolved_dict()).values():
+        if name in os.environ:
+            environment[name] = os.environ[name]
     if user == "host":
         args["user"] = f"{os.getuid()}:{os.getgid()}"
         environment["HOME"] = "/tmp"  # the image's home belongs to its own user

@@ -29,7 +29,7 @@ from pipelines.zonda_pipeline import build_pipeline, compile_pipeline
 from zonda import snapshot_store, stage_cache, tracking
 from zonda.data import dvc_source
 from zonda.data.sources import SourceError, preflight
-from zonda.params import ParamsError, Params, load_params, params_from_json
+from zonda.params import ParamsError, Params, load_params, params_from_json, secret_env_name
 from zonda.provenance import read_manifest
 from zonda.snapshot_store import SnapshotStoreError
 
@@ -86,10 +86,25 @@ def run_local(params: Params, *, runner: str = "subprocess", container_user: str
 
     When every stage's output for these params already exists (:func:`zonda.stage_cache.locate`),
     no task is started: each stage is reported (and recorded in MLflow) as reused.
+
+    A credential in clear in ``params`` becomes a ``${env:ZONDA_SECRET_...}`` reference in every pipeline
+    input, its value a variable of this process's environment (inherited by the tasks, passed to containers).
     """
     if runner not in RUNNERS:
         raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, not {runner!r}")
     params = pin_run_inputs(params, cluster=False)  # a no-op when main() pinned them already
+    # A credential in clear goes to the tasks in their environment, never in a pipeline input.
+    params, secret_env = params.with_secret_references()
+    os.environ.update(secret_env)
+    try:
+        return _run_local(params, runner=runner, container_user=container_user)
+    finally:
+        for variable in secret_env:
+            os.environ.pop(variable, None)
+
+
+def _run_local(params: Params, *, runner: str, container_user: str) -> dict:
+    """:func:`run_local` once its inputs are pinned and its credentials are references."""
     preflight(params.data)  # fail in seconds, before any run or artifact exists
     root = Path(params.runtime.output_root).resolve() / "kfp"
     if runner == "docker":
@@ -203,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out or Path("artifacts") / f"pipeline-{params.name}.yaml"
         compile_pipeline(params, out)
         print(f"compiled {args.params} -> {out}")
+        for path in params.secret_paths():
+            print(
+                f"warning: {path} is a credential in clear; the compiled pipeline reads it from the tasks' "
+                f"environment variable {secret_env_name(path)} (README: Credentials)",
+                file=sys.stderr,
+            )
         return 0
     host = os.environ.get("KFP_HOST") or params.runtime.kfp_host
     try:

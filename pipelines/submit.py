@@ -46,7 +46,7 @@ import urllib3
 
 from pipelines.zonda_pipeline import compile_pipeline
 from zonda.files import file_sha256, write_text_atomic
-from zonda.params import Params
+from zonda.params import STAGE_SECTIONS, Params, env_references
 from zonda.provenance import git_commit
 from zonda.registry.report import pipeline_report
 
@@ -372,6 +372,7 @@ def submit_package(
     """
     if not host:
         raise SubmitError("no KFP host: set KFP_HOST or runtime.kfp_host")
+    refuse_literal_secrets(params)
     host = host.rstrip("/")
     if not host.startswith(("http://", "https://")):
         host = "https://" + host  # as kfp.Client does
@@ -401,12 +402,6 @@ def submit_package(
     )
     print(f"KFP experiment {rt.kfp_experiment}", flush=True)
 
-    if params.secret_paths():
-        warnings.warn(
-            f"params hold secret-looking values at {params.secret_paths()}: KFP keeps pipeline parameters in clear; "
-            "pass credentials as Kubernetes Secrets (runtime.resources.<stage>.secrets_as_env) instead (README: Credentials)",
-            stacklevel=2,
-        )
     arguments = {"params_json": json.dumps(params.resolved_dict()), "run_name": run_name}
     run = _call(
         f"creation of run {run_name!r}", host, client.run_pipeline,
@@ -479,8 +474,42 @@ def compile_package(params: Params, path: Path) -> Path:
     return compile_pipeline(params, path)
 
 
+def refuse_literal_secrets(params: Params) -> None:
+    """SubmitError, before anything is compiled or sent, when params hold a credential in clear (KFP keeps a
+    run's inputs in clear: UI, compiled IR, stored run), a URL with a password, or a ``${env:NAME}`` reference
+    that no task's Secret sets."""
+    literal = params.secret_paths()
+    if literal:
+        raise SubmitError(
+            f"{', '.join(literal)}: a credential in clear, which a cluster run would show in the KFP UI, the compiled "
+            "pipeline and the run's stored inputs. Put it in a Kubernetes Secret (kubectl create secret generic NAME "
+            "--from-literal=KEY=...), map it to a variable of the stage that reads it "
+            "(runtime.resources.<stage>.secrets_as_env: [{secret_name: NAME, keys: {KEY: VAR}}]) and write the "
+            "field as ${env:VAR} (README: Credentials)"
+        )
+    in_url = params.url_credential_paths()
+    if in_url:
+        raise SubmitError(
+            f"{', '.join(in_url)}: a URL with a password (user:password@), which a cluster run would show in the KFP "
+            "UI and the run's stored inputs. Drop it from the URL and give the storage its credentials from a "
+            "Kubernetes Secret mapped to environment variables (runtime.resources.<stage>.secrets_as_env; "
+            "README: Credentials)"
+        )
+    mapped = {var for stage in STAGE_SECTIONS for secret in params.runtime.resources.for_stage(stage).secrets_as_env
+              for var in secret.keys.values()}
+    unmapped = {path: var for path, var in env_references(params.resolved_dict()).items() if var not in mapped}
+    if unmapped:
+        raise SubmitError(
+            "; ".join(f"{path} is ${{env:{var}}}" for path, var in unmapped.items())
+            + ", but no task gets that variable: map a Secret's key to it with runtime.resources.<stage>.secrets_as_env "
+            "for the stage that reads the field (README: Credentials)"
+        )
+
+
 def submit(params: Params, host: str, **options: Any) -> dict[str, Any]:
-    """Compiles the pipeline for ``params`` and submits it (options: see :func:`submit_package`)."""
+    """Compiles the pipeline for ``params`` and submits it (options: see :func:`submit_package`);
+    a credential in clear is refused first (:func:`refuse_literal_secrets`)."""
+    refuse_literal_secrets(params)
     with tempfile.TemporaryDirectory(prefix="zonda-kfp-") as tmp:
         package = Path(tmp) / "pipeline.yaml"
         try:

@@ -29,7 +29,13 @@ from zonda.params import STAGE_SECTIONS, Params
 
 
 def build_pipeline(params: Params) -> Callable:
-    """The KFP pipeline function for these params (images and names come from ``params.runtime``)."""
+    """The KFP pipeline function for these params (images and names come from ``params.runtime``).
+
+    A credential in clear is never built in: each stage's params (fixed in the pipeline) carry it as a
+    ``${env:ZONDA_SECRET_...}`` reference (:meth:`Params.with_secret_references`) that the stage resolves from
+    its environment; :func:`pipelines.run.run_local` sets those variables, a cluster run refuses such params.
+    """
+    params, _ = params.with_secret_references()
     data_image, train_image = params.runtime.images.data, params.runtime.images.train
     open_run_op = make_component(components.open_mlflow_run, data_image)
     snapshot_op = make_component(components.snapshot, data_image)

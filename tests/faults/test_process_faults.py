@@ -156,4 +156,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights(kill_reference, even
     assert_bitwise_equal(support.checkpoint_weights(last), support.checkpoint_weights(ref_out / "checkpoints" / "last.ckpt"))
     assert_bitwise_equal(support.weights(out), support.weights(ref_out))
     assert [s["loss"] for s in support.history(out)["steps"]] == [s["loss"] for s in support.history(ref_out)["steps"]]
+    # every validation of the uninterrupted run once, equal: one after the last checkpoint comes from its sidecar
+    vals = [(v["global_step"], v["epoch"], v["val/loss"]) for v in support.history(out)["validations"]]
+    assert vals == [(v["global_step"], v["epoch"], v["val/loss"]) for v in support.history(ref_out)["validations"]]
     assert not list((out / "checkpoints").glob(".*.tmp-*"))  # a killed write's temporary file is cleaned

@@ -1,4 +1,4 @@
-"""Security: credentials put in params never reach a written or logged copy of them.
+"""Security: credentials put in params never reach a written or logged copy of them, nor a pipeline input.
 
 (Crafted pickles in checkpoints are refused without running their payload:
 tests/training/test_checkpoints.py.)
@@ -7,17 +7,24 @@ tests/training/test_checkpoints.py.)
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import fsspec
 import mlflow
 import pytest
 import yaml
+from fsspec.implementations.local import LocalFileSystem
 
+from pipelines.run import run_local
+from pipelines.submit import SubmitError, main_submit, submit
+from pipelines.zonda_pipeline import compile_pipeline
 from tests.support import training_builders as support
 from tests.support.repo import REPO
 from zonda import tracking
 from zonda.cli import main
-from zonda.params import MASK, ParamsError, is_secret_key, load_params, mask_secrets
+from zonda.data.sources import preflight
+from zonda.params import MASK, ParamsError, is_secret_key, load_params, mask_secrets, params_from_json
 from zonda.stages import graph_stage
 
 SECRETS = ("AKIAFAKE1234567890", "hunter2-fake-secret", "fake-session-token-xyz", "s3cr3t-url-password")
@@ -97,3 +104,129 @@ def test_stage_outputs_and_mlflow_records_hold_no_credential(tmp_path):
         for path in local.rglob("*"):
             if path.is_file() and path.suffix in (".yaml", ".json", ".txt"):
                 assert_no_secret(path.read_text(errors="replace"), str(path))
+
+
+# ---------------------------------------------------------------- credentials and the pipeline's inputs
+
+CREDENTIAL = "hunter2-fake-secret"
+
+
+class CredentialFS(LocalFileSystem):
+    """A local filesystem behind ``zondacred://`` that opens only with ``secret=CREDENTIAL`` (as S3 with its key)."""
+
+    protocol = ("zondacred",)
+    cachable = False  # every open sees the storage options it is given
+    seen: list = []
+
+    def __init__(self, *args, secret=None, **kwargs):
+        CredentialFS.seen.append(secret)
+        if secret != CREDENTIAL:
+            raise PermissionError(f"zondacred: access denied for secret {secret!r}")
+        super().__init__(*args, **kwargs)
+
+    @classmethod
+    def _strip_protocol(cls, path):
+        return super()._strip_protocol(path.removeprefix("zondacred://") if isinstance(path, str) else path)
+
+
+@pytest.fixture
+def credential_store(make_source, monkeypatch):
+    """A zarr source that only the right credential opens: its ``zondacred://`` URL."""
+    monkeypatch.setattr(CredentialFS, "seen", [])
+    fsspec.register_implementation("zondacred", CredentialFS, clobber=True)
+    return f"zondacred://{make_source()}"
+
+
+def task_params_json(package: Path, task: str) -> str:
+    """The params_json a task of the compiled pipeline is given (a constant of the IR)."""
+    spec = yaml.safe_load(package.read_text())
+    return spec["components"]["comp-exit-handler-1"]["dag"]["tasks"][task]["inputs"]["parameters"]["params_json"][
+        "runtimeValue"]["constant"]
+
+
+def test_compiled_pipeline_holds_references_and_the_task_gets_the_credential(
+    synthetic_params, credential_store, tmp_path, monkeypatch
+):
+    """A literal storage_options.secret: not in the compiled IR; the task resolves it from its environment."""
+    params = synthetic_params(
+        f"data.source.path={credential_store}", f"data.source.storage_options={{secret: {CREDENTIAL}, anon: false}}"
+    )
+    assert params.secret_paths() == ["data.source.storage_options.secret"]
+    package = compile_pipeline(params, tmp_path / "pipeline.yaml")
+    assert CREDENTIAL not in package.read_text()
+    variable = "ZONDA_SECRET_DATA_SOURCE_STORAGE_OPTIONS_SECRET"
+    task_json = task_params_json(package, "snapshot")
+    options = json.loads(task_json)["data"]["source"]["storage_options"]
+    assert options == {"secret": f"${{env:{variable}}}", "anon": False}
+
+    _, env = params.with_secret_references()
+    assert env == {variable: CREDENTIAL}
+    monkeypatch.setenv(variable, CREDENTIAL)
+    preflight(params_from_json(task_json).data)  # opens the store: the credential reached the filesystem
+    assert CredentialFS.seen[-1] == CREDENTIAL
+
+
+def test_a_task_without_the_variable_says_which_field_and_variable(synthetic_params, credential_store, monkeypatch):
+    monkeypatch.delenv("ERA5_READER_SECRET", raising=False)
+    params = synthetic_params(
+        f"data.source.path={credential_store}", "data.source.storage_options={secret: '${env:ERA5_READER_SECRET}'}"
+    )
+    assert params.secret_paths() == []  # a reference is not a secret: shown as written
+    assert params.public_dict()["data"]["source"]["storage_options"] == {"secret": "${env:ERA5_READER_SECRET}"}
+    with pytest.raises(ParamsError) as info:
+        preflight(params.data)
+    message = str(info.value)
+    assert "data.source.storage_options.secret" in message and "ERA5_READER_SECRET" in message
+    assert "secrets_as_env" in message
+    assert CredentialFS.seen == []  # nothing was opened without it
+    monkeypatch.setenv("ERA5_READER_SECRET", CREDENTIAL)
+    preflight(params.data)
+    assert set(CredentialFS.seen) == {CREDENTIAL}
+
+
+def test_a_local_run_hands_its_tasks_references_and_their_environment_the_value(
+    synthetic_params, credential_store, monkeypatch
+):
+    """run_local: the pipeline is built from references, and the tasks' (inherited) environment holds the value."""
+    built = {}
+
+    def capture(params, root, name, *, runner, container_user):
+        built["params"] = params
+        built["env"] = {k: v for k, v in os.environ.items() if k.startswith("ZONDA_SECRET_")}
+
+    monkeypatch.setattr("pipelines.run._run_kfp_local", capture)
+    monkeypatch.setattr("pipelines.run.stage_cache.locate", lambda params: {})
+    monkeypatch.setattr("pipelines.run.tracking.start_pipeline_run", lambda params, **kwargs: "run-id")
+    monkeypatch.setattr("pipelines.run.tracking.end_pipeline_run", lambda params, run_id, **kwargs: None)
+    params = synthetic_params(f"data.source.path={credential_store}", f"data.source.storage_options={{secret: {CREDENTIAL}}}")
+    run_local(params)
+    assert built["params"].secret_paths() == []
+    assert CREDENTIAL not in json.dumps(built["params"].resolved_dict())
+    assert built["env"] == {"ZONDA_SECRET_DATA_SOURCE_STORAGE_OPTIONS_SECRET": CREDENTIAL}
+    assert "ZONDA_SECRET_DATA_SOURCE_STORAGE_OPTIONS_SECRET" not in os.environ  # set for the run only
+    assert set(CredentialFS.seen) == {CREDENTIAL}  # the run's preflight opened the store with it
+
+
+def test_a_cluster_run_with_a_credential_in_clear_is_refused_before_submission(synthetic_params, capsys, monkeypatch):
+    def no_connection(*args, **kwargs):
+        raise AssertionError("the KFP API was contacted")
+
+    monkeypatch.setattr("pipelines.submit._connect", no_connection)
+    params = synthetic_params(f"data.source.storage_options={{secret: {CREDENTIAL}}}")
+    assert main_submit(params, "http://kfp.example.org", wait=False, summary=None) == 2
+    err = capsys.readouterr().err
+    assert "data.source.storage_options.secret" in err and "secrets_as_env" in err and "${env:" in err
+    assert CREDENTIAL not in err
+    with pytest.raises(SubmitError, match="user:password"):
+        submit(synthetic_params("data.source.path=https://reader:s3cr3t-url-password@data.example.org/era5.zarr"),
+               "http://kfp.example.org", wait=False)
+    # A reference no task's Secret sets is refused too; mapped into the snapshot task, it is not.
+    reference = "data.source.storage_options={secret: '${env:ERA5_READER_SECRET}'}"
+    with pytest.raises(SubmitError, match="ERA5_READER_SECRET.*no task gets that variable"):
+        submit(synthetic_params(reference), "http://kfp.example.org", wait=False)
+    mapped = synthetic_params(
+        reference,
+        "runtime.resources.snapshot.secrets_as_env=[{secret_name: era5-reader, keys: {secret: ERA5_READER_SECRET}}]",
+    )
+    with pytest.raises(AssertionError, match="KFP API was contacted"):
+        submit(mapped, "http://kfp.example.org", wait=False)

@@ -12,7 +12,10 @@ import pytest
 import torch
 
 from tests.support import training_builders as support
+from zonda.training.callbacks import TrainingHistory
 from zonda.training.checkpoints import load_training_checkpoint
+
+HISTORY_STATE = TrainingHistory(global_batch_size=1).state_key  # its entry in a checkpoint's callbacks
 
 
 class Preempted(RuntimeError):
@@ -87,6 +90,10 @@ def test_resume_gives_the_uninterrupted_run(uninterrupted, stop, how):
                                  callbacks=[DrawRandom(), SigtermAt(stop - 1)])
     last = out / "checkpoints" / "last.ckpt"
     assert support.checkpoint_weights(last) is not None and not (out / "manifest.json").exists()
+    ckpt = load_training_checkpoint(last)
+    saved_vals = [v["global_step"] for v in ckpt["callbacks"][HISTORY_STATE]["validations"]]
+    if stop == 3:  # the epoch-end case: last.ckpt (step 3) was written before the epoch's validation at step 3 ran
+        assert ckpt["global_step"] == 3 and 3 not in saved_vals
 
     assert support.checkpoint_weights(last) is not None  # noqa: F811 - loads (digest, weights_only)
     draws, batches = DrawRandom(), RecordBatches()
@@ -102,11 +109,12 @@ def test_resume_gives_the_uninterrupted_run(uninterrupted, stop, how):
     ref_hist, hist = support.history(ref_out), support.history(out)
     ref_losses = [(s["global_step"], s["loss"], s["lr"], s["rollout"]) for s in ref_hist["steps"]]
     assert [(s["global_step"], s["loss"], s["lr"], s["rollout"]) for s in hist["steps"]] == ref_losses
-    # Validations: those before last.ckpt come with it, later ones are the resumed run's own. One that ran
-    # after last.ckpt was written and before the crash (the epoch-end case) is not repeated by Lightning.
-    ref_vals = [(v["global_step"], v["val/loss"]) for v in ref_hist["validations"]]
-    vals = [(v["global_step"], v["val/loss"]) for v in hist["validations"]]
-    assert [v for v in vals if v[0] > stop] == [v for v in ref_vals if v[0] > stop] and set(vals) <= set(ref_vals)
+    # Validations: the uninterrupted run's, each once, with equal scores: those before last.ckpt come with it,
+    # one that ran after last.ckpt was written and before the crash (the epoch-end case) from the sidecar
+    # beside it (Lightning does not repeat it), later ones are the resumed run's own.
+    ref_vals = [(v["global_step"], v["epoch"], v["val/loss"]) for v in ref_hist["validations"]]
+    vals = [(v["global_step"], v["epoch"], v["val/loss"]) for v in hist["validations"]]
+    assert vals == ref_vals and len(set(vals)) == len(vals)
     final_ref = support.checkpoint_weights(ref_out / "checkpoints" / "last.ckpt")
     final = support.checkpoint_weights(last)
     assert final.keys() == final_ref.keys()

@@ -31,7 +31,7 @@ from typing import Any
 import fsspec
 
 from zonda.data.locations import SourceError, check_fsspec_backend
-from zonda.params import DataParams
+from zonda.params import DataParams, resolve_env_references
 from zonda.provenance import canonical_json_hash
 from zonda.variables import DIM_ALIASES
 
@@ -58,12 +58,11 @@ def source_fingerprint(data: DataParams) -> dict[str, Any]:
         pinned = {"repo": source.repo, "commit": source.commit, "path": source.path}  # DVC checks the md5 on download
         return {"method": "dvc repo, commit and path", "digest": canonical_json_hash(pinned)}
     check_fsspec_backend(str(source.path))
+    options = resolve_env_references(source.storage_options, "data.source.storage_options")  # ${env:NAME} credentials
     try:
         if source.kind == "zarr":
-            return zarr_fingerprint(
-                str(source.path), source.storage_options, arrays=_read_names(data), rename=source.rename
-            )
-        return files_fingerprint(str(source.path), source.storage_options)
+            return zarr_fingerprint(str(source.path), options, arrays=_read_names(data), rename=source.rename)
+        return files_fingerprint(str(source.path), options)
     except FingerprintError:
         raise
     except (OSError, ValueError) as exc:

@@ -18,7 +18,7 @@ import numpy as np
 import xarray as xr
 
 from zonda.data.locations import SourceError, check_fsspec_backend, protocol
-from zonda.params import DataParams
+from zonda.params import DataParams, resolve_env_references
 from zonda.provenance import canonical_json_hash
 from zonda.variables import DIM_ALIASES, grib_renames
 
@@ -170,13 +170,19 @@ def open_heldsuarez_source(data: DataParams, cache_dir: Path, progress: bool = T
     return xr.open_zarr(target, chunks={}, consolidated=False)
 
 
+def source_storage_options(data: DataParams) -> dict:
+    """``data.source.storage_options`` with ``${env:NAME}`` references read from this process's environment
+    (ParamsError naming the field and the variable when one is not set)."""
+    return resolve_env_references(data.source.storage_options, "data.source.storage_options")
+
+
 def open_source(data: DataParams, cache_dir: Path, progress: bool = True) -> xr.Dataset:
     """Opens the configured source lazily, renamed to WB2 names and dims."""
     kind = data.source.kind
     if kind == "heldsuarez":
         ds = open_heldsuarez_source(data, cache_dir, progress=progress)
     elif kind == "zarr":
-        ds = open_zarr_source(str(data.source.path), data.source.storage_options)
+        ds = open_zarr_source(str(data.source.path), source_storage_options(data))
     elif kind == "netcdf":
         ds = open_netcdf_source(str(data.source.path))
     elif kind == "grib":
@@ -254,7 +260,7 @@ def preflight(data: DataParams) -> None:
         dvc_source.preflight(data.source)
         return
     ds = {
-        "zarr": lambda: open_zarr_source(str(data.source.path), data.source.storage_options),
+        "zarr": lambda: open_zarr_source(str(data.source.path), source_storage_options(data)),
         "netcdf": lambda: open_netcdf_source(str(data.source.path)),
         "grib": lambda: open_grib_source(str(data.source.path)),
     }[kind]()

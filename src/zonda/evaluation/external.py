@@ -37,7 +37,7 @@ from zonda.data.sources import normalise_grid, standardise_names
 from zonda.data.truth_states import TruthStatesError, read_truth_states, states_at
 from zonda.evaluation.alignment import INIT_DIM, LEAD_DIM, as_datetimes, as_timedeltas
 from zonda.evaluation.headline import parse_headline
-from zonda.params import BaselineParams
+from zonda.params import BaselineParams, resolve_env_references
 from zonda.variables import VARIABLES
 
 GRID_TOLERANCE_DEG = 1e-6
@@ -108,10 +108,11 @@ def _open_store(spec: BaselineParams) -> xr.Dataset:
     path = str(spec.path)
     if "://" not in path and not Path(path).exists():
         raise BaselineError(f"baseline {spec.name!r}: evaluation.baselines path {path!r}: no such zarr store")
+    options = resolve_env_references(spec.storage_options, f"evaluation.baselines[{spec.name}].storage_options")
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Failed to open Zarr store with consolidated metadata", RuntimeWarning)
-            ds = xr.open_zarr(path, storage_options=spec.storage_options or None, chunks={}, decode_timedelta=True, consolidated=None)
+            ds = xr.open_zarr(path, storage_options=options or None, chunks={}, decode_timedelta=True, consolidated=None)
     except Exception as exc:  # noqa: BLE001 - re-raised naming the baseline
         raise BaselineError(f"baseline {spec.name!r}: cannot open {path!r} as zarr: {type(exc).__name__}: {exc}") from None
     try:

@@ -17,7 +17,7 @@ One file per section (``data``, ``statistics``, ``graph``, ``model``,
 ``training``, ``evaluation``, ``registry``, ``runtime`` with its Kubernetes
 schema in ``k8s``), the shared pieces (``base``: the strict model and
 :class:`ParamsError`; ``times``: :class:`TimeWindow`; ``target``: the
-``_target_`` resolver; ``secrets``: masking), the whole contract and the
+``_target_`` resolver; ``secrets``: masking and ``${env:NAME}`` references), the whole contract and the
 sections each stage reads (``root``), and reading it (``loader``). Import
 every name from ``zonda.params``.
 """
@@ -52,7 +52,19 @@ from zonda.params.model import FusedKernels, ModelParams
 from zonda.params.registry import PromotionParams, RegistryParams
 from zonda.params.root import Params, SECTIONS, STAGE_RUNTIME_FIELDS, STAGE_SECTIONS, SectionNotGiven
 from zonda.params.runtime import ImagesParams, RuntimeParams
-from zonda.params.secrets import MASK, NOT_SECRET_VALUES, SECRET_WORDS, is_secret_key, mask_secrets
+from zonda.params.secrets import (
+    ENV_REFERENCE,
+    MASK,
+    NOT_SECRET_VALUES,
+    SECRET_ENV_PREFIX,
+    SECRET_WORDS,
+    env_reference,
+    env_references,
+    is_secret_key,
+    mask_secrets,
+    resolve_env_references,
+    secret_env_name,
+)
 from zonda.params.statistics import StatisticsParams
 from zonda.params.target import TargetSpec
 from zonda.params.times import TimeWindow
@@ -72,6 +84,7 @@ __all__ = [
     "CoarsenParams",
     "DataParams",
     "DistributedLaunchParams",
+    "ENV_REFERENCE",
     "EarlyStoppingParams",
     "EvaluationParams",
     "FORMAT_SUFFIXES",
@@ -98,6 +111,7 @@ __all__ = [
     "ResourcesParams",
     "RolloutParams",
     "RuntimeParams",
+    "SECRET_ENV_PREFIX",
     "SECRET_WORDS",
     "SECTIONS",
     "STAGE_RUNTIME_FIELDS",
@@ -114,11 +128,15 @@ __all__ = [
     "Toleration",
     "TrainingParams",
     "apply_overrides",
+    "env_reference",
+    "env_references",
     "is_secret_key",
     "load_params",
     "mask_secrets",
     "params_from_json",
+    "resolve_env_references",
     "resolve_params_path",
+    "secret_env_name",
     "validate_params",
     "write_resolved",
 ]

@@ -16,7 +16,7 @@ from zonda.params.graph import GraphParams
 from zonda.params.model import ModelParams
 from zonda.params.registry import RegistryParams
 from zonda.params.runtime import RuntimeParams
-from zonda.params.secrets import MASK, mask_secrets
+from zonda.params.secrets import MASK, mask_secrets, secret_env_name
 from zonda.params.statistics import StatisticsParams
 from zonda.params.times import TimeWindow
 from zonda.params.training import TrainingParams
@@ -144,21 +144,59 @@ class Params(Strict):
         return yaml.safe_dump(self.public_dict(), sort_keys=False)
 
     def secret_paths(self) -> list[str]:
-        """Dotted paths of the values :meth:`public_dict` masks."""
-        found: list[str] = []
+        """Dotted paths of the values :meth:`public_dict` masks whole (the values of secret-looking keys)."""
+        return [path for path, whole in self._masked_paths() if whole]
+
+    def url_credential_paths(self) -> list[str]:
+        """Dotted paths of the strings holding a URL password (``https://user:password@host``), masked in part."""
+        return [path for path, whole in self._masked_paths() if not whole]
+
+    def _masked_paths(self) -> list[tuple[str, bool]]:
+        """(dotted path, masked whole) of every value :meth:`public_dict` changes."""
+        found: list[tuple[str, bool]] = []
 
         def walk(a: Any, b: Any, path: str) -> None:
             if b == MASK and a != MASK:
-                found.append(path)
+                found.append((path, True))
             elif isinstance(a, dict):
                 for k in a:
                     walk(a[k], b[k], f"{path}.{k}" if path else str(k))
             elif isinstance(a, list):
                 for i, (x, y) in enumerate(zip(a, b)):
                     walk(x, y, f"{path}.{i}")
+            elif isinstance(a, str) and a != b:
+                found.append((path, False))
 
         walk(self.resolved_dict(), self.public_dict(), "")
         return found
+
+    def with_secret_references(self) -> tuple["Params", dict[str, str]]:
+        """These params with every literal secret (:meth:`secret_paths`) replaced by a ``${env:NAME}`` reference
+        (``NAME`` from :func:`secret_env_name`), and the variables that carry them (name -> value).
+
+        What a local run hands its tasks: the pipeline inputs hold references, the tasks' environment the values.
+        A secret that is a mapping or a list travels as one reference per string inside it; other values as text.
+        """
+        data, env = self.resolved_dict(), {}
+
+        def reference(value: Any, path: str) -> Any:
+            if isinstance(value, dict):
+                return {k: reference(v, f"{path}.{k}") for k, v in value.items()}
+            if isinstance(value, list):
+                return [reference(v, f"{path}.{i}") for i, v in enumerate(value)]
+            if value is None or isinstance(value, bool):
+                return value
+            env[secret_env_name(path)] = str(value)
+            return f"${{env:{secret_env_name(path)}}}"
+
+        for path in self.secret_paths():
+            *parents, last = path.split(".")
+            node = data
+            for part in parents:
+                node = node[int(part)] if isinstance(node, list) else node[part]
+            key = int(last) if isinstance(node, list) else last
+            node[key] = reference(node[key], path)
+        return (Params.model_validate(data) if env else self), env
 
     def section_hash(self, *sections: str) -> str:
         """sha256 of the canonical JSON of some sections (what a stage's output depends on)."""

@@ -4,7 +4,9 @@
   step, epoch, global-batch loss, learning rate, rollout length and the wall
   time since the previous batch (data loading included), and each
   validation's metrics, and carries them through checkpoints (a resumed run's
-  history starts at step 0); :meth:`TrainingHistory.summary` gives the steady-state
+  history starts at step 0); each validation is also written at once, atomically,
+  to a sidecar beside the checkpoints, so one that ran after the last checkpoint
+  and before a crash is in the resumed history too; :meth:`TrainingHistory.summary` gives the steady-state
   throughput (median step time, first batch of an epoch and batches after a
   validation left out).
 * :class:`MlflowExtras` (rank 0) logs what Lightning's ``MLFlowLogger`` does
@@ -18,15 +20,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics as pystats
 import time
 import warnings
+from pathlib import Path
 from typing import Any, Mapping
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from zonda.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +44,28 @@ class TrainingHistory(Callback):
     before it (0 for the first batch) and ``lr`` the learning rate it used;
     validations record the steps done.
 
+    Validations survive a crash between checkpoints: each is written at once
+    (atomically) to ``sidecar``, and a resumed run takes from the sidecar beside
+    the checkpoint it starts from (``resumed_from``) the validation at the
+    checkpoint's step if its own history lacks it: Lightning does not repeat a
+    validation that ran after the checkpoint was written (a checkpoint saved at an
+    epoch's last batch precedes that epoch's validation). It scored the
+    checkpoint's weights, so it is the uninterrupted run's. Later validations are
+    not taken: the resumed run redoes their steps and validates them itself.
+    A history holds one validation per step (the weights after that many steps):
+    a repeat (the final validation of a run resumed from its final checkpoint)
+    is not recorded again.
+
     Args:
       global_batch_size: samples per optimisation micro-step over all ranks (for throughput).
+      sidecar: where this run writes its validations (None: nowhere).
+      resumed_from: the checkpoint this run resumes from (None: a fresh run).
     """
 
-    def __init__(self, global_batch_size: int) -> None:
+    def __init__(self, global_batch_size: int, *, sidecar: Path | None = None, resumed_from: Path | None = None) -> None:
         self.global_batch_size = int(global_batch_size)
+        self.sidecar = sidecar
+        self.resumed_from = resumed_from
         self.steps: list[dict[str, Any]] = []
         self.validations: list[dict[str, Any]] = []
         self._last: float | None = None
@@ -59,6 +81,34 @@ class TrainingHistory(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.steps = [dict(s) for s in state_dict.get("steps", [])]
         self.validations = [dict(v) for v in state_dict.get("validations", [])]
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A resumed run (its checkpoint's history loaded) takes the validations its checkpoint missed."""
+        if self.resumed_from is None or not trainer.is_global_zero:
+            return
+        source = Path(self.resumed_from).parent / SIDECAR_FILE
+        if not source.is_file():
+            return
+        step = int(trainer.global_step)
+        if any(v["global_step"] == step for v in self.validations):
+            return
+        taken = [dict(v) for v in json.loads(source.read_text()).get("validations", []) if v.get("global_step") == step]
+        if taken:
+            self.validations.append(taken[0])
+            log.info("resumed at step %d: its validation, run after the checkpoint, taken from %s", step, source)
+
+    def record_validation(self, trainer: L.Trainer, metrics: Mapping[str, Any], **extra: Any) -> None:
+        """Records a validation of the weights after ``trainer.global_step`` steps (rank 0; once per step), and
+        writes the validations so far to the sidecar."""
+        if not trainer.is_global_zero:
+            return
+        if any(v["global_step"] == int(trainer.global_step) for v in self.validations):
+            return  # the same weights scored again: already recorded
+        self.validations.append(
+            {"global_step": int(trainer.global_step), "epoch": int(trainer.current_epoch), **extra, **metrics}
+        )
+        if self.sidecar is not None:
+            write_json_atomic(self.sidecar, {"validations": self.validations})
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last = time.perf_counter()
@@ -95,9 +145,8 @@ class TrainingHistory(Callback):
         self._after_validation = False
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.is_global_zero and not trainer.sanity_checking:
-            metrics = getattr(pl_module, "validation_metrics", {}) or {}
-            self.validations.append({"global_step": int(trainer.global_step), "epoch": int(trainer.current_epoch), **metrics})
+        if not trainer.sanity_checking and trainer.state.fn == "fit":  # trainer.validate: the caller records it
+            self.record_validation(trainer, getattr(pl_module, "validation_metrics", {}) or {})
 
     def summary(self) -> dict[str, Any]:
         """Median step time and samples/s over the steady batches (all batches if none is steady)."""
@@ -115,6 +164,10 @@ class TrainingHistory(Callback):
 
     def as_dict(self) -> dict[str, Any]:
         return {"summary": self.summary(), "steps": self.steps, "validations": self.validations}
+
+
+#: The file beside the checkpoints that every validation is written to as it ends (:class:`TrainingHistory`).
+SIDECAR_FILE = "validations.json"
 
 
 def log_lineage(client: Any, run_id: str, lineage: Mapping[str, str], snapshot_uri: str, name: str) -> None:

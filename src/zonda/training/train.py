@@ -9,7 +9,8 @@
     checkpoints/            best-*.ckpt (top-k by the monitored metric) + last.ckpt, each with .sha256;
                             last.ckpt: every training.checkpoint.every_n_train_steps steps (else
                             every epoch), and the final state (max_steps, last epoch, early stop,
-                            SIGTERM/preemption)
+                            SIGTERM/preemption); validations.json: every validation so far, written
+                            as each ends (a resumed run takes those its checkpoint missed)
     history.json            per-step loss / lr / step time, every validation's metrics
     params.resolved.yaml    the fully resolved params
     manifest.json           written last: the run's summary (its presence marks a complete run)
@@ -64,7 +65,14 @@ from zonda.outputs import write_output
 from zonda.params import RESOLVED_PARAMS_FILENAME, Params
 from zonda.provenance import MANIFEST_FILENAME, code_version, read_manifest, sha256_id
 from zonda.statistics import load_statistics
-from zonda.training.callbacks import CheckpointOnPreemption, MlflowExtras, SaveFinalState, StopAtMaxSteps, TrainingHistory
+from zonda.training.callbacks import (
+    SIDECAR_FILE,
+    CheckpointOnPreemption,
+    MlflowExtras,
+    SaveFinalState,
+    StopAtMaxSteps,
+    TrainingHistory,
+)
 from zonda.training.checkpoints import SafeCheckpointIO, digest_path, load_training_checkpoint
 from zonda.training.data import SnapshotDataModule
 from zonda.training.errors import TrainingInputError
@@ -140,7 +148,7 @@ def _prepare_out_dir(out_dir: Path, keep: Path | None) -> None:
         inside = keep is not None and keep.resolve().parent == ckpt_dir.resolve()
         if not inside:
             for f in ckpt_dir.iterdir():
-                if f.is_file() and (f.suffix == ".ckpt" or f.name.endswith(".ckpt.sha256")):
+                if f.is_file() and (f.suffix == ".ckpt" or f.name.endswith(".ckpt.sha256") or f.name == SIDECAR_FILE):
                     f.unlink()
     ckpt_dir.mkdir(exist_ok=True)
 
@@ -341,7 +349,7 @@ def train(
 
     # -- the plumbing
     logger, cbs = (_tracking(params, mlflow_run_id, start_path, start_meta, lineage, snapshot_dir) if track else (False, []))
-    history = TrainingHistory(global_batch_size=t.batch_size)
+    history = TrainingHistory(global_batch_size=t.batch_size, sidecar=ckpt_dir / SIDECAR_FILE, resumed_from=start_path)
     ckpt_cbs, best_cb = _checkpoint_callbacks(t, ckpt_dir)
     cbs = [history, *cbs, *ckpt_cbs]
     if t.early_stopping.enabled:
@@ -362,11 +370,8 @@ def train(
     # Score the final weights if the last step was not validated.
     if t.limit_val_batches != 0 and module.last_validation_step != trainer.global_step:
         trainer.validate(module, datamodule=datamodule, verbose=False)
-        if trainer.is_global_zero and module.validation_metrics:
-            history.validations.append(
-                {"global_step": int(trainer.global_step), "epoch": int(trainer.current_epoch), "final": True,
-                 **module.validation_metrics}
-            )
+        if module.validation_metrics:
+            history.record_validation(trainer, module.validation_metrics, final=True)
     if trainer.global_step == 0:
         raise TrainingInputError(
             f"{out_dir}: training ran no optimisation step (check training.max_epochs, limit_train_batches and the "
