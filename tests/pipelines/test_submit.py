@@ -223,7 +223,7 @@ def test_an_unreachable_host_fails_fast_naming_it(aifs, capsys) -> None:
 # ------------------------------------------------------------------ local runs of a cluster preset
 
 
-def test_cluster_preset_without_kfp_host_fails_in_seconds_and_creates_nothing(tmp_path: Path) -> None:
+def test_cluster_preset_without_kfp_host_fails_in_its_preflight_and_creates_nothing(tmp_path: Path) -> None:
     """params/aifs.yaml run locally: the preflight stops it before any MLflow run or KFP output exists."""
     overrides = []
     try:
@@ -234,14 +234,12 @@ def test_cluster_preset_without_kfp_host_fails_in_seconds_and_creates_nothing(tm
         overrides = ["data.source.path=/nonexistent/era5.zarr"]
     out_root = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k not in ("KFP_HOST", "MLFLOW_TRACKING_URI", "ZONDA_GIT_SHA")}
-    start = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "pipelines.run", "run", "--params", "params/aifs.yaml",
          f"runtime.output_root={out_root}", *overrides],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 2, proc.stderr
-    assert time.monotonic() - start < 30
     assert "data.source.path" in proc.stderr
     created = sorted(p.relative_to(out_root).as_posix() for p in out_root.rglob("*")) if out_root.exists() else []
     assert created == [], f"a failed preflight left {created} under runtime.output_root"
