@@ -22,11 +22,13 @@ from pathlib import Path
 
 from kfp import local
 
+from pipelines.console import runner_output
 from pipelines.containers import ContainerRunError, docker_runner
 from pipelines.containers import preflight as container_preflight
 from pipelines.submit import main_submit, run_name_for
 from pipelines.zonda_pipeline import build_pipeline, compile_pipeline
 from zonda import snapshot_store, stage_cache, tracking
+from zonda.console import VERBOSE_ENV, console_line, verbose
 from zonda.data import dvc_source
 from zonda.data.sources import SourceError, preflight
 from zonda.params import ParamsError, Params, load_params, params_from_json, secret_env_name
@@ -89,6 +91,9 @@ def run_local(params: Params, *, runner: str = "subprocess", container_user: str
 
     A credential in clear in ``params`` becomes a ``${env:ZONDA_SECRET_...}`` reference in every pipeline
     input, its value a variable of this process's environment (inherited by the tasks, passed to containers).
+
+    The runner's whole output goes to ``<pipeline root>/<run name>.log`` and the console shows the
+    tasks' console lines only (:mod:`pipelines.console`), unless ``ZONDA_VERBOSE=1`` (``-v``).
     """
     if runner not in RUNNERS:
         raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, not {runner!r}")
@@ -111,24 +116,27 @@ def _run_local(params: Params, *, runner: str, container_user: str) -> dict:
         # the task user makes the pipeline root, so that the tasks can write it
         container_preflight(params, pipeline_root=root, user=container_user)
     name = run_name_for(params)
-    # The pipeline's MLflow run exists before the tasks start, so every stage's run nests under it.
-    run_id = tracking.start_pipeline_run(params, run_name=name, tags={"zonda.orchestrator": "kfp-local"})
-    os.environ[tracking.PARENT_RUN_ENV] = run_id
-    try:
-        found = stage_cache.locate(params) if stage_cache.reuse_enabled() else {}
-        if set(found) == set(stage_cache.UPSTREAM):
-            _record_all_reused(params, found)
-        else:
-            _run_kfp_local(params, root, name, runner=runner, container_user=container_user)
-    except BaseException:
-        tracking.end_pipeline_run(params, run_id, failed=True)
-        raise
-    finally:
-        os.environ.pop(tracking.PARENT_RUN_ENV, None)
-    tracking.end_pipeline_run(params, run_id, failed=False)
+    log_path = root / f"{name}.log"
+    print(f"pipeline {name}: {runner} runner, pipeline root {root}" + ("" if verbose() else f", log {log_path}"), flush=True)
+    with runner_output(log_path, verbose=verbose()):
+        # The pipeline's MLflow run exists before the tasks start, so every stage's run nests under it.
+        run_id = tracking.start_pipeline_run(params, run_name=name, tags={"zonda.orchestrator": "kfp-local"})
+        os.environ[tracking.PARENT_RUN_ENV] = run_id
+        try:
+            found = stage_cache.locate(params) if stage_cache.reuse_enabled() else {}
+            if set(found) == set(stage_cache.UPSTREAM):
+                _record_all_reused(params, found)
+            else:
+                _run_kfp_local(params, root, name, runner=runner, container_user=container_user)
+        except BaseException:
+            tracking.end_pipeline_run(params, run_id, failed=True)
+            raise
+        finally:
+            os.environ.pop(tracking.PARENT_RUN_ENV, None)
+        tracking.end_pipeline_run(params, run_id, failed=False)
     found = stage_cache.locate(params)
     outputs = {OUTPUT_NAMES[stage]: str(path) for stage, path in found.items()}
-    return {"run_name": name, "pipeline_root": str(root), "outputs": {**outputs, "mlflow_run_id": run_id}}
+    return {"run_name": name, "pipeline_root": str(root), "log": str(log_path), "outputs": {**outputs, "mlflow_run_id": run_id}}
 
 
 def _run_kfp_local(params: Params, root: Path, name: str, *, runner: str, container_user: str) -> None:
@@ -154,7 +162,7 @@ def _record_all_reused(params: Params, found: dict[str, Path]) -> None:
 
     for stage, path in found.items():
         manifest = read_manifest(path) or {}
-        print(f"{stage}: reused {stage_cache.output_id(stage, manifest)} from {path}", flush=True)
+        print(console_line(f"{stage}: reused {stage_cache.output_id(stage, manifest)} from {path}"), flush=True)
         record_reuse(params_from_json(json.dumps(params.for_stage(stage))), stage, manifest, path, path, mlflow_run_id=None)
 
 
@@ -164,6 +172,7 @@ def print_local_summary(params: Params, result: dict) -> None:
     print("\n" + "=" * 78)
     print(f"zonda pipeline run {result['run_name']} finished")
     print(f"  KFP local pipeline root: {result['pipeline_root']}")
+    print(f"  runner log   {result['log']}  (each stage's log: <its output>.log)")
     order = ["snapshot", "statistics", "graph", "model", "evaluation", "registration"]
     for name in sorted(outputs, key=lambda n: order.index(n) if n in order else len(order)):
         print(f"  {name:<12} {outputs[name]}")
@@ -189,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("compile", "run"):
         p = sub.add_parser(name)
+        p.add_argument(
+            "-v", "--verbose", action="store_true",
+            help="the whole output of the runner and the tasks on the console (else in the logs; ZONDA_VERBOSE=1)",
+        )
         p.add_argument("--params", default=os.environ.get("PARAMS", DEFAULT_PARAMS))
         p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
         if name == "compile":
@@ -209,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
                 help="--runner docker: tasks run as the image's user (uid 10001, as on a cluster) or as you",
             )
     args = parser.parse_args(argv)
+    if args.verbose:
+        os.environ[VERBOSE_ENV] = "1"  # the tasks (child processes) inherit it
     try:
         params = load_params(args.params, args.overrides)
     except ParamsError as exc:

@@ -67,7 +67,7 @@ def test_a_snapshot_no_op_says_so(synthetic_params, tmp_path: Path, capsys: pyte
     out = tmp_path / "snapshot"
     argv = ["snapshot", "--params", str(params_file), "--out", str(out), "--no-mlflow", "-q"]
     assert main(argv) == 0
-    first = capsys.readouterr().out
+    first = capsys.readouterr().out.splitlines()[-1]  # the command's result, after the stage's console lines
     assert main(argv) == 0
     second = capsys.readouterr().out
     assert first.startswith("snapshot sha256:") and first.rstrip().endswith(f"written to {out}")

@@ -105,13 +105,14 @@ def test_a_stage_params_file_reads_back_as_the_same_stage_params(tmp_path: Path)
 
 
 def _messages(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "zonda.stage_cache"]
+    """The console's "reused" lines."""
+    return [r.getMessage() for r in caplog.records if r.name == "zonda.console" and ": reused " in r.getMessage()]
 
 
 def test_unchanged_inputs_reuse_earlier_outputs_and_a_changed_section_reruns_only_its_stages(
     synthetic_params, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="zonda.stage_cache")
+    caplog.set_level(logging.INFO, logger="zonda.console")
     params = synthetic_params()
     first = {"snapshot": tmp_path / "a" / "snapshot", "statistics": tmp_path / "a" / "statistics", "graph": tmp_path / "a" / "graph"}
     snap = snapshot_stage(params, first["snapshot"], track=False, progress=False)
@@ -157,7 +158,7 @@ def test_a_code_change_or_a_different_upstream_changes_the_input_key(synthetic_p
 
 
 def test_reuse_can_be_turned_off(synthetic_params, tmp_path: Path, monkeypatch, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="zonda.stage_cache")
+    caplog.set_level(logging.INFO, logger="zonda.console")
     params = synthetic_params()
     snapshot_stage(params, tmp_path / "a", track=False, progress=False)
     monkeypatch.setenv(stage_cache.REUSE_ENV, "0")

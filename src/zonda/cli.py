@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable
 
+from zonda.console import VERBOSE_ENV
 from zonda.params import RuntimeParams
 
 DEFAULT_PARAMS = "local"  # a preset name: params/local.yaml of this checkout, from any directory
@@ -182,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="zonda", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"zonda {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, all of it on the console (else in <out>.log beside a stage's output)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     params = sub.add_parser("params", help="show or check resolved params").add_subparsers(dest="action", required=True)
@@ -308,6 +310,8 @@ def _fetch_alias(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_fetch_alias(list(sys.argv[1:] if argv is None else argv)))
+    if args.verbose:
+        os.environ[VERBOSE_ENV] = "1"  # every message on the console, in child processes too (zonda.console)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

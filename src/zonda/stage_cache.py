@@ -23,19 +23,18 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import logging
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import zonda
+from zonda.console import CONSOLE
 from zonda.data.fingerprint import source_fingerprint
 from zonda.files import atomic_dir, link_or_copy, read_json_file, write_json_atomic
 from zonda.params import Params
 from zonda.provenance import canonical_json_hash, read_manifest, write_manifest
 
-log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
 
@@ -151,7 +150,7 @@ def reuse(params: Params, stage: str, key: str, out_dir: PathLike) -> dict[str, 
     if source.resolve() != out_dir.resolve():
         with atomic_dir(out_dir) as tmp:
             shutil.copytree(source, tmp, copy_function=link_or_copy, dirs_exist_ok=True)
-    log.info("%s: reused %s from %s", stage, output_id(stage, manifest), source)
+    CONSOLE.info("%s: reused %s from %s", stage, output_id(stage, manifest), source)
     return manifest
 
 

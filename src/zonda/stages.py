@@ -13,7 +13,9 @@ register       snapshot, statistics, graph, model, eval    registry decision
 
 The KFP components (``pipelines/components.py``), the DVC stages (``dvc.yaml``)
 and the ``zonda`` CLI all call these functions, so a stage behaves the same
-whichever way it is started. Every stage has the same shape:
+whichever way it is started. Every stage runs inside :func:`zonda.console.stage_log`
+(:func:`_logged`): its whole log goes to ``<out_dir>.log`` beside its output, the
+console gets one line when it starts and one when it ends. Every stage has the same shape:
 
 1. :func:`_check_tracking` — before any compute, an MLflow server that does not answer fails at once;
 2. :func:`_run_or_reuse` — the earlier output with the same input key (its params
@@ -36,13 +38,16 @@ child process for DDP, or a TrainJob/PyTorchJob), chosen by ``launch``.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from zonda import snapshot_store, stage_cache, tracking
+from zonda.console import adopt_library_loggers, bars, stage_log
 from zonda.data import dvc_source
 from zonda.data.fingerprint import source_fingerprint
 from zonda.evaluation.run import HEADLINE_FILE, RESULTS_FILE, SUMMARY_FILE, run_evaluation
@@ -60,6 +65,27 @@ from zonda.statistics import STATISTICS_FILENAME, build_statistics
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
+StageFunction = TypeVar("StageFunction", bound=Callable[..., dict[str, Any]])
+
+
+def _logged(stage: str) -> Callable[[StageFunction], StageFunction]:
+    """Runs the stage inside :func:`zonda.console.stage_log` (its log file beside ``out_dir``, one console
+    line at start and end) with ``progress`` narrowed to :func:`zonda.console.bars` (bars on a terminal only)."""
+
+    def wrap(func: StageFunction) -> StageFunction:
+        signature = inspect.signature(func)
+
+        @functools.wraps(func)
+        def run(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            with stage_log(stage, bound.arguments["out_dir"]):
+                bound.arguments["progress"] = bars(bound.arguments["progress"])
+                return func(*bound.args, **bound.kwargs)
+
+        return run  # type: ignore[return-value]
+
+    return wrap
 
 
 def _record(
@@ -76,6 +102,7 @@ def _record(
 ) -> None:
     import mlflow  # MLflow boundary
 
+    adopt_library_loggers()
     with tracking.stage_run(params, mlflow_run_id, stage) as run:
         if lead_metrics is not None:
             log_lead_metrics(lead_metrics, run.info.run_id)
@@ -92,6 +119,7 @@ def _check_tracking(params: Params, track: bool) -> None:
     """Before any compute: a stage that logs to MLflow fails at once, naming the URI, if the server does not answer."""
     if track:
         tracking.check_reachable(params)
+        adopt_library_loggers()  # MLflow's own handler, if it was imported just now
 
 
 def _run_or_reuse(
@@ -126,6 +154,7 @@ def record_reuse(params: Params, stage: str, manifest: dict[str, Any], out_dir: 
     _record(params, stage, manifest, out_dir, mlflow_run_id=mlflow_run_id, tags={"zonda.reused_from": str(source)})
 
 
+@_logged("snapshot")
 def snapshot_stage(
     params: Params, out_dir: PathLike, *, mlflow_run_id: str | None = None, track: bool = True, progress: bool = True
 ) -> dict[str, Any]:
@@ -155,6 +184,7 @@ def snapshot_stage(
     return manifest
 
 
+@_logged("statistics")
 def statistics_stage(
     params: Params,
     snapshot_dir: PathLike,
@@ -181,6 +211,7 @@ def statistics_stage(
     return manifest
 
 
+@_logged("graph")
 def graph_stage(
     params: Params,
     snapshot_dir: PathLike,
@@ -222,6 +253,7 @@ def graph_stage(
     return manifest
 
 
+@_logged("train")
 def train_stage(
     params: Params,
     snapshot_dir: PathLike,
@@ -255,6 +287,7 @@ def train_stage(
     return manifest
 
 
+@_logged("evaluate")
 def evaluate_stage(
     params: Params,
     snapshot_dir: PathLike,
@@ -290,6 +323,7 @@ def evaluate_stage(
     return manifest
 
 
+@_logged("register")
 def register_stage(
     params: Params,
     model_dir: PathLike,

@@ -112,6 +112,13 @@ def test_local_pipeline_runs_every_stage_and_logs_to_mlflow(first_run) -> None:
     assert str(version.version) == str(registration["version"])
     assert version.tags["zonda.snapshot_id"].removeprefix("sha256:") == manifest["snapshot_id"].removeprefix("sha256:")
 
+    # each task's whole log beside its output, the runner's (executor JSON and all) in <run>.log
+    for name, stage in (("snapshot", "snapshot"), ("model", "train"), ("evaluation", "evaluate")):
+        task_log = Path(outputs[name] + ".log").read_text()
+        assert f"{stage}: started" in task_log and f"{stage}: done in" in task_log, name
+    assert "DEBUG" in Path(outputs["model"] + ".log").read_text()
+    assert "Got executor_input" in Path(result["log"]).read_text()
+
     # what a CI retraining job posts to its summary once the (remote) run has succeeded
     report = pipeline_report(ci_params, result["run_name"])
     assert "### Scorecard" in report and "| geopotential/500 [m**2 s**-2] | 1d |" in report

@@ -123,6 +123,20 @@ def test_training_run_records_system_metrics_every_interval():
     assert not [k for k in c.get_run(off["mlflow_run_id"]).data.metrics if k.startswith("system/")]
 
 
+def test_the_loss_of_each_rollout_step_is_logged_by_lead_and_averages_to_the_loss():
+    """rollout_loss is the mean of its steps' losses, so the logged steps must average to train/loss at every step."""
+    out, manifest = support.tracked_run()
+    c = client()
+    run_id = manifest["mlflow_run_id"]
+    total = {m.step: m.value for m in c.get_metric_history(run_id, "train/loss_step")}
+    per_lead = [{m.step: m.value for m in c.get_metric_history(run_id, f"train/loss/{h}h")} for h in (6, 12)]  # R = 2
+    assert total and all(set(lead) == set(total) for lead in per_lead)
+    for step, value in total.items():
+        assert (per_lead[0][step] + per_lead[1][step]) / 2 == pytest.approx(value, rel=1e-5), step
+        assert per_lead[0][step] != pytest.approx(per_lead[1][step], rel=1e-3)  # two losses, not one copied
+    assert c.get_metric_history(run_id, "train/loss/18h") == []  # no third step in a 2-step rollout
+
+
 def test_resume_continues_the_mlflow_run_and_fork_starts_a_new_one():
     out, manifest = support.tracked_run()
     last = out / "checkpoints" / "last.ckpt"

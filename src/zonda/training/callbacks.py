@@ -16,12 +16,16 @@
   network, GPU when available) sampled every ``training.system_metrics_interval_s``
   seconds while training runs, with a last sample when it ends, so even a run
   shorter than one interval has a row.
+* :class:`ProgressLines` (rank 0) says how training goes in plain lines on the
+  console (:data:`zonda.console.CONSOLE`) where no progress bar is drawn: every
+  few optimisation steps, at each validation and at the end of each epoch.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import statistics as pystats
 import time
 import warnings
@@ -32,6 +36,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from zonda.console import CONSOLE
 from zonda.files import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -168,6 +173,60 @@ class TrainingHistory(Callback):
 
 #: The file beside the checkpoints that every validation is written to as it ends (:class:`TrainingHistory`).
 SIDECAR_FILE = "validations.json"
+
+
+class ProgressLines(Callback):
+    """Training progress as console lines (rank 0), for consoles without a progress bar.
+
+    ``train: epoch E/M step S/T loss L (N s)`` every ``every_n_steps`` optimisation steps (by default a
+    tenth of the run, at least 1), ``train: epoch E/M done at step S/T ...`` at the end of each epoch and
+    ``train: validation at step S: val/loss V`` after each validation. ``T`` is ``max_steps`` when given
+    (``training.max_steps``, which :class:`StopAtMaxSteps` enforces), else ``~T``, Lightning's estimate
+    (from the first epoch's batches; a rollout curriculum changes later epochs' count).
+    """
+
+    def __init__(self, *, max_steps: int | None = None, every_n_steps: int | None = None) -> None:
+        self.max_steps = max_steps
+        self.every_n_steps = every_n_steps
+        self._total: int | None = None
+        self._of = ""
+        self._every = 1
+        self._said = -1
+        self._started = time.monotonic()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        estimate = trainer.estimated_stepping_batches  # from the first epoch's batches: later ones may differ
+        estimate = int(estimate) if math.isfinite(estimate) else None
+        if self.max_steps and (estimate is None or self.max_steps <= estimate):
+            self._total, self._of = self.max_steps, f"/{self.max_steps}"
+        else:
+            self._total, self._of = estimate, f"/~{estimate}" if estimate else ""
+        self._every = self.every_n_steps or (max(1, self._total // 10) if self._total else 50)
+        self._started = time.monotonic()
+
+    def _line(self, trainer: L.Trainer, what: str) -> None:
+        loss = trainer.callback_metrics.get("train/loss_step", trainer.callback_metrics.get("train/loss"))
+        shown = f" loss {float(loss):.4g}" if loss is not None else ""
+        CONSOLE.info(
+            "train: epoch %d/%d %sstep %d%s%s (%.0f s)", trainer.current_epoch + 1, trainer.max_epochs or 0, what,
+            trainer.global_step, self._of, shown, time.monotonic() - self._started,
+        )
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        step = int(trainer.global_step)
+        if trainer.is_global_zero and step > 0 and step % self._every == 0 and step != self._said:
+            self._said = step
+            self._line(trainer, "")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self._line(trainer, "done at ")
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero and not trainer.sanity_checking:
+            value = trainer.callback_metrics.get("val/loss")
+            if value is not None:
+                CONSOLE.info("train: validation at step %d: val/loss %.4g", trainer.global_step, float(value))
 
 
 def log_lineage(client: Any, run_id: str, lineage: Mapping[str, str], snapshot_uri: str, name: str) -> None:

@@ -8,7 +8,10 @@ checkpointing, logging) is the Trainer's business (:mod:`zonda.training.train`).
   through every step; the loss is :func:`~zonda.training.losses.rollout_loss`
   (GraphCast's: area- and channel-weighted MSE of the predicted states in
   units of the 6-hour tendency std, averaged over steps). Logs ``train/loss``
-  (mean over data-parallel ranks, so the curve is the global batch's),
+  (mean over data-parallel ranks, so the curve is the global batch's), the
+  loss of each rollout step by its lead, ``train/loss/6h``, ``train/loss/12h``,
+  ... (their mean is ``train/loss``: a longer rollout adds later, larger
+  errors, which is why ``train/loss`` grows with the curriculum),
   ``train/lr`` and ``train/rollout_steps``.
 * validation: a 4-step (24 h) rollout of every validation sample. Logs
   ``val/loss`` (the same rollout loss, 4 steps) and, per channel, the
@@ -40,6 +43,7 @@ from zonda.training.data import VALIDATION_STEPS
 from zonda.training.errors import NonFiniteLossError
 from zonda.training.losses import channel_weights, rollout_loss
 from zonda.training.schedulers import build_scheduler
+from zonda.variables import TIME_STEP_HOURS
 
 #: Validation leads scored as RMSE: name -> rollout step (1-based).
 VALIDATION_LEADS = {"6h": 1, "24h": 4}
@@ -48,6 +52,11 @@ VALIDATION_LEADS = {"6h": 1, "24h": 4}
 def metric_name(name: str, level: int | None, lead: str) -> str:
     """``val/rmse/geopotential/500/6h`` or ``val/rmse/surface_pressure/6h``."""
     return f"val/rmse/{name}/{lead}" if level is None else f"val/rmse/{name}/{level}/{lead}"
+
+
+def step_loss_name(step: int) -> str:
+    """MLflow name of the loss of rollout step ``step`` (1-based), by its lead: ``train/loss/6h`` for step 1."""
+    return f"train/loss/{step * TIME_STEP_HOURS}h"
 
 
 class ForecastModule(L.LightningModule):
@@ -109,6 +118,8 @@ class ForecastModule(L.LightningModule):
         size = batch["states"].shape[0]
         self._check_finite(result.loss, batch_idx)
         self.log("train/loss", result.loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=size)
+        for k, step_loss in enumerate(result.step_losses.detach(), start=1):  # (R,): train/loss is their mean
+            self.log(step_loss_name(k), step_loss, on_step=True, on_epoch=False, sync_dist=True, batch_size=size)
         self.log("train/lr", float(self.trainer.optimizers[0].param_groups[0]["lr"]), on_step=True, on_epoch=False,
                  prog_bar=True, batch_size=size)
         self.log("train/rollout_steps", float(batch["targets"].shape[1]), on_step=True, on_epoch=False, batch_size=size)

@@ -46,6 +46,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProg
 from lightning.pytorch.loggers import MLFlowLogger
 
 from zonda import tracking
+from zonda.console import adopt_library_loggers
 from zonda.files import link_or_copy, write_json_atomic
 from zonda.graph import load_graph
 from zonda.graph.io import MANIFEST_FILE
@@ -69,6 +70,7 @@ from zonda.training.callbacks import (
     SIDECAR_FILE,
     CheckpointOnPreemption,
     MlflowExtras,
+    ProgressLines,
     SaveFinalState,
     StopAtMaxSteps,
     TrainingHistory,
@@ -302,7 +304,8 @@ def train(
       out_dir: where the outputs go (see the module docstring).
       mlflow_run_id: the pipeline's MLflow run to log into; None: the resumed
         checkpoint's run (``resume_from``) or a new run.
-      progress: Rich progress bar and model summary.
+      progress: Rich progress bar and model summary (on a terminal); otherwise progress lines
+        (:class:`~zonda.training.callbacks.ProgressLines`) on :data:`zonda.console.CONSOLE`.
       track: log to MLflow at all.
       callbacks: extra Lightning callbacks.
 
@@ -311,6 +314,7 @@ def train(
       0; ``{"kind": ..., "rank": r}`` on the other ranks.
     """
     started = time.time()
+    adopt_library_loggers()  # Lightning's and MLflow's own console handlers, if imported inside a stage
     t = params.training
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / CHECKPOINT_DIR
@@ -355,8 +359,7 @@ def train(
     if t.early_stopping.enabled:
         es = t.early_stopping
         cbs.append(EarlyStopping(monitor=es.monitor, patience=es.patience, mode=es.mode))
-    if progress:
-        cbs.append(RichProgressBar())
+    cbs.append(RichProgressBar() if progress else ProgressLines(max_steps=t.max_steps if t.max_steps > 0 else None))
     cbs.extend(callbacks)
     trainer = _trainer(t, cbs, logger, datamodule.reload_every_n_epochs, out_dir, progress)
     history.global_batch_size = t.batch_size * int(trainer.world_size)
