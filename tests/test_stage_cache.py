@@ -16,7 +16,7 @@ import yaml
 from pipelines.zonda_pipeline import compile_pipeline
 from tests.support.repo import REPO
 from zonda import stage_cache
-from zonda.params import STAGE_SECTIONS, ParamsError, load_params, params_from_json
+from zonda.params import STAGE_SECTIONS, ParamsError, load_params, params_from_json, write_resolved
 from zonda.stages import graph_stage, snapshot_stage, statistics_stage
 
 UPSTREAM_ARTIFACTS = {
@@ -96,8 +96,6 @@ def test_a_stage_reading_a_section_it_did_not_declare_fails_loudly() -> None:
 
 
 def test_a_stage_params_file_reads_back_as_the_same_stage_params(tmp_path: Path) -> None:
-    from zonda.params import write_resolved
-
     params = load_params(REPO / "params" / "ci.yaml")
     stage_params = params_from_json(json.dumps(params.for_stage("train")))
     reread = load_params(write_resolved(stage_params, tmp_path))  # what `zonda train` reads in the KFP train task

@@ -11,7 +11,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from pipelines.run import pin_run_inputs, resolved_for_run, run_local
+from pipelines.run import OUTPUT_NAMES, pin_run_inputs, resolved_for_run, run_local
 from tests.support.dvc_data_repo import ZARR_PATH, make_data_repo
 from tests.support.repo import REPO
 from zonda.evaluation.per_init import read_per_init
@@ -161,8 +161,6 @@ def test_changing_evaluation_reruns_only_evaluate_and_register(first_run) -> Non
 
 
 def _output(stage: str) -> str:
-    from pipelines.run import OUTPUT_NAMES
-
     return OUTPUT_NAMES[stage]
 
 
