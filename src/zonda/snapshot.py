@@ -37,7 +37,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,7 +45,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
-import zarr
 from tqdm.auto import tqdm
 
 from zonda.data import dvc_source
@@ -58,7 +56,7 @@ from zonda.data.time_steps import selected_times
 from zonda.data.truth_states import MANIFEST_KEY as TRUTH_STATES_KEY
 from zonda.data.truth_states import split_states, write_truth_states
 from zonda.data.validation import check_structure, check_values
-from zonda.files import read_json_file, write_json_atomic
+from zonda.files import consolidate_zarr, read_json_file, write_json_atomic
 from zonda.integrity import IntegrityError, file_entry, tree_entries, verify_file, verify_tree
 from zonda.outputs import write_output
 from zonda.params import Params
@@ -349,9 +347,7 @@ def _write_zarr(
         )
         bar.update(b - a)
     bar.close()
-    with warnings.catch_warnings():  # zarr notes that v3 consolidated metadata is an extension; xarray reads it
-        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part", category=UserWarning)
-        zarr.consolidate_metadata(str(path))  # plain xr.open_zarr(path) opens it without a warning
+    consolidate_zarr(path)  # plain xr.open_zarr(path) opens it without a warning
     return hasher.digest(ds)
 
 

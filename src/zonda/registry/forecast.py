@@ -21,7 +21,7 @@ from typing import Any
 
 import xarray as xr
 
-from zonda.files import atomic_path
+from zonda.files import atomic_path, consolidate_zarr
 from zonda.registry.errors import RegistryError
 from zonda.registry.inputs import open_initial_state, parse_lead
 from zonda.registry.pyfunc_model import LEAD_PARAM
@@ -68,6 +68,7 @@ def write_atomic(ds: xr.Dataset, out_path: PathLike) -> Path:
             ds.to_netcdf(tmp, engine="h5netcdf")
         else:
             ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False)
+            consolidate_zarr(tmp)  # plain xr.open_zarr opens it without a warning
     return out_path
 
 
