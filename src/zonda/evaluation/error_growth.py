@@ -1,9 +1,10 @@
 """The model's error growth as a small table per lead: ``error_growth.csv`` (DVC's plots file).
 
 One row per lead (``lead_hours``), one column per headline variable holding
-the model's global RMSE (``rmse.geopotential.500``: :func:`column` of the
-headline spec, the headline key without its lead). ``dvc.yaml`` declares this
-file as the pipeline's error-growth plot; ``dvc plots show`` draws it.
+the model's global RMSE (``rmse_geopotential_500``: :func:`column` of the
+headline spec; underscores, since Vega-Lite, which draws DVC's plots, reads a
+dot in a field name as a nested field). ``dvc.yaml`` declares this file as the
+pipeline's error-growth plot; ``dvc plots show`` draws it.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ METRIC = "rmse"
 
 
 def column(spec: str) -> str:
-    """CSV column of one headline variable: ``geopotential/500`` -> ``rmse.geopotential.500``."""
+    """CSV column of one headline variable: ``geopotential/500`` -> ``rmse_geopotential_500``."""
     name, level = parse_headline(spec)
-    return ".".join([METRIC, name] + ([str(level)] if level is not None else []))
+    return "_".join([METRIC, name] + ([str(level)] if level is not None else []))
 
 
 def error_growth_table(results: xr.Dataset, headline_variables: Sequence[str]) -> pd.DataFrame:
