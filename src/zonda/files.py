@@ -28,12 +28,10 @@ import shutil
 import socket
 import sys
 import uuid
-import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
 import psutil
-import zarr
 
 log = logging.getLogger(__name__)
 
@@ -283,12 +281,3 @@ def read_json_file(path: PathLike, what: str, error: type[Exception] = ValueErro
     except json.JSONDecodeError as exc:
         raise error(f"{path}: not valid JSON: {exc}") from None
 
-
-def consolidate_zarr(path: PathLike) -> Path:
-    """Writes consolidated metadata into the zarr store at ``path`` so that plain ``xr.open_zarr(path)``
-    opens it without a warning; zarr's note that v3 consolidated metadata is an extension is silenced
-    (xarray reads it)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part", category=UserWarning)
-        zarr.consolidate_metadata(str(path))
-    return Path(path)

@@ -56,12 +56,13 @@ from zonda.data.time_steps import selected_times
 from zonda.data.truth_states import MANIFEST_KEY as TRUTH_STATES_KEY
 from zonda.data.truth_states import split_states, write_truth_states
 from zonda.data.validation import check_structure, check_values
-from zonda.files import consolidate_zarr, read_json_file, write_json_atomic
+from zonda.files import read_json_file, write_json_atomic
 from zonda.integrity import IntegrityError, file_entry, tree_entries, verify_file, verify_tree
 from zonda.outputs import write_output
 from zonda.params import Params
 from zonda.provenance import canonical_json_hash, code_version, read_manifest
 from zonda.variables import TIME_STEP, variable
+from zonda.zarr_files import consolidate_zarr
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ import numpy as np
 import xarray as xr
 
 from zonda.data.locations import SourceError, check_fsspec_backend, protocol
-from zonda.files import consolidate_zarr
 from zonda.params import DataParams
 from zonda.provenance import canonical_json_hash
 from zonda.variables import DIM_ALIASES, grib_renames
+from zonda.zarr_files import consolidate_zarr
 
 
 HELDSUAREZ_CACHE_VERSION = 2  # 2: the truth's spectral states over the test split are kept

@@ -47,7 +47,7 @@ from zonda.evaluation.headline import headline_series
 from zonda.evaluation.per_init import PER_INIT_FILE, PER_INIT_METRICS, per_init_scores, write_per_init
 from zonda.evaluation.regions import WB2_REGIONS
 from zonda.evaluation.results import global_region
-from zonda.files import consolidate_zarr, read_json_file, write_json_atomic, write_text_atomic
+from zonda.files import read_json_file, write_json_atomic, write_text_atomic
 from zonda.models.forecaster import inference_device
 from zonda.models.saved import load_forecaster, read_model_card
 from zonda.params import Params, write_resolved
@@ -55,6 +55,7 @@ from zonda.provenance import code_version, read_manifest, write_manifest
 from zonda.snapshot import DATA_DIRNAME, open_snapshot
 from zonda.snapshot_reader import SnapshotReader
 from zonda.variables import TIME_STEP_HOURS, forecast_cf_attrs, lead_timedeltas
+from zonda.zarr_files import consolidate_zarr
 
 log = logging.getLogger(__name__)
 

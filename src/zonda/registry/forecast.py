@@ -21,10 +21,11 @@ from typing import Any
 
 import xarray as xr
 
-from zonda.files import atomic_path, consolidate_zarr
+from zonda.files import atomic_path
 from zonda.registry.errors import RegistryError
 from zonda.registry.inputs import open_initial_state, parse_lead
 from zonda.registry.pyfunc_model import LEAD_PARAM
+from zonda.zarr_files import consolidate_zarr
 
 PathLike = str | os.PathLike[str]
 
