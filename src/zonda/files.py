@@ -280,4 +280,3 @@ def read_json_file(path: PathLike, what: str, error: type[Exception] = ValueErro
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise error(f"{path}: not valid JSON: {exc}") from None
-
