@@ -13,9 +13,10 @@ import pytest
 import xarray as xr
 import yaml
 
-import registry_fixtures as rf
 import zonda.data.sources as sources
-from conftest import REPO, synthetic_dataset
+from tests.support import registry_builders as rf
+from tests.support.repo import REPO
+from tests.support.synthetic import synthetic_dataset
 from zonda.evaluation import read_results
 from zonda.evaluation.climatology import compute_climatology
 from zonda.evaluation.error_growth import ERROR_GROWTH_FILE, LEAD_HOURS, column
