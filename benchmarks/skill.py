@@ -37,6 +37,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from zonda.evaluation import global_region, read_results
+from zonda.evaluation.spectra import SPECTRAL_RATIO_LIMIT, WAVENUMBER, max_spectral_ratio, read_spectra, spectral_ratio
+
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("snapshot", "statistics", "graph", "train", "evaluate")
 HEADLINE = ("geopotential/500", "temperature/850", "u_component_of_wind/250")
@@ -145,8 +148,6 @@ def spectrum_ratio(evaluation: Path, days: float = 5.0) -> dict[str, float] | No
     """At ``days``, over the headline variables: the largest forecast / truth zonal power ratio over wavenumbers
     >= 1 (``max``) and the first wavenumber where any variable's ratio exceeds 2 (``first_above_2``: the scales
     down to the one before it are free of grid-scale noise). None when the evaluation has no spectra at that lead."""
-    from zonda.evaluation.spectra import SPECTRAL_RATIO_LIMIT, WAVENUMBER, max_spectral_ratio, read_spectra, spectral_ratio
-
     path = evaluation / "spectra.nc"
     if not path.is_file():
         return None
@@ -192,10 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'stability':<10} {times['stability']:7.1f} s", flush=True)
         (out / "times.json").write_text(json.dumps(times))
 
-    from zonda.evaluation import read_results
-
-    results = read_results(out / "evaluation" / "results.nc")
-    stability = read_results(stability_dir / "results.nc")
+    results = global_region(read_results(out / "evaluation" / "results.nc"))
+    stability = global_region(read_results(stability_dir / "results.nc"))
     measured = goals(results, stability, spectrum_ratio(out / "evaluation"))
     print(f"\n## {args.params}: scores on {results.attrs.get('n_init_times', '?')} initial times\n")
     print("\n".join(headline_table(results)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -63,6 +64,14 @@ def test_dvc_repro_reproduces_every_stage(dvc_repo) -> None:
 
     again = _run([dvc, "repro"], repo, env)
     assert "Running stage" not in again  # nothing changed: nothing re-runs
+    assert "up to date" in _run([dvc, "status"], repo, env)
+
+    # the declared metrics are the evaluation's headline scores, the plot its error growth per lead
+    metrics = json.loads(_run([dvc, "metrics", "show", "--json"], repo, env).splitlines()[-1])
+    (shown,) = [entry["data"]["data/evaluation/headline.json"]["data"] for entry in metrics.values()]
+    assert shown == json.loads((repo / "data" / "evaluation" / "headline.json").read_text())
+    plots = _run([dvc, "plots", "show", "--json"], repo, env)
+    assert "error_growth" in plots and "lead_hours" in plots
 
     _run([dvc, "push"], repo, env)
     remote = repo / ".dvc-remote"

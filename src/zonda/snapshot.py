@@ -37,7 +37,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,7 +45,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
-import zarr
 from tqdm.auto import tqdm
 
 from zonda.data import dvc_source
@@ -64,6 +62,7 @@ from zonda.outputs import write_output
 from zonda.params import Params
 from zonda.provenance import canonical_json_hash, code_version, read_manifest
 from zonda.variables import TIME_STEP, variable
+from zonda.zarr_files import consolidate_zarr
 
 log = logging.getLogger(__name__)
 
@@ -349,9 +348,7 @@ def _write_zarr(
         )
         bar.update(b - a)
     bar.close()
-    with warnings.catch_warnings():  # zarr notes that v3 consolidated metadata is an extension; xarray reads it
-        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part", category=UserWarning)
-        zarr.consolidate_metadata(str(path))  # plain xr.open_zarr(path) opens it without a warning
+    consolidate_zarr(path)  # plain xr.open_zarr(path) opens it without a warning
     return hasher.digest(ds)
 
 

@@ -9,7 +9,7 @@ code base spells a unit string.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 
@@ -146,3 +146,35 @@ def grib_renames() -> dict[str, str]:
 def names_of_kind(kind: Kind) -> list[str]:
     """Names of all catalogue variables of one kind, in catalogue order."""
     return [v.name for v in _CATALOGUE if v.kind == kind]
+
+
+#: CF attributes of the WB2 coordinates of a forecast store (``time`` = initialisation time,
+#: ``prediction_timedelta`` = lead). Datetime/timedelta coordinates carry no ``units``: xarray encodes those.
+FORECAST_COORDINATE_ATTRS: dict[str, dict[str, str]] = {
+    "time": {"standard_name": "forecast_reference_time", "long_name": "initialisation time", "axis": "T"},
+    "prediction_timedelta": {"standard_name": "forecast_period", "long_name": "lead time of the forecast"},
+    "level": {
+        "units": "hPa", "standard_name": "air_pressure", "long_name": "pressure level", "positive": "down", "axis": "Z",
+    },
+    "latitude": {"units": "degrees_north", "standard_name": "latitude", "long_name": "latitude", "axis": "Y"},
+    "longitude": {"units": "degrees_east", "standard_name": "longitude", "long_name": "longitude", "axis": "X"},
+}
+CF_CONVENTIONS = "CF-1.8"
+
+
+def forecast_cf_attrs(ds: Any) -> Any:
+    """``ds`` (an ``xarray.Dataset`` in the WB2 forecast layout) with CF attributes: those of
+    :data:`FORECAST_COORDINATE_ATTRS` on its coordinates, each catalogued variable's units,
+    long_name and standard_name, and ``Conventions``; other attributes are kept."""
+    ds = ds.copy()
+    for name, attrs in FORECAST_COORDINATE_ATTRS.items():
+        if name in ds.coords:
+            ds[name].attrs.update(attrs)
+    for name in ds.data_vars:
+        if name in VARIABLES:
+            meta = VARIABLES[name]
+            ds[name].attrs.update({"units": meta.units, "long_name": meta.long_name})
+            if meta.standard_name:
+                ds[name].attrs["standard_name"] = meta.standard_name
+    ds.attrs["Conventions"] = CF_CONVENTIONS
+    return ds

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -43,7 +45,13 @@ def test_forecast_writes_the_wb2_forecast_layout(champion_uri, tmp_path):
     init_path = rf.write_zarr(init, tmp_path / "init.zarr")
     out = forecast(champion_uri, init_path, "12h", tmp_path / "forecast.zarr")
 
-    ds = xr.open_zarr(out, consolidated=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # plain xr.open_zarr, as a user opens it: consolidated, no warning
+        ds = xr.open_zarr(out)
+    assert ds.attrs["Conventions"] == "CF-1.8"
+    assert ds["time"].attrs["standard_name"] == "forecast_reference_time"
+    assert ds["prediction_timedelta"].attrs["standard_name"] == "forecast_period"
+    assert ds["latitude"].attrs["units"] == "degrees_north" and ds["level"].attrs["units"] == "hPa"
     for name in p.data.variables:
         leading = ("time", "prediction_timedelta")
         expected = leading + (("level",) if variable(name).has_levels else ()) + ("latitude", "longitude")

@@ -21,6 +21,7 @@ from zonda.data.locations import SourceError, check_fsspec_backend, protocol
 from zonda.params import DataParams, resolve_env_references
 from zonda.provenance import canonical_json_hash
 from zonda.variables import DIM_ALIASES, grib_renames
+from zonda.zarr_files import consolidate_zarr
 
 
 HELDSUAREZ_CACHE_VERSION = 2  # 2: the truth's spectral states over the test split are kept
@@ -162,6 +163,7 @@ def open_heldsuarez_source(data: DataParams, cache_dir: Path, progress: bool = T
         tmp = cache_dir / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
         try:
             ds.to_zarr(tmp, zarr_format=3, mode="w", consolidated=False)
+            consolidate_zarr(tmp)  # plain xr.open_zarr opens it without a warning
             if not target.exists():  # another process may have finished first
                 os.replace(tmp, target)
         finally:

@@ -3,8 +3,9 @@
 Typical use (the KFP evaluate step)::
 
     clim = compute_climatology(train, mode=params.climatology)
-    results = evaluate_with_baselines(forecast, truth, clim, progress=True)
-    write_results(stack_models(results), "results.nc")
+    regional = evaluate_with_baselines(forecast, truth, clim, regions=WB2_REGIONS, progress=True)
+    write_results(stack_models(regional), "results.nc")
+    results = {name: global_region(res) for name, res in regional.items()}
     scores = headline_scores(results["model"], params.headline_variables, params.headline_lead_days)
     plot_scorecard(results, "scorecard.png", params.headline_variables, params.headline_lead_days)
     plot_error_growth(results, "error_growth.png", params.headline_variables)
@@ -20,10 +21,12 @@ from zonda.evaluation.climatology import climatology_at, compute_climatology, re
 from zonda.evaluation.headline import headline_key, headline_scores, lead_label, parse_headline
 from zonda.evaluation.metrics import acc, bias, latitude_weights, mse, rmse, scores, spatial_mean
 from zonda.evaluation.plots import plot_error_growth, plot_maps, plot_scorecard, plot_spectra
+from zonda.evaluation.regions import GLOBAL, REGION_DIM, WB2_REGIONS, Region
 from zonda.evaluation.results import (
     METRICS,
     evaluate,
     evaluate_with_baselines,
+    global_region,
     read_results,
     stack_models,
     unstack_models,
@@ -42,7 +45,11 @@ from zonda.evaluation.spectra import (
 from zonda.evaluation.summary import compare, console_verdict, markdown_summary, write_summary
 
 __all__ = [
+    "GLOBAL",
     "METRICS",
+    "REGION_DIM",
+    "Region",
+    "WB2_REGIONS",
     "acc",
     "bias",
     "climatology_at",
@@ -53,6 +60,7 @@ __all__ = [
     "evaluate",
     "evaluate_with_baselines",
     "forecast_spectra",
+    "global_region",
     "headline_key",
     "headline_scores",
     "latitude_weights",

@@ -18,6 +18,7 @@ from typing import Iterator
 import numpy as np
 import xarray as xr
 
+from zonda.evaluation.regions import GLOBAL, REGION_DIM
 from zonda.evaluation.results import read_results
 
 MODEL_PREFIX = "test"
@@ -34,12 +35,12 @@ def lead_series(results: xr.Dataset) -> Iterator[tuple[str, int, float]]:
     (:func:`zonda.evaluation.results.stack_models`).
     """
     hours = (results["lead_time"].values // np.timedelta64(1, "h")).astype(int)  # (lead,)
-    regions = [str(r) for r in results["region"].values] if "region" in results.dims else [None]
+    regions = [str(r) for r in results[REGION_DIM].values] if REGION_DIM in results.dims else [None]
     for forecast in results["model"].values:
         prefix = MODEL_PREFIX if str(forecast) == "model" else str(forecast)
         for region in regions:
-            where = {"model": forecast} | ({"region": region} if region is not None else {})
-            scope = None if region in (None, "global") else region
+            where = {"model": forecast} | ({REGION_DIM: region} if region is not None else {})
+            scope = None if region in (None, GLOBAL) else region  # global scores keep the unscoped names
             for variable, da in results.data_vars.items():
                 da = da.sel(where)
                 levels = [int(x) for x in da["level"].values] if "level" in da.dims else [None]

@@ -22,9 +22,12 @@ of the inputs (``mse``: units squared; ``acc``: dimensionless).
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import xarray as xr
 
+from zonda.evaluation.regions import REGION_DIM, Region
 from zonda.grid import cell_area_weights
 
 SPATIAL_DIMS = ("latitude", "longitude")
@@ -74,7 +77,11 @@ def _bias_kernel(f: np.ndarray, o: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def _acc_kernel(fa: np.ndarray, oa: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Per-sample ACC of anomalies; 0 where the forecast anomaly is identically 0 (see anomaly_correlation)."""
-    cov, var_f, var_o = _wmean(fa * oa, w), _wmean(fa**2, w), _wmean(oa**2, w)
+    return _correlation(_wmean(fa * oa, w), _wmean(fa**2, w), _wmean(oa**2, w))
+
+
+def _correlation(cov: np.ndarray, var_f: np.ndarray, var_o: np.ndarray) -> np.ndarray:
+    """``cov / sqrt(var_f var_o)``; 0 where the forecast anomaly is identically 0 and the truth's is not."""
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov / np.sqrt(var_f * var_o)
     return np.where((var_f == 0) & (var_o > 0), 0.0, corr)
@@ -212,16 +219,41 @@ def scores(
     climatology: xr.DataArray,
     *,
     time_dim: str | None = "time",
+    regions: Sequence[Region] | None = None,
 ) -> dict[str, xr.DataArray]:
     """``{"rmse", "mse", "bias", "acc"}`` in one pass (one alignment, one float64 copy).
 
     Same definitions as :func:`rmse`, :func:`mse`, :func:`bias`, :func:`acc`.
+    With ``regions`` (e.g. :data:`zonda.evaluation.regions.WB2_REGIONS`) every
+    score gains a leading ``region`` dim, one entry per region in order: the
+    spatial means use the global area weights restricted to the region's rows
+    and renormalised (WB2's regional scores); the global region's values are
+    identical to those without ``regions``.
     """
     template, f, o, c, w = _prepared(forecast, truth, climatology)
-    mse_t = _time_mean(_wrap(_mse_kernel(f, o, w), template), time_dim)
-    return {
-        "rmse": np.sqrt(mse_t),
-        "mse": mse_t,
-        "bias": _time_mean(_wrap(_bias_kernel(f, o, w), template), time_dim),
-        "acc": _time_mean(_wrap(_acc_kernel(f - c, o - c, w), template), time_dim),
+    if regions is None:
+        mse_t = _time_mean(_wrap(_mse_kernel(f, o, w), template), time_dim)
+        return {
+            "rmse": np.sqrt(mse_t),
+            "mse": mse_t,
+            "bias": _time_mean(_wrap(_bias_kernel(f, o, w), template), time_dim),
+            "acc": _time_mean(_wrap(_acc_kernel(f - c, o - c, w), template), time_dim),
+        }
+    lat = template["latitude"].values
+    area = latitude_weights(lat).values
+    fa, oa = f - c, o - c
+    # zonal means once, (..., lat); each region is then one (lat,) dot product, as _wmean does
+    zonal = {
+        "sq": ((f - o) ** 2).mean(axis=-1), "err": (f - o).mean(axis=-1),
+        "cov": (fa * oa).mean(axis=-1), "var_f": (fa**2).mean(axis=-1), "var_o": (oa**2).mean(axis=-1),
     }
+    per_region: dict[str, list[xr.DataArray]] = {"mse": [], "bias": [], "acc": []}
+    for region in regions:
+        wr = region.weights(area, lat)  # (lat,) sums to 1
+        m = {k: v @ wr for k, v in zonal.items()}
+        per_region["mse"].append(_time_mean(_wrap(m["sq"], template), time_dim))
+        per_region["bias"].append(_time_mean(_wrap(m["err"], template), time_dim))
+        per_region["acc"].append(_time_mean(_wrap(_correlation(m["cov"], m["var_f"], m["var_o"]), template), time_dim))
+    names = xr.DataArray(np.array([r.name for r in regions], dtype=str), dims=[REGION_DIM], name=REGION_DIM)
+    out = {k: xr.concat(v, dim=names).transpose(REGION_DIM, ...) for k, v in per_region.items()}
+    return {"rmse": np.sqrt(out["mse"]), **out}

@@ -1,12 +1,15 @@
 """Evaluation of a forecast against the truth, in the WeatherBench2 results layout.
 
 :func:`evaluate` returns one data variable per forecast variable with dims
-``(metric, lead_time[, level])``: ``metric`` holds ``rmse``, ``mse``,
+``(metric, lead_time[, region][, level])``: ``metric`` holds ``rmse``, ``mse``,
 ``bias``, ``acc`` (definitions in :mod:`zonda.evaluation.metrics`; averages
 over the forecast's init times), ``lead_time`` is timedelta64[ns].
 Values are in the variable's units (``mse``: units squared, ``acc``:
 dimensionless). Dataset attrs record the init times covered and the
-climatology used for the ACC.
+climatology used for the ACC. With ``regions`` (the evaluation stage passes
+:data:`~zonda.evaluation.regions.WB2_REGIONS`) the scores gain WB2's
+``region`` dim; every reader of a results file picks the global region with
+:func:`global_region` (headline numbers, plots, summaries are global).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import zonda.evaluation.metrics as metrics
 from zonda.evaluation.alignment import INIT_DIM, LEAD_DIM, forecast_axes, truth_for_lead
 from zonda.evaluation.baselines import climatology_forecast, persistence_forecast
 from zonda.evaluation.climatology import climatology_at
+from zonda.evaluation.regions import GLOBAL, REGION_DIM, Region
 from zonda.files import write_netcdf_atomic
 from zonda.variables import VARIABLES
 
@@ -62,9 +66,9 @@ def _match_levels(da: xr.DataArray, like: xr.DataArray, what: str) -> xr.DataArr
     return da.sel(level=like["level"].values)
 
 
-def _scores_for_lead(f: xr.DataArray, o: xr.DataArray, c: xr.DataArray) -> xr.DataArray:
-    """``(metric, [level])`` scores of one variable at one lead, averaged over init times."""
-    values = metrics.scores(f.compute(), o.compute(), c.compute(), time_dim=INIT_DIM)
+def _scores_for_lead(f: xr.DataArray, o: xr.DataArray, c: xr.DataArray, regions: Sequence[Region] | None) -> xr.DataArray:
+    """``(metric, [region], [level])`` scores of one variable at one lead, averaged over init times."""
+    values = metrics.scores(f.compute(), o.compute(), c.compute(), time_dim=INIT_DIM, regions=regions)
     return xr.concat([values[m] for m in METRICS], dim=_label_dim("metric", METRICS), coords="minimal", compat="override")
 
 
@@ -89,6 +93,7 @@ def evaluate(
     climatology: xr.Dataset,
     *,
     variables: Sequence[str] | None = None,
+    regions: Sequence[Region] | None = None,
     progress: bool = False,
 ) -> xr.Dataset:
     """Scores a WB2-layout forecast against the truth, per variable, level and lead.
@@ -101,11 +106,13 @@ def evaluate(
       climatology: from :func:`zonda.evaluation.climatology.compute_climatology`
         (used for the ACC anomalies).
       variables: which forecast variables; default all with a lead dim.
+      regions: score each of these regions (a ``region`` dim, WB2's layout);
+        default the globe only, without a ``region`` dim.
       progress: show a tqdm bar over (variable, lead) pairs. Each step is
         vectorised over init times and levels.
 
     Returns:
-      Dataset, per variable ``(metric, lead_time[, level])`` float64.
+      Dataset, per variable ``(metric, lead_time[, region][, level])`` float64.
     """
     init, leads = forecast_axes(forecast)
     names = _forecast_variables(forecast, truth, climatology, variables)
@@ -115,7 +122,7 @@ def evaluate(
         f = forecast[name].isel({LEAD_DIM: j}, drop=True).transpose(INIT_DIM, ...)
         o = _match_levels(truth_for_lead(truth[name], init, leads[j], name), f, "truth")
         c = _match_levels(_climatology_for_lead(climatology, name, init, leads[j]), f, "climatology")
-        per_var[name].append(_scores_for_lead(f, o, c))
+        per_var[name].append(_scores_for_lead(f, o, c, regions))
     lead_index = pd.Index(leads, name=LEAD_TIME)
     out = {}
     for name in names:
@@ -137,12 +144,14 @@ def evaluate_with_baselines(
     climatology: xr.Dataset,
     *,
     variables: Sequence[str] | None = None,
+    regions: Sequence[Region] | None = None,
     progress: bool = False,
 ) -> dict[str, xr.Dataset]:
     """Scores the model, persistence and climatology on the forecast's init times and leads.
 
     Returns:
-      ``{"model": ..., "persistence": ..., "climatology": ...}``, each as from :func:`evaluate`.
+      ``{"model": ..., "persistence": ..., "climatology": ...}``, each as from :func:`evaluate`
+      (with ``regions``: a ``region`` dim).
     """
     init, leads = forecast_axes(forecast)
     names = _forecast_variables(forecast, truth, climatology, variables)
@@ -153,7 +162,9 @@ def evaluate_with_baselines(
         persistence = persistence.sel(levels) if "level" in persistence.dims else persistence
         clim = clim.sel(levels) if "level" in clim.dims else clim
     runs = {"model": forecast, "persistence": persistence, "climatology": clim}
-    return {key: evaluate(fc, truth, climatology, variables=names, progress=progress) for key, fc in runs.items()}
+    return {
+        key: evaluate(fc, truth, climatology, variables=names, regions=regions, progress=progress) for key, fc in runs.items()
+    }
 
 
 def stack_models(results: Mapping[str, xr.Dataset]) -> xr.Dataset:
@@ -172,6 +183,21 @@ def unstack_models(stacked: xr.Dataset) -> dict[str, xr.Dataset]:
     return {str(m): stacked.sel({MODEL_DIM: m}, drop=True) for m in stacked[MODEL_DIM].values}
 
 
+def global_region(results: xr.Dataset) -> xr.Dataset:
+    """The global scores of a results Dataset: its ``region="global"`` entry without the ``region`` dim.
+
+    Results without a ``region`` dim (from :func:`evaluate` without ``regions``)
+    are global by construction and come back as they are; results with regions
+    but no global entry raise KeyError.
+    """
+    if REGION_DIM not in results.dims:
+        return results
+    names = [str(r) for r in results[REGION_DIM].values]
+    if GLOBAL not in names:
+        raise KeyError(f"results have no {GLOBAL!r} region (regions {names})")
+    return results.sel({REGION_DIM: GLOBAL}, drop=True)
+
+
 def write_results(results: xr.Dataset, path: str | os.PathLike) -> Path:
     """Writes a results Dataset (from :func:`evaluate` or :func:`stack_models`) to netCDF atomically."""
     return write_netcdf_atomic(results, path)
@@ -181,7 +207,7 @@ def read_results(path: str | os.PathLike) -> xr.Dataset:
     """Reads a results netCDF fully into memory (lead_time as timedelta64, string coords as str)."""
     with xr.open_dataset(path, engine="h5netcdf", decode_timedelta=True) as ds:
         ds = ds.load()
-    for coord in ("metric", MODEL_DIM):
+    for coord in ("metric", MODEL_DIM, REGION_DIM):
         if coord in ds.coords:
             ds = ds.assign_coords({coord: ds[coord].values.astype(str)})
     return ds

@@ -12,14 +12,16 @@ forecasts run) with the WeatherBench2 metrics of :mod:`zonda.evaluation`.
 
 Output directory::
 
-    results.nc        WB2 results layout, one data variable per variable, dims (model, metric, lead_time[, level])
+    results.nc        WB2 results layout, one data variable per variable, dims (model, metric, lead_time, region[, level]),
+                      regions WB2's global, tropics, extra-tropics, northern-/southern-hemisphere
+    error_growth.csv  the model's global RMSE per lead of the headline variables (DVC's plots file)
     baselines/<name>.zarr  each physics baseline's forecasts (WB2 layout), see evaluation.baselines
     headline.json     headline scores (e.g. rmse.geopotential.500.5d) of the model and the baselines
     per_init.nc       the model's rmse/acc headline scores per init time (the promotion gate's paired test)
     summary.md        Markdown summary (the KFP UI shows it); verdict.txt the same verdict as plain text
     spectra.nc, spectra.png  zonal power spectra of every forecast and the truth (zonda.evaluation.spectra)
     scorecard.png, error_growth.png, maps_<variable>_<level>.png
-    forecast.zarr     the model's forecasts
+    forecast.zarr     the model's forecasts (consolidated, CF coordinate and global attributes)
     manifest.json, params.resolved.yaml
 """
 
@@ -39,9 +41,12 @@ from tqdm.auto import tqdm
 
 from zonda import evaluation as ev
 from zonda.channels import ChannelLayout
+from zonda.evaluation.error_growth import ERROR_GROWTH_FILE, write_error_growth
 from zonda.evaluation.external import PreparedBaseline, Target, prepare_baselines
 from zonda.evaluation.headline import headline_series
 from zonda.evaluation.per_init import PER_INIT_FILE, PER_INIT_METRICS, per_init_scores, write_per_init
+from zonda.evaluation.regions import WB2_REGIONS
+from zonda.evaluation.results import global_region
 from zonda.files import read_json_file, write_json_atomic, write_text_atomic
 from zonda.models.forecaster import inference_device
 from zonda.models.saved import load_forecaster, read_model_card
@@ -49,7 +54,8 @@ from zonda.params import Params, write_resolved
 from zonda.provenance import code_version, read_manifest, write_manifest
 from zonda.snapshot import DATA_DIRNAME, open_snapshot
 from zonda.snapshot_reader import SnapshotReader
-from zonda.variables import TIME_STEP_HOURS, lead_timedeltas
+from zonda.variables import TIME_STEP_HOURS, forecast_cf_attrs, lead_timedeltas
+from zonda.zarr_files import consolidate_zarr
 
 log = logging.getLogger(__name__)
 
@@ -111,15 +117,19 @@ def write_forecasts(
     batch_size: int,
     store: Path,
     *,
+    attrs: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> xr.Dataset:
-    """Runs batched autoregressive forecasts and writes them into a zarr store; returns it opened lazily."""
+    """Runs batched autoregressive forecasts and writes them into a zarr store; returns it opened lazily.
+
+    The store carries CF coordinate attributes, ``attrs`` as its global
+    attributes and consolidated metadata (plain ``xr.open_zarr`` opens it without a warning)."""
     device = inference_device()
     forecaster = forecaster.to(device).eval()
     t_in = forecaster.input_steps
-    _forecast_template(layout, latitudes, longitudes, times[inits], steps).to_zarr(
-        store, mode="w", compute=False, zarr_format=3, consolidated=False
-    )
+    template = forecast_cf_attrs(_forecast_template(layout, latitudes, longitudes, times[inits], steps))
+    template.attrs.update(attrs or {})
+    template.to_zarr(store, mode="w", compute=False, zarr_format=3, consolidated=False)
     static = torch.from_numpy(reader.static()).to(device)
     leads = lead_timedeltas(steps)
     bar = tqdm(total=len(inits), desc="forecasts", unit="init", disable=not progress)
@@ -139,7 +149,8 @@ def write_forecasts(
         )
         bar.update(len(batch))
     bar.close()
-    return xr.open_zarr(store, consolidated=False)
+    consolidate_zarr(store)
+    return xr.open_zarr(store)
 
 
 def run_evaluation(
@@ -180,7 +191,7 @@ def run_evaluation(
     out_dir.mkdir(parents=True, exist_ok=True)
     forecast = write_forecasts(
         forecaster, reader, layout, lat, lon, times, inits, steps, params.evaluation.batch_size,
-        out_dir / FORECAST_STORE, progress=progress,
+        out_dir / FORECAST_STORE, attrs=_forecast_attrs(card), progress=progress,
     )
     variables = list(layout.variables)
     train = params.data.splits.train
@@ -191,12 +202,14 @@ def run_evaluation(
     test = params.data.splits.test
     truth = snapshot[variables].sel(time=slice(np.datetime64(test.start), np.datetime64(test.end))).load()
     forecast = forecast.load()
-    results = ev.evaluate_with_baselines(forecast, truth, clim, variables=variables, progress=progress)
+    regional = ev.evaluate_with_baselines(forecast, truth, clim, variables=variables, regions=WB2_REGIONS, progress=progress)
     forecasts = {"model": forecast}
     for baseline in external:
         forecasts[baseline.name] = baseline.load()
-        results[baseline.name] = _score_baseline(baseline, forecasts[baseline.name], truth, clim, out_dir, like=results["model"], progress=progress)
-    ev.write_results(ev.stack_models(results), out_dir / RESULTS_FILE)
+        regional[baseline.name] = _score_baseline(baseline, forecasts[baseline.name], truth, clim, out_dir, like=regional["model"], progress=progress)
+    ev.write_results(ev.stack_models(regional), out_dir / RESULTS_FILE)
+    results = {name: global_region(res) for name, res in regional.items()}  # headline, plots, summary: global
+    write_error_growth(results["model"], spec, out_dir / ERROR_GROWTH_FILE)
     spectra_leads = params.evaluation.spectra_lead_days or leads
     spectra = ev.forecast_spectra(
         {name: fc[[v for v in variables if v in fc.data_vars]] for name, fc in forecasts.items()},
@@ -256,12 +269,27 @@ def _score_baseline(
     if "physics" in baseline.lineage:
         store = out_dir / BASELINES_DIR / f"{baseline.name}.zarr"
         store.parent.mkdir(parents=True, exist_ok=True)
-        forecast.chunk({"time": 1}).to_zarr(store, mode="w", zarr_format=3, consolidated=True)
-    scored = ev.evaluate(forecast, truth, climatology, variables=list(baseline.variables), progress=progress)
+        forecast_cf_attrs(forecast).chunk({"time": 1}).to_zarr(store, mode="w", zarr_format=3, consolidated=False)
+        consolidate_zarr(store)
+    scored = ev.evaluate(
+        forecast, truth, climatology, variables=list(baseline.variables), regions=WB2_REGIONS, progress=progress
+    )
     for name in like.data_vars:
         if name not in scored.data_vars:
             scored[name] = xr.full_like(like[name], np.nan)
     return scored[list(like.data_vars)]
+
+
+def _forecast_attrs(card: dict[str, Any]) -> dict[str, Any]:
+    """Global attributes of ``forecast.zarr``: what made it (model ID, snapshot ID, zonda version)."""
+    return {
+        "title": "zonda forecasts over the test split (WeatherBench2 forecast layout)",
+        "source": f"zonda model {card.get('model_id')}",
+        "model_id": str(card.get("model_id")),
+        "snapshot_id": str(card.get("snapshot_id")),
+        "created_by": f"zonda {code_version()['zonda']}",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def beats_persistence(results: dict[str, xr.Dataset], headline_variables: list[str]) -> dict[str, bool]:

@@ -25,6 +25,7 @@ from zonda.files import atomic_path
 from zonda.registry.errors import RegistryError
 from zonda.registry.inputs import open_initial_state, parse_lead
 from zonda.registry.pyfunc_model import LEAD_PARAM
+from zonda.zarr_files import consolidate_zarr
 
 PathLike = str | os.PathLike[str]
 
@@ -75,6 +76,7 @@ def write_atomic(ds: xr.Dataset, out_path: PathLike) -> Path:
             ds.to_netcdf(tmp, engine="h5netcdf")
         else:
             ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False)
+            consolidate_zarr(tmp)  # plain xr.open_zarr opens it without a warning
     return out_path
 
 

@@ -53,8 +53,14 @@ from zonda.channels import ChannelLayout
 from zonda.models.forecaster import inference_device
 from zonda.models.saved import load_forecaster, read_model_card
 from zonda.registry.errors import InitialStateError
-from zonda.registry.inputs import format_lead, forcing_array, parse_lead, prepare_initial_state, static_array
-from zonda.variables import lead_timedeltas, variable
+from zonda.registry.inputs import (
+    format_lead,
+    forcing_array,
+    parse_lead,
+    prepare_initial_state,
+    static_array,
+)
+from zonda.variables import forecast_cf_attrs, lead_timedeltas, variable
 
 #: Artifact keys of the bundle (``context.artifacts``) and the files/dirs they point to.
 ARTIFACT_MODEL = "model"  # weights.safetensors + model.json
@@ -189,12 +195,7 @@ class ZondaForecastModel(PythonModel):
         return self._describe(ds, steps)
 
     def _describe(self, ds: xr.Dataset, steps: int) -> xr.Dataset:
-        ds["time"].attrs.update(long_name="initialisation time")
-        ds["prediction_timedelta"].attrs.update(long_name="lead time of the forecast")
-        ds["latitude"].attrs.update(units="degrees_north", long_name="latitude")
-        ds["longitude"].attrs.update(units="degrees_east", long_name="longitude")
-        if "level" in ds.coords:
-            ds["level"].attrs.update(units="hPa", long_name="pressure level")
+        ds = forecast_cf_attrs(ds)  # CF coordinate attributes and Conventions, as forecast.zarr has them
         ds.attrs.update(
             title="zonda forecast",
             lead=format_lead(steps),
