@@ -314,7 +314,8 @@ def test_a_real_full_disk_while_rewriting_a_snapshot(tmp_path) -> None:
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["first"] == 0 and result["second"] == 1, run.stderr[-3000:]
     assert f"{disk / 'snap'}: no space left on the device" in run.stderr and "Traceback" not in run.stderr
-    assert result["entries"] == ["snap"]  # no .snap.tmp-* left on the full disk
+    # the kept snapshot and the stage's log beside it (zonda.console), no .snap.tmp-* left on the full disk
+    assert result["entries"] == ["snap", "snap.log"]
     assert result["kept"]
 
 
