@@ -22,7 +22,7 @@ Output directory::
     spectra.nc, spectra.png  zonal power spectra of every forecast and the truth (zonda.evaluation.spectra)
     scorecard.png, error_growth.png, maps_<variable>_<level>.png
     forecast.zarr     the model's forecasts (consolidated, CF coordinate and global attributes)
-    manifest.json, params.resolved.yaml
+    manifest.json, params.resolved.yaml   added by the stage (zonda.outputs.write_output), not here
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ from zonda.evaluation.results import global_region
 from zonda.files import read_json_file, write_json_atomic, write_text_atomic
 from zonda.models.forecaster import inference_device
 from zonda.models.saved import load_forecaster, read_model_card
-from zonda.params import Params, write_resolved
-from zonda.provenance import code_version, read_manifest, write_manifest
+from zonda.params import Params
+from zonda.provenance import code_version, read_manifest
 from zonda.snapshot import DATA_DIRNAME, open_snapshot
 from zonda.snapshot_reader import SnapshotReader
 from zonda.variables import TIME_STEP_HOURS, forecast_cf_attrs, lead_timedeltas
@@ -249,9 +249,7 @@ def run_evaluation(
         "code_version": code_version(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    write_resolved(params, out_dir)
-    write_manifest(out_dir, manifest)
-    return manifest
+    return manifest  # zonda.stages.evaluate_stage finishes the directory (resolved params, manifest last)
 
 
 def _score_baseline(
