@@ -174,18 +174,20 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 }
 
 
-def locate(params: Params) -> dict[str, Path]:
+def locate(params: Params, *, fingerprint: dict[str, Any] | None = None) -> dict[str, Path]:
     """``{stage: output directory}`` of the outputs these params lead to, as far as the index has them.
 
     Walks the stages in pipeline order, each key from the params and the
     upstream outputs found before it (what a pipeline run with these params
-    produced or reused); stops at the first stage with none.
+    produced or reused); stops at the first stage with none. ``fingerprint``:
+    the source's, when the caller has taken it already.
     """
     found: dict[str, Path] = {}
     for stage, upstream in UPSTREAM.items():
         if any(name not in found for name in upstream):
             break
-        hit = find(params, stage, input_key(params, stage, {name: found[name] for name in upstream}))
+        key = input_key(params, stage, {name: found[name] for name in upstream}, fingerprint=fingerprint)
+        hit = find(params, stage, key)
         if hit is None:
             break
         found[stage] = hit[0]

@@ -49,7 +49,7 @@ from typing import Any, Callable, TypeVar
 from zonda import snapshot_store, stage_cache, tracking
 from zonda.console import adopt_library_loggers, bars, stage_log
 from zonda.data import dvc_source
-from zonda.data.fingerprint import source_fingerprint
+from zonda.data.fingerprint import source_fingerprint, submitted_fingerprint
 from zonda.evaluation.run import HEADLINE_FILE, RESULTS_FILE, SUMMARY_FILE, run_evaluation
 from zonda.graph import build_graph, graph_summary, load_graph, save_graph
 from zonda.launch import LAUNCHES, Launch
@@ -156,9 +156,20 @@ def record_reuse(params: Params, stage: str, manifest: dict[str, Any], out_dir: 
 
 @_logged("snapshot")
 def snapshot_stage(
-    params: Params, out_dir: PathLike, *, mlflow_run_id: str | None = None, track: bool = True, progress: bool = True
+    params: Params,
+    out_dir: PathLike,
+    *,
+    submitted_digest: str | None = None,
+    mlflow_run_id: str | None = None,
+    track: bool = True,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Stage 1: builds (or finds) the snapshot of ``params.data`` at ``out_dir``.
+
+    ``submitted_digest``: the source's fingerprint digest taken when the pipeline was submitted (the
+    snapshot task's input, so KFP's cache key follows the source); the source must still have it
+    (:class:`zonda.data.fingerprint.SourceChangedError` otherwise, before anything is read or written)
+    and the manifest records it (``source.fingerprint.submitted_digest``).
 
     With ``runtime.dvc_remote`` set, the snapshot is then pushed to that DVC
     remote by content (:mod:`zonda.snapshot_store`); the manifest returned
@@ -166,7 +177,11 @@ def snapshot_stage(
     """
     _check_tracking(params, track)
     params = snapshot_store.pin(dvc_source.pin(params))
-    fingerprint = source_fingerprint(params.data)  # before any read: what the key says is what was read
+    # before any read: what the key says is what was read
+    if submitted_digest is None:
+        fingerprint = source_fingerprint(params.data)
+    else:
+        fingerprint = submitted_fingerprint(params.data, submitted_digest)
 
     def compute() -> dict[str, Any]:
         return build_snapshot(params, out_dir, progress=progress, fingerprint=fingerprint).manifest

@@ -15,22 +15,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from tests.support.synthetic import synthetic_dataset, write_zarr
+from tests.support.synthetic import append_step, synthetic_dataset, write_zarr
 from zonda import stage_cache
 from zonda.data.fingerprint import FingerprintError, files_fingerprint, source_fingerprint
 from zonda.stages import snapshot_stage
-
-
-def _append_step(store: str, *, zarr_format: int = 3) -> None:
-    """One more 6-hourly step at the end of the store's time axis (as ERA5T grows); a v2 store is reconsolidated."""
-    ds = xr.open_zarr(store, chunks=None, consolidated=zarr_format == 2)
-    last = ds.isel(time=[-1]).load()
-    last = last.assign_coords(time=last["time"].values + np.timedelta64(6, "h"))
-    for var in last.variables.values():
-        var.encoding = {}
-    last[[n for n in last.data_vars if "time" in last[n].dims]].to_zarr(
-        store, append_dim="time", zarr_format=zarr_format, consolidated=zarr_format == 2
-    )
 
 
 @pytest.fixture
@@ -80,7 +68,7 @@ def test_an_unchanged_store_is_reused_and_a_grown_one_is_snapshotted_again(
     again, reused = _stage(params, tmp_path / "snap-again", caplog)
     assert reused and again[stage_cache.KEY_FIELD] == first[stage_cache.KEY_FIELD]
 
-    _append_step(store, zarr_format=zarr_format)
+    append_step(store, zarr_format=zarr_format)
     after = source_fingerprint(params.data)
     assert after["digest"] != before["digest"]
     assert xr.open_zarr(store, consolidated=zarr_format == 2).sizes["time"] == ds.sizes["time"] + 1

@@ -49,6 +49,10 @@ class FingerprintError(SourceError):
     """The source's metadata cannot be listed; the message names data.source.path."""
 
 
+class SourceChangedError(FingerprintError):
+    """The source's fingerprint differs from the one taken when the pipeline was submitted."""
+
+
 def source_fingerprint(data: DataParams) -> dict[str, Any]:
     """``{"method": ..., "digest": sha256 hex, ...counts}`` of ``data.source`` (see the module docstring)."""
     source = data.source
@@ -69,6 +73,32 @@ def source_fingerprint(data: DataParams) -> dict[str, Any]:
         raise FingerprintError(
             f"data.source.path {source.path!r}: cannot list the source to fingerprint it: {type(exc).__name__}: {exc}"
         ) from None
+
+
+def submitted_fingerprint(data: DataParams, submitted_digest: str) -> dict[str, Any]:
+    """The source's fingerprint now, checked against ``submitted_digest`` (the digest the pipeline was given when
+    it was submitted, so that KFP's cache key of the snapshot task holds it); recorded as ``submitted_digest``.
+
+    Raises SourceChangedError naming the source when the two differ: the store changed between the submission
+    and the snapshot task, and what the task would read is not what its cache key says.
+    """
+    fingerprint = source_fingerprint(data)
+    if fingerprint["digest"] != submitted_digest:
+        raise SourceChangedError(
+            f"{_source_label(data)} changed between the pipeline's submission and its snapshot task: its fingerprint "
+            f"was {submitted_digest[:16]} when submitted and is {fingerprint['digest'][:16]} now "
+            f"({fingerprint['method']}); submit the pipeline again so that the snapshot's cache key is that of what it reads"
+        )
+    return {**fingerprint, "submitted_digest": submitted_digest}
+
+
+def _source_label(data: DataParams) -> str:
+    source = data.source
+    if source.kind == "heldsuarez":
+        return "the Held-Suarez source (data.heldsuarez)"
+    if source.kind == "dvc":
+        return f"data.source (dvc repo {source.repo!r}, path {source.path!r})"
+    return f"data.source.path {source.path!r}"
 
 
 def _read_names(data: DataParams) -> set[str]:
