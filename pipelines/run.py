@@ -131,13 +131,14 @@ def _run_local(params: Params, *, runner: str, container_user: str) -> dict:
             else:
                 arguments = run_arguments(params, name, fingerprint=fingerprint)
                 _run_kfp_local(params, root, arguments, runner=runner, container_user=container_user)
+                found = {}
         except BaseException:
             tracking.end_pipeline_run(params, run_id, failed=True)
             raise
         finally:
             os.environ.pop(tracking.PARENT_RUN_ENV, None)
         tracking.end_pipeline_run(params, run_id, failed=False)
-    found = stage_cache.locate(params, fingerprint=fingerprint)
+    found = found or stage_cache.locate(params, fingerprint=fingerprint)  # what the tasks wrote or reused
     outputs = {OUTPUT_NAMES[stage]: str(path) for stage, path in found.items()}
     return {"run_name": name, "pipeline_root": str(root), "log": str(log_path), "outputs": {**outputs, "mlflow_run_id": run_id}}
 
@@ -162,12 +163,10 @@ def _run_kfp_local(params: Params, root: Path, arguments: dict[str, str], *, run
 
 def _record_all_reused(params: Params, found: dict[str, Path]) -> None:
     """Says, and records in MLflow, that every stage reused its earlier output (no task runs)."""
-    from zonda.stages import record_reuse  # torch and MLflow: not loaded before the preflight of every run
-
     for stage, path in found.items():
         manifest = read_manifest(path) or {}
         print(console_line(f"{stage}: reused {stage_cache.output_id(stage, manifest)} from {path}"), flush=True)
-        record_reuse(params_from_json(json.dumps(params.for_stage(stage))), stage, manifest, path, path, mlflow_run_id=None)
+        stage_cache.record_reuse(params_from_json(json.dumps(params.for_stage(stage))), stage, manifest, path, path, mlflow_run_id=None)
 
 
 def print_local_summary(params: Params, result: dict) -> None:

@@ -51,7 +51,6 @@ from zonda.data.locations import SourceError
 from zonda.files import file_sha256, write_text_atomic
 from zonda.params import STAGE_SECTIONS, Params, ParamsError, env_references
 from zonda.provenance import git_commit
-from zonda.registry.report import pipeline_report
 
 TERMINAL_STATES = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED")
 DEFAULT_POLL_S = 15.0
@@ -439,6 +438,9 @@ def submit_package(
             _follow(client, host, result, timeout_s, DEFAULT_POLL_S if poll_s is None else poll_s)
         finally:
             if result.get("state") == "SUCCEEDED":
+                # torch and the evaluation: not loaded by `make run-pipeline` unless a waited run needs the report
+                from zonda.registry.report import pipeline_report
+
                 result["report"] = pipeline_report(params, run_name)
             if summary_path is not None:
                 write_summary(summary_path, result)

@@ -27,7 +27,7 @@ console gets one line when it starts and one when it ends. Every stage has the s
    recorded in the MLflow run ``mlflow_run_id`` when given, otherwise in a run of
    its own (a child of the pipeline's run when ``ZONDA_MLFLOW_PARENT_RUN_ID`` is
    set), or not at all with ``track=False``; a reused output's run is tagged
-   ``zonda.reused_from`` (:func:`record_reuse`).
+   ``zonda.reused_from`` (:func:`zonda.stage_cache.record_reuse`).
 
 A seventh stage copies :func:`graph_stage`: its library function writes into
 the temporary directory it is given and returns the manifest; the stage passes
@@ -149,11 +149,6 @@ def _run_or_reuse(
     return manifest, None
 
 
-def record_reuse(params: Params, stage: str, manifest: dict[str, Any], out_dir: PathLike, source: Path, *, mlflow_run_id: str | None) -> None:
-    """The MLflow record of a reused output (a stage run tagged ``zonda.reused_from``): nothing is recomputed."""
-    _record(params, stage, manifest, out_dir, mlflow_run_id=mlflow_run_id, tags={"zonda.reused_from": str(source)})
-
-
 @_logged("snapshot")
 def snapshot_stage(
     params: Params,
@@ -216,7 +211,7 @@ def statistics_stage(
         lambda: build_statistics(params, snapshot_dir, out_dir, progress=progress),
     )
     if track and reused:
-        record_reuse(params, "statistics", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
+        stage_cache.record_reuse(params, "statistics", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
     elif track:
         _record(
             params, "statistics", manifest, out_dir, mlflow_run_id=mlflow_run_id,
@@ -256,7 +251,7 @@ def graph_stage(
         params, "graph", out_dir, {"snapshot": snapshot_dir}, lambda: write_output(params, out_dir, write)
     )
     if track and reused:
-        record_reuse(params, "graph", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
+        stage_cache.record_reuse(params, "graph", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
     elif track:
         summary = graph_summary(load_graph(out_dir))
         _record(
@@ -298,7 +293,7 @@ def train_stage(
         ),
     )
     if track and reused:
-        record_reuse(params, "train", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
+        stage_cache.record_reuse(params, "train", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
     return manifest
 
 
@@ -325,7 +320,7 @@ def evaluate_stage(
     upstream = {"snapshot": snapshot_dir, "statistics": statistics_dir, "graph": graph_dir, "train": model_dir}
     manifest, reused = _run_or_reuse(params, "evaluate", out_dir, upstream, lambda: write_output(params, out_dir, write))
     if track and reused:
-        record_reuse(params, "evaluate", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
+        stage_cache.record_reuse(params, "evaluate", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
     elif track:
         plots = sorted(out_dir.glob("*.png"))
         _record(
@@ -375,7 +370,7 @@ def register_stage(
                 "evaluate": evaluation_dir}
     manifest, reused = _run_or_reuse(params, "register", out_dir, upstream, compute)
     if reused:  # the model version registered then is the one these inputs give: none is added
-        record_reuse(params, "register", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
+        stage_cache.record_reuse(params, "register", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
     else:
         _record(params, "register", manifest, out_dir, mlflow_run_id=run_ids[0])  # register_model set the tags
     return manifest
