@@ -53,6 +53,8 @@ HASH_LOCAL_FILES_UP_TO = 64 * 2**20
 #: Chunk HEAD requests in flight at once; an object store lists this many objects per request.
 HEAD_CONCURRENCY = 16
 LISTING_PAGE = 1000
+#: Filesystems without requests: a chunk costs a stat whether asked for or listed, so the selected ones are asked for.
+IN_PROCESS_PROTOCOLS = {"file", "local", "memory"}
 
 # The fields of an fsspec info dict that change when an object is rewritten, most specific first.
 _VERSION_FIELDS = ("ETag", "etag", "md5Hash", "generation", "version_id", "mtime", "LastModified", "last_modified",
@@ -250,9 +252,11 @@ def _selected_indices(fs: Any, root: str, time_array: str, steps: np.ndarray, *,
 
 def _entries(fs: Any, root: str, array: str, keys: list[str], *, total: int) -> list[list[Any]]:
     """``[name, size, version]`` of each chunk key of ``array`` (size and version None when not written): asked
-    for one by one when that takes fewer round trips than listing the array's ``total`` chunks, else listed."""
+    for one by one on a local or in-memory filesystem (a stat each, where a listing stats every object) and on
+    a remote store when that takes fewer round trips than listing the array's ``total`` chunks, else listed."""
     names = [f"{root}/{array}/{key}" for key in keys]
-    if -(-len(names) // HEAD_CONCURRENCY) < -(-total // LISTING_PAGE):
+    in_process = bool(IN_PROCESS_PROTOCOLS & set(np.atleast_1d(fs.protocol)))
+    if in_process or -(-len(names) // HEAD_CONCURRENCY) < -(-total // LISTING_PAGE):
         with ThreadPoolExecutor(HEAD_CONCURRENCY) as pool:
             infos = dict(zip(names, pool.map(lambda name: _info_or_none(fs, name), names)))
     else:
