@@ -1,7 +1,7 @@
 """`make bench`: run every benchmark, print its numbers (JSON), then a summary of their tables.
 
     python -m benchmarks                 # all
-    python -m benchmarks spine graph     # some (spine, heldsuarez, graph, models, training, pipeline)
+    python -m benchmarks spine graph     # some (spine, heldsuarez, graph, models, training, pipeline, fingerprint)
 
 Each benchmark runs in a fresh Python process: one benchmark's leftovers
 (JAX thread pools, torch settings, a fragmented heap, a high peak RSS that
@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-BENCHES = ["spine", "heldsuarez", "graph", "models", "training", "pipeline"]
+BENCHES = ["spine", "heldsuarez", "graph", "models", "training", "pipeline", "fingerprint"]
 REPO = Path(__file__).resolve().parents[1]
 
 

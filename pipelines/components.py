@@ -8,10 +8,11 @@ running in the image the params name. The bodies must stay self-contained: KFP
 ships each function's source into the container, so their imports are inside them.
 
 The MLflow run components are not cached: opening makes a new RUNNING run per
-pipeline run; closing, the exit handler's task, finds it by the pipeline run's
-name and ends it FINISHED or FAILED from the pipeline's final status. No stage
-takes the run's id as an input, so the stages' KFP cache keys do not change from
-one pipeline run to the next.
+pipeline run, tagged with the KFP run id; closing, the exit handler's task, finds
+it by the pipeline run's name and ends it FINISHED or FAILED from the pipeline's
+final status. No stage takes the run's id as an input, so the stages' KFP cache
+keys do not change from one pipeline run to the next: each stage finds the run by
+the KFP run id in its environment (:func:`zonda.tracking.parent_run_id`).
 """
 
 from typing import Callable
@@ -31,21 +32,27 @@ def open_mlflow_run(params_json: str, pipeline_run_name: str) -> str:
     import os
 
     from zonda.params import params_from_json
-    from zonda.tracking import PARENT_RUN_ENV, start_pipeline_run
+    from zonda.tracking import PARENT_RUN_ENV, kfp_run_tags, start_pipeline_run
 
     existing = os.environ.get(PARENT_RUN_ENV)
     if existing:
         return existing
     params = params_from_json(params_json)
-    return start_pipeline_run(params, run_name=pipeline_run_name or None, tags={"zonda.orchestrator": "kfp"})
+    # tagged with the KFP run id (from the pod's label), by which each stage finds it and nests its run
+    tags = {"zonda.orchestrator": "kfp", **kfp_run_tags()}
+    return start_pipeline_run(params, run_name=pipeline_run_name or None, tags=tags)
 
 
-def snapshot(params_json: str, snapshot: Output[Dataset], metrics: Output[Metrics]) -> str:
-    """Stage 1: builds the validated, content-hashed zarr v3 snapshot; returns its snapshot ID."""
+def snapshot(params_json: str, source_fingerprint: str, snapshot: Output[Dataset], metrics: Output[Metrics]) -> str:
+    """Stage 1: builds the validated, content-hashed zarr v3 snapshot; returns its snapshot ID.
+
+    ``source_fingerprint`` is the source's fingerprint digest taken when the run was submitted (so this
+    task's cache key changes when the source does); the stage fails, naming the source, if it changed since.
+    """
     from zonda.params import params_from_json
     from zonda.stages import snapshot_stage
 
-    manifest = snapshot_stage(params_from_json(params_json), snapshot.path)
+    manifest = snapshot_stage(params_from_json(params_json), snapshot.path, submitted_digest=source_fingerprint)
     snapshot.metadata.update(
         {"snapshot_id": manifest["snapshot_id"], "time_range": manifest["time_range"], "grid": manifest["grid"]}
     )

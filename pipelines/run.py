@@ -26,10 +26,11 @@ from pipelines.console import runner_output
 from pipelines.containers import ContainerRunError, docker_runner
 from pipelines.containers import preflight as container_preflight
 from pipelines.submit import main_submit, run_name_for
-from pipelines.zonda_pipeline import build_pipeline, compile_pipeline
+from pipelines.zonda_pipeline import build_pipeline, compile_pipeline, run_arguments
 from zonda import snapshot_store, stage_cache, tracking
 from zonda.console import VERBOSE_ENV, console_line, verbose
 from zonda.data import dvc_source
+from zonda.data.fingerprint import source_fingerprint
 from zonda.data.sources import SourceError, preflight
 from zonda.params import ParamsError, Params, load_params, params_from_json, secret_env_name
 from zonda.provenance import read_manifest
@@ -111,6 +112,7 @@ def run_local(params: Params, *, runner: str = "subprocess", container_user: str
 def _run_local(params: Params, *, runner: str, container_user: str) -> dict:
     """:func:`run_local` once its inputs are pinned and its credentials are references."""
     preflight(params.data)  # fail in seconds, before any run or artifact exists
+    fingerprint = source_fingerprint(params.data)  # once: the snapshot's key here, the snapshot task's input there
     root = Path(params.runtime.output_root).resolve() / "kfp"
     if runner == "docker":
         # the task user makes the pipeline root, so that the tasks can write it
@@ -123,24 +125,27 @@ def _run_local(params: Params, *, runner: str, container_user: str) -> dict:
         run_id = tracking.start_pipeline_run(params, run_name=name, tags={"zonda.orchestrator": "kfp-local"})
         os.environ[tracking.PARENT_RUN_ENV] = run_id
         try:
-            found = stage_cache.locate(params) if stage_cache.reuse_enabled() else {}
+            found = stage_cache.locate(params, fingerprint=fingerprint) if stage_cache.reuse_enabled() else {}
             if set(found) == set(stage_cache.UPSTREAM):
                 _record_all_reused(params, found)
             else:
-                _run_kfp_local(params, root, name, runner=runner, container_user=container_user)
+                arguments = run_arguments(params, name, fingerprint=fingerprint)
+                _run_kfp_local(params, root, arguments, runner=runner, container_user=container_user)
+                found = {}
         except BaseException:
             tracking.end_pipeline_run(params, run_id, failed=True)
             raise
         finally:
             os.environ.pop(tracking.PARENT_RUN_ENV, None)
         tracking.end_pipeline_run(params, run_id, failed=False)
-    found = stage_cache.locate(params)
+    found = found or stage_cache.locate(params, fingerprint=fingerprint)  # what the tasks wrote or reused
     outputs = {OUTPUT_NAMES[stage]: str(path) for stage, path in found.items()}
     return {"run_name": name, "pipeline_root": str(root), "log": str(log_path), "outputs": {**outputs, "mlflow_run_id": run_id}}
 
 
-def _run_kfp_local(params: Params, root: Path, name: str, *, runner: str, container_user: str) -> None:
-    """The pipeline's tasks in the KFP local runner (each stage still reuses what it can).
+def _run_kfp_local(params: Params, root: Path, arguments: dict[str, str], *, runner: str, container_user: str) -> None:
+    """The pipeline's tasks in the KFP local runner, given ``arguments`` (:func:`run_arguments`); each stage
+    still reuses what it can.
 
     The docker runner is made here, once the pipeline's MLflow run id is in the environment it passes on.
     """
@@ -153,17 +158,15 @@ def _run_kfp_local(params: Params, root: Path, name: str, *, runner: str, contai
         task_runner = local.SubprocessRunner(use_venv=False)
     warnings.filterwarnings("ignore", message=".*non-Python base image.*")
     local.init(runner=task_runner, pipeline_root=str(root), raise_on_error=True)
-    build_pipeline(params)(params_json=json.dumps(params.resolved_dict()), run_name=name)
+    build_pipeline(params)(**arguments)
 
 
 def _record_all_reused(params: Params, found: dict[str, Path]) -> None:
     """Says, and records in MLflow, that every stage reused its earlier output (no task runs)."""
-    from zonda.stages import record_reuse  # torch and MLflow: not loaded before the preflight of every run
-
     for stage, path in found.items():
         manifest = read_manifest(path) or {}
         print(console_line(f"{stage}: reused {stage_cache.output_id(stage, manifest)} from {path}"), flush=True)
-        record_reuse(params_from_json(json.dumps(params.for_stage(stage))), stage, manifest, path, path, mlflow_run_id=None)
+        stage_cache.record_reuse(params_from_json(json.dumps(params.for_stage(stage))), stage, manifest, path, path, mlflow_run_id=None)
 
 
 def print_local_summary(params: Params, result: dict) -> None:

@@ -5,8 +5,10 @@
 pipeline ``runtime.pipeline_name``, uploads the compiled IR as a version named
 by the git commit (reusing that version when it already holds the same IR),
 gets or creates the experiment ``runtime.kfp_experiment``, and starts a run
-with the fully resolved params as the ``params_json`` pipeline parameter and
-``runtime.service_account`` as the run's service account. It prints the run's
+with the fully resolved params as the ``params_json`` pipeline parameter, the
+source's fingerprint digest taken before submitting as ``source_fingerprint``
+(:func:`pipelines.zonda_pipeline.run_arguments`) and ``runtime.service_account``
+as the run's service account. It prints the run's
 URL; with ``wait=True`` it polls the run until it ends and raises
 :class:`RunFailed` unless it succeeded; with ``summary_path`` it writes a
 Markdown summary of the run (also when the run failed).
@@ -44,11 +46,11 @@ import kfp
 import kfp_server_api
 import urllib3
 
-from pipelines.zonda_pipeline import compile_pipeline
+from pipelines.zonda_pipeline import compile_pipeline, run_arguments
+from zonda.data.locations import SourceError
 from zonda.files import file_sha256, write_text_atomic
-from zonda.params import STAGE_SECTIONS, Params, env_references
+from zonda.params import STAGE_SECTIONS, Params, ParamsError, env_references
 from zonda.provenance import git_commit
-from zonda.registry.report import pipeline_report
 
 TERMINAL_STATES = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED")
 DEFAULT_POLL_S = 15.0
@@ -380,6 +382,10 @@ def submit_package(
     run_name = run_name_for(params)
     rt = params.runtime
     digest = file_sha256(package)
+    try:  # taken now, before anything is created: the snapshot task's cache key follows the source
+        arguments = run_arguments(params, run_name)
+    except (SourceError, ParamsError) as exc:
+        raise SubmitError(f"cannot fingerprint the source before submitting (the snapshot task's input): {exc}") from None
     client, multi_user = _connect(host, token)
     namespace = rt.distributed.namespace if multi_user else None
 
@@ -402,7 +408,6 @@ def submit_package(
     )
     print(f"KFP experiment {rt.kfp_experiment}", flush=True)
 
-    arguments = {"params_json": json.dumps(params.resolved_dict()), "run_name": run_name}
     run = _call(
         f"creation of run {run_name!r}", host, client.run_pipeline,
         experiment_id=experiment.experiment_id, job_name=run_name, params=arguments,
@@ -433,6 +438,9 @@ def submit_package(
             _follow(client, host, result, timeout_s, DEFAULT_POLL_S if poll_s is None else poll_s)
         finally:
             if result.get("state") == "SUCCEEDED":
+                # torch and the evaluation: not loaded by `make run-pipeline` unless a waited run needs the report
+                from zonda.registry.report import pipeline_report
+
                 result["report"] = pipeline_report(params, run_name)
             if summary_path is not None:
                 write_summary(summary_path, result)

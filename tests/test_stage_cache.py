@@ -47,7 +47,7 @@ def _stage_tasks(ir: dict) -> dict[str, dict]:
 def _compiled_tasks(tmp_path: Path, *overrides: str) -> dict[str, dict]:
     params = load_params(REPO / "params" / "ci.yaml", list(overrides))
     out = compile_pipeline(params, tmp_path / f"pipeline-{len(overrides)}.yaml")
-    return _stage_tasks(yaml.safe_load(out.read_text()))
+    return _stage_tasks(next(yaml.safe_load_all(out.read_text())))  # the pipeline spec, not the platform config
 
 
 def _constant_params(task: dict) -> dict:
@@ -58,7 +58,9 @@ def test_each_stage_task_gets_only_its_params_sections_and_upstream_artifacts(tm
     tasks = _compiled_tasks(tmp_path)
     for stage, artifacts in UPSTREAM_ARTIFACTS.items():
         task = tasks[stage]
-        assert set(task["inputs"].get("parameters", {})) == {"params_json"}, stage  # no MLflow run id, no run name
+        # no MLflow run id, no run name; the snapshot's source fingerprint (tests/pipelines/test_source_fingerprint.py)
+        fingerprint = {"source_fingerprint"} if stage == "snapshot" else set()
+        assert set(task["inputs"].get("parameters", {})) == {"params_json", *fingerprint}, stage
         assert set(task["inputs"].get("artifacts", {})) == artifacts, stage
         given = _constant_params(task)
         assert set(given) == {"name", "stage", "runtime", *STAGE_SECTIONS[stage]}, stage
@@ -67,6 +69,25 @@ def test_each_stage_task_gets_only_its_params_sections_and_upstream_artifacts(tm
     # the MLflow run is opened and closed by uncached tasks no stage takes an input from
     assert tasks["open-mlflow-run"].get("cachingOptions", {}).get("enableCache") is not True
     assert tasks["close-mlflow-run"]["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+
+
+def test_every_task_gets_the_kfp_run_id_from_its_pods_label_not_from_an_input(tmp_path: Path) -> None:
+    """The stages find the pipeline's MLflow run by the KFP run id (zonda.tracking.parent_run_id): an environment
+    variable from the pod label ``pipeline/runid``, which KFP's cache key does not hold (it hashes the inputs,
+    outputs, image, command, args and PVC names: backend/src/v2/driver/cache.go), so the inputs stay as they were."""
+    params = load_params(REPO / "params" / "ci.yaml")
+    spec, platform = yaml.safe_load_all(compile_pipeline(params, tmp_path / "pipeline.yaml").read_text())
+    tasks = _stage_tasks(spec)
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for name in (*STAGE_SECTIONS, "open-mlflow-run", "close-mlflow-run"):
+        label = spec["components"][tasks[name]["componentRef"]["name"]]["executorLabel"]
+        assert executors[label]["fieldPathAsEnv"] == [
+            {"name": "ZONDA_KFP_RUN_ID", "fieldPath": "metadata.labels['pipeline/runid']"}
+        ], name
+    for stage in STAGE_SECTIONS:  # nothing run-specific among the inputs: params sections, artifacts, the source's digest
+        parameters = tasks[stage]["inputs"]["parameters"]
+        assert "runtimeValue" in parameters["params_json"], stage
+        assert set(parameters) - {"params_json"} <= {"source_fingerprint"}, stage
 
 
 def test_changing_evaluation_changes_only_the_evaluate_and_register_task_inputs(tmp_path: Path) -> None:

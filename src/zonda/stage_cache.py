@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import zonda
-from zonda.console import CONSOLE
+from zonda import tracking
+from zonda.console import CONSOLE, adopt_library_loggers
 from zonda.data.fingerprint import source_fingerprint
 from zonda.files import atomic_dir, link_or_copy, read_json_file, write_json_atomic
 from zonda.params import Params
@@ -85,9 +86,9 @@ def _verify_upstream(stage: str, directory: PathLike) -> None:
 
         load_statistics(directory).close()
     elif stage == "graph":
-        from zonda.graph import load_graph
+        from zonda.graph.files import verify_graph_files  # the tensors' digest, without loading torch
 
-        load_graph(Path(directory))
+        verify_graph_files(Path(directory))
 
 
 def upstream_ids(upstream: dict[str, PathLike]) -> dict[str, str]:
@@ -109,10 +110,15 @@ def input_key(
 
     For the snapshot, ``fingerprint`` is the source's (taken here when not given).
     """
+    return _key(params, stage, upstream_ids(upstream), fingerprint)
+
+
+def _key(params: Params, stage: str, ids: dict[str, str], fingerprint: dict[str, Any] | None) -> str:
+    """:func:`input_key` from the upstream outputs' IDs."""
     sections = params.for_stage(stage)
     sections.pop("runtime")
     sections.pop("name")
-    payload = {"stage": stage, "params": sections, "upstream": upstream_ids(upstream), "code": code_digest()}
+    payload = {"stage": stage, "params": sections, "upstream": ids, "code": code_digest()}
     if stage == "snapshot":
         payload["source"] = (fingerprint or source_fingerprint(params.data))["digest"]
     return canonical_json_hash(payload)
@@ -154,6 +160,19 @@ def reuse(params: Params, stage: str, key: str, out_dir: PathLike) -> dict[str, 
     return manifest
 
 
+def record_reuse(
+    params: Params, stage: str, manifest: dict[str, Any], out_dir: PathLike, source: Path, *, mlflow_run_id: str | None
+) -> None:
+    """The MLflow record of a reused output: a stage run tagged ``zonda.reused_from`` with its manifest; nothing
+    is recomputed, and nothing heavier than MLflow is loaded (a rerun with every output present starts no task)."""
+    import mlflow  # MLflow boundary
+
+    adopt_library_loggers()
+    with tracking.stage_run(params, mlflow_run_id, stage):
+        mlflow.set_tags({"zonda.reused_from": str(source)})
+        tracking.log_manifest(stage, manifest, out_dir)
+
+
 def record(params: Params, stage: str, key: str, out_dir: PathLike, manifest: dict[str, Any]) -> dict[str, Any]:
     """Writes the key into ``out_dir``'s manifest and indexes the output; returns the manifest with the key."""
     out_dir = Path(out_dir).resolve()
@@ -174,19 +193,22 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 }
 
 
-def locate(params: Params) -> dict[str, Path]:
+def locate(params: Params, *, fingerprint: dict[str, Any] | None = None) -> dict[str, Path]:
     """``{stage: output directory}`` of the outputs these params lead to, as far as the index has them.
 
     Walks the stages in pipeline order, each key from the params and the
     upstream outputs found before it (what a pipeline run with these params
-    produced or reused); stops at the first stage with none.
+    produced or reused); stops at the first stage with none. ``fingerprint``:
+    the source's, when the caller has taken it already. Each output found is
+    verified once (:func:`upstream_ids`), not once per stage downstream of it.
     """
     found: dict[str, Path] = {}
+    ids: dict[str, str] = {}
+    fingerprint = fingerprint or source_fingerprint(params.data)
     for stage, upstream in UPSTREAM.items():
-        if any(name not in found for name in upstream):
-            break
-        hit = find(params, stage, input_key(params, stage, {name: found[name] for name in upstream}))
+        hit = find(params, stage, _key(params, stage, {name: ids[name] for name in upstream}, fingerprint))
         if hit is None:
             break
         found[stage] = hit[0]
+        ids |= upstream_ids({stage: hit[0]})
     return found

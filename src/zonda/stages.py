@@ -27,7 +27,7 @@ console gets one line when it starts and one when it ends. Every stage has the s
    recorded in the MLflow run ``mlflow_run_id`` when given, otherwise in a run of
    its own (a child of the pipeline's run when ``ZONDA_MLFLOW_PARENT_RUN_ID`` is
    set), or not at all with ``track=False``; a reused output's run is tagged
-   ``zonda.reused_from`` (:func:`record_reuse`).
+   ``zonda.reused_from`` (:func:`zonda.stage_cache.record_reuse`).
 
 A seventh stage copies :func:`graph_stage`: its library function writes into
 the temporary directory it is given and returns the manifest; the stage passes
@@ -49,7 +49,7 @@ from typing import Any, Callable, TypeVar
 from zonda import snapshot_store, stage_cache, tracking
 from zonda.console import adopt_library_loggers, bars, stage_log
 from zonda.data import dvc_source
-from zonda.data.fingerprint import source_fingerprint
+from zonda.data.fingerprint import source_fingerprint, submitted_fingerprint
 from zonda.evaluation.run import HEADLINE_FILE, RESULTS_FILE, SUMMARY_FILE, run_evaluation
 from zonda.graph import build_graph, graph_summary, load_graph, save_graph
 from zonda.launch import LAUNCHES, Launch
@@ -149,16 +149,22 @@ def _run_or_reuse(
     return manifest, None
 
 
-def record_reuse(params: Params, stage: str, manifest: dict[str, Any], out_dir: PathLike, source: Path, *, mlflow_run_id: str | None) -> None:
-    """The MLflow record of a reused output (a stage run tagged ``zonda.reused_from``): nothing is recomputed."""
-    _record(params, stage, manifest, out_dir, mlflow_run_id=mlflow_run_id, tags={"zonda.reused_from": str(source)})
-
-
 @_logged("snapshot")
 def snapshot_stage(
-    params: Params, out_dir: PathLike, *, mlflow_run_id: str | None = None, track: bool = True, progress: bool = True
+    params: Params,
+    out_dir: PathLike,
+    *,
+    submitted_digest: str | None = None,
+    mlflow_run_id: str | None = None,
+    track: bool = True,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Stage 1: builds (or finds) the snapshot of ``params.data`` at ``out_dir``.
+
+    ``submitted_digest``: the source's fingerprint digest taken when the pipeline was submitted (the
+    snapshot task's input, so KFP's cache key follows the source); the source must still have it
+    (:class:`zonda.data.fingerprint.SourceChangedError` otherwise, before anything is read or written)
+    and the manifest records it (``source.fingerprint.submitted_digest``).
 
     With ``runtime.dvc_remote`` set, the snapshot is then pushed to that DVC
     remote by content (:mod:`zonda.snapshot_store`); the manifest returned
@@ -166,7 +172,11 @@ def snapshot_stage(
     """
     _check_tracking(params, track)
     params = snapshot_store.pin(dvc_source.pin(params))
-    fingerprint = source_fingerprint(params.data)  # before any read: what the key says is what was read
+    # before any read: what the key says is what was read
+    if submitted_digest is None:
+        fingerprint = source_fingerprint(params.data)
+    else:
+        fingerprint = submitted_fingerprint(params.data, submitted_digest)
 
     def compute() -> dict[str, Any]:
         return build_snapshot(params, out_dir, progress=progress, fingerprint=fingerprint).manifest
@@ -201,7 +211,7 @@ def statistics_stage(
         lambda: build_statistics(params, snapshot_dir, out_dir, progress=progress),
     )
     if track and reused:
-        record_reuse(params, "statistics", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
+        stage_cache.record_reuse(params, "statistics", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
     elif track:
         _record(
             params, "statistics", manifest, out_dir, mlflow_run_id=mlflow_run_id,
@@ -241,7 +251,7 @@ def graph_stage(
         params, "graph", out_dir, {"snapshot": snapshot_dir}, lambda: write_output(params, out_dir, write)
     )
     if track and reused:
-        record_reuse(params, "graph", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
+        stage_cache.record_reuse(params, "graph", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
     elif track:
         summary = graph_summary(load_graph(out_dir))
         _record(
@@ -283,7 +293,7 @@ def train_stage(
         ),
     )
     if track and reused:
-        record_reuse(params, "train", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
+        stage_cache.record_reuse(params, "train", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
     return manifest
 
 
@@ -310,7 +320,7 @@ def evaluate_stage(
     upstream = {"snapshot": snapshot_dir, "statistics": statistics_dir, "graph": graph_dir, "train": model_dir}
     manifest, reused = _run_or_reuse(params, "evaluate", out_dir, upstream, lambda: write_output(params, out_dir, write))
     if track and reused:
-        record_reuse(params, "evaluate", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
+        stage_cache.record_reuse(params, "evaluate", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
     elif track:
         plots = sorted(out_dir.glob("*.png"))
         _record(
@@ -360,7 +370,7 @@ def register_stage(
                 "evaluate": evaluation_dir}
     manifest, reused = _run_or_reuse(params, "register", out_dir, upstream, compute)
     if reused:  # the model version registered then is the one these inputs give: none is added
-        record_reuse(params, "register", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
+        stage_cache.record_reuse(params, "register", manifest, out_dir, reused, mlflow_run_id=mlflow_run_id)
     else:
         _record(params, "register", manifest, out_dir, mlflow_run_id=run_ids[0])  # register_model set the tags
     return manifest

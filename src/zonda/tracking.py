@@ -3,7 +3,10 @@
 The pipeline's run stays RUNNING while its stages run and ends FINISHED, or
 FAILED when a stage failed (:func:`start_pipeline_run`, :func:`end_pipeline_run`).
 Each stage logs into a run of its own, which ends with the stage; it is the
-pipeline run's child when :data:`PARENT_RUN_ENV` names that run.
+pipeline run's child (:func:`parent_run_id`): the run :data:`PARENT_RUN_ENV` names
+(the local runner sets it), or on KFP the run tagged :data:`KFP_RUN_TAG` with the
+KFP run id that the task's pod label gives it in :data:`KFP_RUN_ID_ENV` (no task
+input, so KFP's cache keys do not change from one run to the next).
 
 The tracking URI is, in order: ``MLFLOW_TRACKING_URI``, ``runtime.mlflow_tracking_uri``,
 or a local sqlite store ``<runtime.output_root>/mlflow.db`` with artifacts in
@@ -40,11 +43,48 @@ class TrackingServerError(ValueError):
 
 
 PARENT_RUN_ENV = "ZONDA_MLFLOW_PARENT_RUN_ID"
+#: The KFP run id of a task on a cluster, from its pod's ``pipeline/runid`` label (``pipelines.zonda_pipeline``).
+KFP_RUN_ID_ENV = "ZONDA_KFP_RUN_ID"
+#: The tag of the pipeline's MLflow run that holds the KFP run id, by which the stages find it.
+KFP_RUN_TAG = "zonda.kfp_run_id"
 
 
-def parent_tags() -> dict[str, str]:
-    """The tag that nests a stage's run under the pipeline's run (MLflow's ``mlflow.parentRunId``), if there is one."""
+def kfp_run_tags() -> dict[str, str]:
+    """``{KFP_RUN_TAG: run id}`` in a KFP task on a cluster (:data:`KFP_RUN_ID_ENV` set), else ``{}``."""
+    kfp_run = os.environ.get(KFP_RUN_ID_ENV)
+    return {KFP_RUN_TAG: kfp_run} if kfp_run else {}
+
+
+def parent_run_id(params: Params) -> str | None:
+    """The pipeline's MLflow run a stage's run nests under, or None (a stage run alone).
+
+    :data:`PARENT_RUN_ENV` when set; else, in a KFP task (:data:`KFP_RUN_ID_ENV` set), the newest
+    pipeline run (stage runs excluded) of the experiment tagged :data:`KFP_RUN_TAG` with that KFP run id,
+    which the pipeline's ``open_mlflow_run`` task created before any stage started.
+    """
     parent = os.environ.get(PARENT_RUN_ENV)
+    if parent:
+        return parent
+    kfp_run = os.environ.get(KFP_RUN_ID_ENV)
+    if not kfp_run:
+        return None
+    import mlflow
+
+    runs = mlflow.search_runs(
+        [experiment_id(params)], filter_string=f"tags.`{KFP_RUN_TAG}` = '{kfp_run}'", output_format="list",
+        order_by=["attributes.start_time DESC"],
+    )
+    runs = [r for r in runs if "zonda.stage" not in r.data.tags]
+    if not runs:
+        log.warning("no MLflow run tagged %s=%s in %s: this stage's run is not nested", KFP_RUN_TAG, kfp_run,
+                    params.runtime.mlflow_experiment)
+        return None
+    return runs[0].info.run_id
+
+
+def parent_tags(params: Params) -> dict[str, str]:
+    """The tag that nests a stage's run under the pipeline's run (MLflow's ``mlflow.parentRunId``), if there is one."""
+    parent = parent_run_id(params)
     return {"mlflow.parentRunId": parent} if parent else {}
 
 
@@ -210,7 +250,7 @@ def stage_run(params: Params, run_id: str | None, stage: str) -> Iterator[Any]:
             yield run
     else:
         exp = experiment_id(params)
-        tags = {"zonda.stage": stage, **parent_tags()}
+        tags = {"zonda.stage": stage, **parent_tags(params)}
         with mlflow.start_run(experiment_id=exp, run_name=f"{params.name}-{stage}", tags=tags) as run:
             mlflow.log_params(flatten(params.public_dict()))
             yield run

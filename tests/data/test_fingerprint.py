@@ -15,22 +15,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from tests.support.synthetic import synthetic_dataset, write_zarr
+from tests.support.synthetic import append_step, synthetic_dataset, write_zarr
 from zonda import stage_cache
+from zonda.data import fingerprint
 from zonda.data.fingerprint import FingerprintError, files_fingerprint, source_fingerprint
 from zonda.stages import snapshot_stage
-
-
-def _append_step(store: str, *, zarr_format: int = 3) -> None:
-    """One more 6-hourly step at the end of the store's time axis (as ERA5T grows); a v2 store is reconsolidated."""
-    ds = xr.open_zarr(store, chunks=None, consolidated=zarr_format == 2)
-    last = ds.isel(time=[-1]).load()
-    last = last.assign_coords(time=last["time"].values + np.timedelta64(6, "h"))
-    for var in last.variables.values():
-        var.encoding = {}
-    last[[n for n in last.data_vars if "time" in last[n].dims]].to_zarr(
-        store, append_dim="time", zarr_format=zarr_format, consolidated=zarr_format == 2
-    )
 
 
 @pytest.fixture
@@ -80,7 +69,7 @@ def test_an_unchanged_store_is_reused_and_a_grown_one_is_snapshotted_again(
     again, reused = _stage(params, tmp_path / "snap-again", caplog)
     assert reused and again[stage_cache.KEY_FIELD] == first[stage_cache.KEY_FIELD]
 
-    _append_step(store, zarr_format=zarr_format)
+    append_step(store, zarr_format=zarr_format)
     after = source_fingerprint(params.data)
     assert after["digest"] != before["digest"]
     assert xr.open_zarr(store, consolidated=zarr_format == 2).sizes["time"] == ds.sizes["time"] + 1
@@ -144,3 +133,55 @@ def test_a_remote_netcdf_file_by_its_version(memory_store: str) -> None:
     assert files_fingerprint(url, {}) == first
     fs.pipe(url, b"other version")  # the same size, a new object
     assert files_fingerprint(url, {})["digest"] != first["digest"]
+
+
+def _hourly_store(path, *, days: int, zarr_format: int = 3) -> xr.Dataset:
+    """An hourly store, one step per chunk (as ARCO-ERA5), longer than the ci preset's period (2000-01-01/14)."""
+    hourly = synthetic_dataset(n_time=days * 24, n_lat=8, n_lon=16).assign_coords(
+        time=np.arange(np.datetime64("2000-01-01T00", "ns"), np.datetime64(f"2000-01-{1 + days:02d}T00", "ns"),
+                       np.timedelta64(1, "h"))
+    )
+    hourly.chunk({"time": 1}).to_zarr(path, mode="w", zarr_format=zarr_format, consolidated=zarr_format == 2)
+    return hourly
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_only_the_chunks_of_the_selected_steps_are_fingerprinted(synthetic_params, tmp_path: Path, zarr_format) -> None:
+    """ci: 2000-01-01/2000-01-14 every 6 h = 56 steps of a 20-day hourly store; 5 variables -> 280 chunks, not 2400."""
+    store = tmp_path / "hourly.zarr"
+    ds = _hourly_store(store, days=20, zarr_format=zarr_format)
+    params = synthetic_params("data.time_step=6h", source=store)
+    before = source_fingerprint(params.data)
+    steps = 14 * 4  # 2000-01-01T00 .. 2000-01-14T18 every 6 h (whole days)
+    assert before["selected_chunks"] == steps * len(params.data.variables)
+    assert before["arrays_listed_whole"] == 5  # the static field and the 4 coordinates
+    everything = len(params.data.variables) * ds.sizes["time"]
+    assert before["objects"] < everything
+
+    # a chunk rewritten after the period (2000-01-15T03: never read): the same fingerprint
+    outside = int(np.flatnonzero(ds["time"].values == np.datetime64("2000-01-15T03"))[0])
+    patch = ds[["temperature"]].isel(time=slice(outside, outside + 1)) + 0.5
+    patch.drop_vars(["level", "latitude", "longitude"]).to_zarr(store, region={"time": slice(outside, outside + 1)})
+    assert source_fingerprint(params.data) == before
+    # one rewritten inside the selection at a selected step (2000-01-03T06): a new fingerprint
+    inside = int(np.flatnonzero(ds["time"].values == np.datetime64("2000-01-03T06"))[0])
+    patch = ds[["temperature"]].isel(time=slice(inside, inside + 1)) + 0.5
+    patch.drop_vars(["level", "latitude", "longitude"]).to_zarr(store, region={"time": slice(inside, inside + 1)})
+    rewritten = source_fingerprint(params.data)
+    assert rewritten["digest"] != before["digest"]
+    # the store grown by one step (outside the period): its arrays' shapes change, so does the fingerprint
+    append_step(store, zarr_format=zarr_format)
+    assert source_fingerprint(params.data)["digest"] != rewritten["digest"]
+
+
+def test_asking_chunk_by_chunk_and_listing_give_the_same_fingerprint(synthetic_params, memory_store: str, monkeypatch) -> None:
+    _hourly_store(memory_store, days=15)
+    params = synthetic_params("data.time_step=6h", source=memory_store)
+    fs = fsspec.filesystem("memory")
+    fs.rm(fs.find(memory_store.removeprefix("memory://") + "/temperature")[-1])  # a chunk never written: absent
+    headed = source_fingerprint(params.data)  # 56 chunks per variable of 360: asked one by one
+    # as if memory:// were an object store where listing took fewer round trips: the same entries, from the listing
+    monkeypatch.setattr(fingerprint, "IN_PROCESS_PROTOCOLS", set())
+    monkeypatch.setattr(fingerprint, "LISTING_PAGE", 10**6)  # one listing request holds every chunk
+    monkeypatch.setattr(fingerprint.ThreadPoolExecutor, "map", None)  # a chunk asked for by name would fail
+    assert source_fingerprint(params.data) == headed

@@ -139,7 +139,7 @@ def credential_store(make_source, monkeypatch):
 
 def task_params_json(package: Path, task: str) -> str:
     """The params_json a task of the compiled pipeline is given (a constant of the IR)."""
-    spec = yaml.safe_load(package.read_text())
+    spec = next(yaml.safe_load_all(package.read_text()))  # the pipeline spec (then the Kubernetes platform config)
     return spec["components"]["comp-exit-handler-1"]["dag"]["tasks"][task]["inputs"]["parameters"]["params_json"][
         "runtimeValue"]["constant"]
 
@@ -195,7 +195,7 @@ def test_a_local_run_hands_its_tasks_references_and_their_environment_the_value(
         built["env"] = {k: v for k, v in os.environ.items() if k.startswith("ZONDA_SECRET_")}
 
     monkeypatch.setattr("pipelines.run._run_kfp_local", capture)
-    monkeypatch.setattr("pipelines.run.stage_cache.locate", lambda params: {})
+    monkeypatch.setattr("pipelines.run.stage_cache.locate", lambda params, **kwargs: {})
     monkeypatch.setattr("pipelines.run.tracking.start_pipeline_run", lambda params, **kwargs: "run-id")
     monkeypatch.setattr("pipelines.run.tracking.end_pipeline_run", lambda params, run_id, **kwargs: None)
     params = synthetic_params(f"data.source.path={credential_store}", f"data.source.storage_options={{secret: {CREDENTIAL}}}")
@@ -228,5 +228,6 @@ def test_a_cluster_run_with_a_credential_in_clear_is_refused_before_submission(s
         reference,
         "runtime.resources.snapshot.secrets_as_env=[{secret_name: era5-reader, keys: {secret: ERA5_READER_SECRET}}]",
     )
+    monkeypatch.setenv("ERA5_READER_SECRET", CREDENTIAL)  # the submitter lists the source for its fingerprint
     with pytest.raises(AssertionError, match="KFP API was contacted"):
         submit(mapped, "http://kfp.example.org", wait=False)

@@ -158,7 +158,7 @@ def test_kfp_task_commands_run_as_given_in_the_image(role, tmp_path):
     params = load_params(REPO / "params" / "ci.yaml", [f"runtime.images.{role}=zonda/zonda-{role}:t"])
     ir = tmp_path / "pipeline.yaml"
     compiler.Compiler().compile(build_pipeline(params), package_path=str(ir))
-    executors = yaml.safe_load(ir.read_text())["deploymentSpec"]["executors"]
+    executors = next(yaml.safe_load_all(ir.read_text()))["deploymentSpec"]["executors"]  # doc 2: platform config
     containers = [e["container"] for e in executors.values() if e["container"]["image"] == f"zonda/zonda-{role}:t"]
     assert containers, f"no task runs in the {role} image"
     for container in containers:

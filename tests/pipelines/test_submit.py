@@ -18,6 +18,8 @@ import pipelines.submit as submit_mod
 from pipelines.submit import RunFailed, compile_package, main_submit, submit, version_name
 from tests.support.fake_kfp_server import FakeKfpServer, RunScript
 from tests.support.repo import REPO
+from tests.support.synthetic import synthetic_dataset, write_zarr
+from zonda.data.fingerprint import source_fingerprint
 from zonda.params import load_params
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -44,8 +46,15 @@ def kfp():
 
 
 @pytest.fixture(scope="module")
-def aifs():
-    return load_params(REPO / "params" / "aifs.yaml")
+def local_source(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Overrides that point a preset at a local synthetic store (a source is fingerprinted before submitting)."""
+    store = write_zarr(synthetic_dataset(n_time=4), tmp_path_factory.mktemp("source") / "era5.zarr")
+    return [f"data.source.path={store}", "data.source.storage_options={}"]
+
+
+@pytest.fixture(scope="module")
+def aifs(local_source: list[str]):
+    return load_params(REPO / "params" / "aifs.yaml", local_source)
 
 
 def uploaded_docs(call) -> list[dict]:
@@ -80,6 +89,8 @@ def test_submit_uploads_the_ir_and_starts_a_run_with_the_params(kfp, aifs, tmp_p
     parameters = run["runtime_config"]["parameters"]
     assert json.loads(parameters["params_json"]) == aifs.resolved_dict()
     assert parameters["run_name"] == result["run_name"]
+    # the snapshot task's cache key follows the source: its fingerprint, taken before submitting
+    assert parameters["source_fingerprint"] == source_fingerprint(aifs.data)["digest"]
 
     # Every request carried the token; the run's URL was printed; nobody waited.
     assert all(c.headers.get("authorization") == "Bearer s3cret" for c in kfp.calls)
@@ -142,10 +153,11 @@ def test_a_second_submission_reuses_the_pipeline_and_the_version(kfp, aifs) -> N
     assert runs == [first["pipeline_version_id"]] * 2
 
 
-def test_a_different_ir_at_the_same_commit_gets_its_own_version(kfp, aifs) -> None:
+def test_a_different_ir_at_the_same_commit_gets_its_own_version(kfp, aifs, local_source) -> None:
     """Presets share the pipeline name (aifs and graphcast: "zonda") but not their IR (images, GPUs)."""
     graphcast = load_params(
-        REPO / "params" / "graphcast.yaml", ["runtime.images.data=ghcr.io/zonda-weather/zonda-data:0123456789ab"]
+        REPO / "params" / "graphcast.yaml",
+        ["runtime.images.data=ghcr.io/zonda-weather/zonda-data:0123456789ab", *local_source],
     )
     a = submit(aifs, kfp.url, wait=False)
     g = submit(graphcast, kfp.url, wait=False)

@@ -60,3 +60,15 @@ def synthetic_dataset(
 def write_zarr(ds: xr.Dataset, path: Path) -> Path:
     ds.to_zarr(path, mode="w", zarr_format=3, consolidated=False)
     return path
+
+
+def append_step(store: str | Path, *, zarr_format: int = 3) -> None:
+    """One more 6-hourly step at the end of the store's time axis (as ERA5T grows); a v2 store is reconsolidated."""
+    ds = xr.open_zarr(store, chunks=None, consolidated=zarr_format == 2)
+    last = ds.isel(time=[-1]).load()
+    last = last.assign_coords(time=last["time"].values + np.timedelta64(6, "h"))
+    for var in last.variables.values():
+        var.encoding = {}
+    last[[n for n in last.data_vars if "time" in last[n].dims]].to_zarr(
+        store, append_dim="time", zarr_format=zarr_format, consolidated=zarr_format == 2
+    )

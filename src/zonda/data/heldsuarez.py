@@ -54,13 +54,13 @@ from tqdm.auto import tqdm
 
 from zonda.data import hs_dycore
 from zonda.data.hs_dycore import Dycore
+from zonda.data.hs_builtin import DEFAULT_RESTART_SPINUP_DAYS, builtin_restart_path
 from zonda.data.hs_restart import read_restart, write_restart
 from zonda.data.truth_states import STATE_PREFIX, STATE_TIME
 from zonda.files import atomic_path
 from zonda.params import HeldSuarezParams, Params
 from zonda.variables import TIME_STEP_HOURS, variable
 
-DEFAULT_RESTART_SPINUP_DAYS = 300.0
 STEADINESS_WINDOW_DAYS = 50
 ATMOSPHERIC = ("temperature", "geopotential", "u_component_of_wind", "v_component_of_wind")
 SURFACE = ("surface_pressure",)
@@ -68,28 +68,8 @@ STATIC = ("geopotential_at_surface",)
 PRODUCED = ATMOSPHERIC + SURFACE + STATIC
 CHUNKS_PER_DAY = 24 // TIME_STEP_HOURS
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
-
 
 # --------------------------------------------------------------------------- restarts
-
-
-def builtin_restart_path(truncation: int, layers: int) -> Path:
-    """Path of the restart shipped in the package for T``truncation`` L``layers``.
-
-    Raises:
-      FileNotFoundError: no such file is shipped; the message gives the command that writes it.
-    """
-    name = f"heldsuarez_restart_T{truncation}_L{layers}.npz"
-    path = _PACKAGE_DIR / name
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no builtin Held-Suarez restart for T{truncation} L{layers} ({path}); write it with "
-            f"`zonda data heldsuarez --spinup-days {DEFAULT_RESTART_SPINUP_DAYS:g} --write-restart "
-            f"src/zonda/data/{name} data.heldsuarez.truncation={truncation} data.heldsuarez.layers={layers}`, "
-            f"or set data.heldsuarez.restart=rest with data.heldsuarez.spinup_days >= 200"
-        )
-    return path
 
 
 def _rng(seed: int) -> np.random.Generator:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from zonda.data.hs_builtin import builtin_restart_path
 from zonda.data.locations import SourceError, check_fsspec_backend, protocol
 from zonda.params import DataParams, resolve_env_references
 from zonda.provenance import canonical_json_hash
@@ -248,11 +249,9 @@ def preflight(data: DataParams) -> None:
     """Cheap reachability check of the source (metadata only), before any run or artifact is created."""
     kind = data.source.kind
     if kind == "heldsuarez":
-        from zonda.data import heldsuarez
-
         restart = data.heldsuarez.restart
         if restart == "builtin":
-            heldsuarez.builtin_restart_path(data.heldsuarez.truncation, data.heldsuarez.layers)
+            builtin_restart_path(data.heldsuarez.truncation, data.heldsuarez.layers)
         elif restart != "rest" and not Path(restart).is_file():
             raise SourceError(f"data.heldsuarez.restart {restart!r}: no such file")
         return

@@ -33,7 +33,8 @@ _EXPORTS = {
     "validate_grid": "zonda.graph.grid",
     "save_graph": "zonda.graph.io",
     "load_graph": "zonda.graph.io",
-    "read_manifest": "zonda.graph.io",
+    "read_manifest": "zonda.graph.files",
+    "verify_graph_files": "zonda.graph.files",
     "GRAPH_FILES": "zonda.graph.io",
     "graph_summary": "zonda.graph.summary",
 }

@@ -26,19 +26,16 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch_geometric.data import HeteroData
 
-from zonda.files import default_file_mode, file_sha256, read_json_file
+from zonda.files import default_file_mode, file_sha256
 from zonda.graph.build import EDGE_SET_NAMES, EDGE_TYPES, NODE_TYPES, check_schema
-from zonda.graph.hashing import SCHEMA_VERSION, graph_hash
+from zonda.graph.files import FORMAT, MANIFEST_FILE, TENSORS_FILE, read_manifest, verify_graph_files  # noqa: F401 - read_manifest: re-exported
+from zonda.graph.hashing import SCHEMA_VERSION
 from zonda.graph.plot import plot_edge_lengths, plot_mesh
 from zonda.graph.summary import graph_summary
-from zonda.integrity import verify_file
 
-TENSORS_FILE = "graph.safetensors"
-MANIFEST_FILE = "graph.json"
 MESH_PNG = "mesh.png"
 EDGE_LENGTHS_PNG = "edge_lengths.png"
 GRAPH_FILES = (TENSORS_FILE, MANIFEST_FILE, MESH_PNG, EDGE_LENGTHS_PNG)
-FORMAT = "zonda.graph"
 _META_KEYS = ("schema_version", "graph_hash", "params", "grid", "mesh", "encoder", "decoder", "edge_length_scale")
 
 
@@ -105,18 +102,6 @@ def save_graph(data: HeteroData, out_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def read_manifest(directory: Path) -> dict[str, Any]:
-    """The parsed graph.json of a graph directory (ValueError naming the file if absent/bad)."""
-    path = Path(directory) / MANIFEST_FILE
-    manifest = read_json_file(path, "not a graph directory, or save_graph did not finish")
-    if manifest.get("format") != FORMAT:
-        raise ValueError(f"{path}: format is {manifest.get('format')!r}, expected {FORMAT!r}")
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"{path}: schema_version is {manifest.get('schema_version')!r}; this zonda reads "
-                         f"{SCHEMA_VERSION} (rebuild the graph)")
-    return manifest
-
-
 def load_graph(directory: Path) -> HeteroData:
     """Loads a graph written by :func:`save_graph` (safetensors + JSON; never unpickles).
 
@@ -125,11 +110,8 @@ def load_graph(directory: Path) -> HeteroData:
     grid. Returns the HeteroData with ``graph_meta`` restored.
     """
     directory = Path(directory)
-    manifest = read_manifest(directory)
+    manifest = verify_graph_files(directory)
     path = directory / TENSORS_FILE
-    if not path.is_file():
-        raise ValueError(f"{path}: not found")
-    verify_file(path, manifest.get("files", {}).get(TENSORS_FILE, {}), recorded_in=directory / MANIFEST_FILE)
     tensors = load_file(str(path))
     data = HeteroData()
     try:
@@ -152,9 +134,5 @@ def load_graph(directory: Path) -> HeteroData:
         if data[et].edge_index.shape[1] != counts["edges"][name]:
             raise ValueError(f"graph.json counts.edges.{name} = {counts['edges'][name]} but the tensors hold "
                              f"{data[et].edge_index.shape[1]}")
-    recomputed = graph_hash(manifest["params"], manifest["grid"]["latitudes"], manifest["grid"]["longitudes"])
-    if recomputed != manifest["graph_hash"]:
-        raise ValueError(f"{directory / MANIFEST_FILE}: graph_hash does not match its params and grid "
-                         "(edited by hand, or written by another schema)")
     data.graph_meta = {k: manifest[k] for k in _META_KEYS}
     return data

@@ -208,7 +208,7 @@ def _tracking(
         run_id = start_meta.get("mlflow_run_id")
     tags = {
         "zonda.stage": "train", "zonda.preset": params.name, **{f"zonda.{k}": str(v) for k, v in lineage.items()},
-        **tracking.parent_tags(),
+        **tracking.parent_tags(params),
     }
     if t.fork_from:
         tags["zonda.forked_from"] = str(start_path)
