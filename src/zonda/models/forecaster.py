@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Iterator, NamedTuple, Sequence
 
+import numpy as np
 import torch
 import xarray as xr
 from torch import nn
@@ -28,6 +29,7 @@ from torch_geometric.data import HeteroData
 from zonda.channels import ChannelLayout
 from zonda.models.encode_process_decode import build_network
 from zonda.models.normalisation import Normalisation
+from zonda.models.zonal_gain import ZonalSpectralGain
 from zonda.params import ModelParams, Params
 
 
@@ -62,11 +64,15 @@ class Forecaster(nn.Module):
         network: maps ``(B, G, T_in*C + (T_in+1)*F + S)`` to ``(B, G, C)``.
         normalisation: constants; stored as buffers ``norm_<field>``.
         input_steps: ``T_in``.
+        zonal_gain: optional :class:`~zonda.models.zonal_gain.ZonalSpectralGain` applied to the network's output.
     """
 
-    def __init__(self, network: nn.Module, normalisation: Normalisation, input_steps: int) -> None:
+    def __init__(
+        self, network: nn.Module, normalisation: Normalisation, input_steps: int, zonal_gain: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.network = network
+        self.zonal_gain = zonal_gain
         self.input_steps = int(input_steps)
         for f in fields(Normalisation):
             self.register_buffer(f"norm_{f.name}", getattr(normalisation, f.name).float().clone())
@@ -91,7 +97,19 @@ class Forecaster(nn.Module):
         steps = model_params.input_steps
         in_channels = input_channels(steps, len(layout), len(forcing_names), len(static_names))
         network = build_network(model_params, graph, in_channels, len(layout))
-        return cls(network, norm, steps)
+        zonal_gain = None
+        if model_params.zonal_spectral_gain:
+            grid = getattr(graph, "graph_meta", {}).get("grid")
+            if grid is None:
+                raise ValueError("model.zonal_spectral_gain needs a graph built by zonda.graph.build_graph (its grid shape)")
+            spacing = np.diff(np.asarray(grid["longitudes"], dtype=np.float64)) % 360.0  # (n_lon - 1,) degrees
+            if not np.allclose(spacing, 360.0 / grid["n_lon"], atol=1e-6):
+                raise ValueError(
+                    "model.zonal_spectral_gain needs equally spaced longitudes around the whole circle; "
+                    f"this grid's {grid['n_lon']} longitudes are not"
+                )
+            zonal_gain = ZonalSpectralGain(n_lat=grid["n_lat"], n_lon=grid["n_lon"], channels=len(layout))
+        return cls(network, norm, steps, zonal_gain)
 
     @property
     def normalisation(self) -> Normalisation:
@@ -123,8 +141,9 @@ class Forecaster(nn.Module):
         return torch.cat(parts, dim=-1)
 
     def predict_normalised_tendency(self, states: torch.Tensor, forcings: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
-        """The network's output ``(B, G, C)``: the 6-hour tendency in units of ``tendency_std``."""
-        return self.network(self.network_input(states, forcings, static))
+        """The network's output ``(B, G, C)`` (through the zonal gain if any): the 6-hour tendency in units of ``tendency_std``."""
+        tendency = self.network(self.network_input(states, forcings, static))  # (B, G, C)
+        return tendency if self.zonal_gain is None else self.zonal_gain(tendency)
 
     def step(self, states: torch.Tensor, forcings: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
         """Next state ``(B, G, C)`` in physical units: ``states[:, -1] + tendency_std * prediction``.

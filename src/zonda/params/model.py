@@ -25,6 +25,11 @@ class ModelParams(Strict):
     input_steps: int = Field(2, ge=1, le=4, description="Input states (t-6h, t) fed to the network.")
     gradient_checkpointing: bool = False
     mapper_chunks: int = Field(1, ge=1, description="Split encoder/decoder edge computation into this many chunks.")
+    zonal_spectral_gain: bool = Field(
+        False,
+        description="Learn a gain per zonal wavenumber and channel on the predicted tendency "
+        "(zonda.models.zonal_gain): damps the grid-scale power the data do not hold. Needs a regular lat-lon grid.",
+    )
     fused_kernels: FusedKernels = Field(
         "auto",
         description="Run the graph transformer's edge attention torch.compile-fused: 'auto' for edge sets large enough "
