@@ -100,6 +100,12 @@ class RetainingMLFlowLogger(MLFlowLogger):
             self._sender = threading.Thread(target=self._send_loop, name="zonda-mlflow-metrics", daemon=True)
             self._sender.start()
 
+    def _stop_sender(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._sender is not None:
+            self._sender.join()
+
     def _send_loop(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self.send_interval_s)
@@ -155,10 +161,7 @@ class RetainingMLFlowLogger(MLFlowLogger):
         Those values are then in ``unsent_file`` (written atomically) for a resumed run; with none
         left, ``unsent_file`` and a restored file are removed.
         """
-        self._stop.set()
-        self._wake.set()
-        if self._sender is not None:
-            self._sender.join()
+        self._stop_sender()
         if self._send_kept():
             for path in {unsent_file, self._restored_from} - {None}:
                 path.unlink(missing_ok=True)
@@ -176,9 +179,12 @@ class RetainingMLFlowLogger(MLFlowLogger):
 
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:
-        """Lightning's end of ``fit``/``validate``: the run stays RUNNING (:meth:`end` ends it); a failure ends it FAILED."""
+        """Lightning's end of ``fit``/``validate``: the run stays RUNNING (:meth:`end` ends it); a failure sends what is
+        kept (if the server answers) and ends it FAILED."""
         if status != "failed" or not self._initialized:
             return
+        self._stop_sender()
+        self._send_kept()
         try:
             self._mlflow_client.set_terminated(self.run_id, "FAILED")
         except Exception as exc:  # noqa: BLE001 - the training's own error is the one to report

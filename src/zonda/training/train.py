@@ -382,7 +382,7 @@ def train(
             f"train split {params.data.splits.train.as_str()}); no model written"
         )
     final_validated = bool(history.validations) and history.validations[-1]["global_step"] == trainer.global_step
-    if logger:
+    if logger and trainer.is_global_zero:
         _settle_metrics(logger, params, ckpt_dir)
     if not trainer.is_global_zero:
         return {"kind": MANIFEST_KIND, "rank": int(trainer.global_rank)}
