@@ -110,10 +110,10 @@ class RetainingMLFlowLogger(MLFlowLogger):
         while not self._stop.is_set():
             self._wake.wait(self.send_interval_s)
             self._wake.clear()
-            self._send_kept()
+            self.send_kept()
 
-    def _send_kept(self) -> bool:
-        """Sends every kept value (MLflow's retries per request); True when none is left."""
+    def send_kept(self) -> bool:
+        """Sends every kept value now (MLflow's retries per request); True when none is left."""
         with self._send_lock:
             with self._kept_lock:
                 batch = list(self._kept)
@@ -162,7 +162,7 @@ class RetainingMLFlowLogger(MLFlowLogger):
         left, ``unsent_file`` and a restored file are removed.
         """
         self._stop_sender()
-        if self._send_kept():
+        if self.send_kept():
             for path in {unsent_file, self._restored_from} - {None}:
                 path.unlink(missing_ok=True)
             return 0
@@ -184,7 +184,7 @@ class RetainingMLFlowLogger(MLFlowLogger):
         if status != "failed" or not self._initialized:
             return
         self._stop_sender()
-        self._send_kept()
+        self.send_kept()
         try:
             self._mlflow_client.set_terminated(self.run_id, "FAILED")
         except Exception as exc:  # noqa: BLE001 - the training's own error is the one to report
