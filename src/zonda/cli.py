@@ -317,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     func: Callable[[argparse.Namespace], None] = args.func
     from zonda.files import DiskFullError
+    from zonda.tracking import TrackingServerLost
 
     try:
         func(args)
@@ -325,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except DiskFullError as exc:  # not bad input, but a fault with one clear cause: no traceback
         print(f"zonda {args.command}: error: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAULT
+    except TrackingServerLost as exc:  # a fault with one clear cause (what is kept locally is in the message)
+        print(f"zonda {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FAULT
     return 0
 

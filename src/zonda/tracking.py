@@ -42,6 +42,10 @@ class TrackingServerError(ValueError):
     """The MLflow tracking server does not answer: the message names the URI (credentials masked)."""
 
 
+class TrackingServerLost(RuntimeError):
+    """The MLflow tracking server stopped answering during a stage: the message names the URI and what is kept locally."""
+
+
 PARENT_RUN_ENV = "ZONDA_MLFLOW_PARENT_RUN_ID"
 #: The KFP run id of a task on a cluster, from its pod's ``pipeline/runid`` label (``pipelines.zonda_pipeline``).
 KFP_RUN_ID_ENV = "ZONDA_KFP_RUN_ID"
@@ -98,7 +102,7 @@ def tracking_uri(params: Params) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or params.runtime.mlflow_tracking_uri or local_store(params)[0]
 
 
-def _shown(uri: str) -> str:
+def shown_uri(uri: str) -> str:
     """``uri`` without a password in its user-info part (``https://user:***@host``)."""
     parts = urllib.parse.urlsplit(uri)
     if parts.password is None:
@@ -127,7 +131,7 @@ def check_reachable(params: Params, timeout_s: float = REACHABLE_TIMEOUT_S) -> s
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise TrackingServerError(
-            f"MLflow tracking server {_shown(uri)} ({source}) does not answer ({reason}); start it, point "
+            f"MLflow tracking server {shown_uri(uri)} ({source}) does not answer ({reason}); start it, point "
             f"{source} at a running one, or run without MLflow (--no-mlflow)"
         ) from None
     return uri

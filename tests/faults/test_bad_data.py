@@ -109,6 +109,31 @@ def test_a_whole_field_constant_at_one_time_is_flagged(name, index, value, words
     assert not (tmp_path / "snap").exists()
 
 
+@pytest.mark.parametrize(
+    "name, index, value, words",
+    [
+        ("temperature", (9, 1, 3, 3), np.nan, ["'temperature'", "NaN/inf", "time=2000-01-03T06:00:00"]),
+        ("surface_pressure", (20, 0, 0), np.inf, ["'surface_pressure'", "NaN/inf", "time=2000-01-06T00:00:00"]),
+    ],
+    ids=["nan", "inf"],
+)
+def test_zonda_snapshot_of_a_non_finite_value_exits_2_naming_variable_and_time(name, index, value, words, tmp_path, capsys) -> None:
+    """The user's view of validation (its library cases: tests/test_snapshot.py): exit 2, the problems listed one a
+    line under the error line, nothing written."""
+    ds = synthetic_dataset()
+    ds[name][index] = value
+    src = _chunked_source(ds, tmp_path / "src.zarr")
+    out = tmp_path / "snap"
+    rc = main(["snapshot", "--params", CI, "data.source.kind=zarr", f"data.source.path={src}",
+               f"runtime.output_root={tmp_path / 'root'}", "--out", str(out), "--no-mlflow", "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.startswith("zonda snapshot: error: snapshot validation failed") and "Traceback" not in err, err
+    for word in words:
+        assert word in err, err
+    assert not out.exists() and _hidden_siblings(tmp_path, "snap") == []
+
+
 # ---------------------------------------------------------------- corrupt or truncated chunks
 
 

@@ -1,7 +1,7 @@
-"""Security: credentials put in params never reach a written or logged copy of them, nor a pipeline input.
+"""Security: credentials put in params never reach a written or logged copy of them, nor a pipeline input;
+a crafted pickle in a checkpoint is refused without running its payload.
 
-(Crafted pickles in checkpoints are refused without running their payload:
-tests/training/test_checkpoints.py.)
+(The checkpoint loader's own cases, tampered and wrong-shape files too: tests/training/test_checkpoints.py.)
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from zonda.cli import main
 from zonda.data.sources import preflight
 from zonda.params import MASK, ParamsError, is_secret_key, load_params, mask_secrets, params_from_json
 from zonda.stages import graph_stage
+from zonda.training.checkpoints import save_training_checkpoint
 
 SECRETS = ("AKIAFAKE1234567890", "hunter2-fake-secret", "fake-session-token-xyz", "s3cr3t-url-password")
 STORAGE = (
@@ -231,3 +232,38 @@ def test_a_cluster_run_with_a_credential_in_clear_is_refused_before_submission(s
     monkeypatch.setenv("ERA5_READER_SECRET", CREDENTIAL)  # the submitter lists the source for its fingerprint
     with pytest.raises(AssertionError, match="KFP API was contacted"):
         submit(mapped, "http://kfp.example.org", wait=False)
+
+
+# ------------------------------------------------------------------ crafted pickles
+
+
+class Payload:
+    """Unpickling this would run code: it creates ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_zonda_train_refuses_a_crafted_pickle_checkpoint_without_running_it(tmp_path, capsys):
+    """``training.resume_from`` at a checkpoint holding an object whose unpickling runs code (its digest sidecar
+    matching, as an attacker can write one): exit 2 naming the file, the payload never runs, nothing trained."""
+    marker = tmp_path / "payload-ran"
+    crafted = tmp_path / "crafted" / "last.ckpt"
+    crafted.parent.mkdir()
+    save_training_checkpoint({"state_dict": {}, "zonda": {"extra": Payload(marker)}}, crafted)
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(support.params().to_yaml())
+    a = support.artifacts()
+    out = tmp_path / "model"
+    rc = main(["train", "--params", str(params_file), *(f"--{k}={a[k]}" for k in ("snapshot", "statistics", "graph")),
+               "--out", str(out), f"training.resume_from={crafted}", "--no-mlflow", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2, err
+    (error,) = [line for line in err if line.startswith("zonda train: error:")]  # torch's explanation follows it
+    assert error.startswith(f"zonda train: error: {crafted}: refused: it holds pickled objects"), err
+    assert not any("Traceback" in line for line in err)
+    assert not marker.exists()
+    assert not (out / "manifest.json").exists() and not (out / "weights.safetensors").exists()

@@ -1,22 +1,13 @@
 """Registration and promotion against a real ``mlflow server`` on loopback, over HTTP.
 
-The server (``.venv/bin/mlflow server --workers 1``, sqlite backend, proxied
-artifacts) is started once for the module and stopped at its end. Its store
-starts as a copy of an already migrated sqlite file and job execution is off,
-so it boots in seconds.
+The server (:class:`tests.support.mlflow_server.MlflowServer`: ``mlflow server
+--workers 1``, sqlite backend, proxied artifacts) is started once for the module
+and stopped at its end; it boots in seconds.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
-from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -24,6 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.support import registry_builders as rf
+from tests.support.mlflow_server import MlflowServer
 from zonda.channels import ChannelLayout
 from zonda.evaluation.headline import headline_metric_name
 from zonda.registry.errors import PromotionLockTimeout
@@ -31,64 +23,22 @@ from zonda.registry.forecast import predict_forecast
 from zonda.registry.lock import PromotionLock, lock_name
 from zonda.registry.promotion import CHAMPION, TAG_BY, TAG_DECISION, gate, promote
 
-STARTUP_TIMEOUT_S = 120.0
 NAME = "zonda-http"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM (the CLI forwards it to uvicorn), a bounded wait, then SIGKILL to the server's own group."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> str:
-    root = tmp_path_factory.mktemp("mlflow-server")
-    db = root / "mlflow.db"
-    rf.tracking_db(db)
-    url = f"http://127.0.0.1:{_free_port()}"
-    command = [
-        str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1],
-        "--backend-store-uri", f"sqlite:///{db}", "--artifacts-destination", str(root / "artifacts"), "--workers", "1",
-    ]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    log = open(root / "server.log", "wb")
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    srv = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    srv.start()
     try:
         for seed in (0, 1):  # build what the tests need while the server boots
             rf.model_dir(seed)
         rf.reference_rollout(12, 2)
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not _healthy(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = (root / "server.log").read_text(errors="replace")[-3000:]
-                pytest.fail(f"mlflow server did not become healthy (exit code {proc.poll()}):\n{tail}")
-            time.sleep(0.2)
+        srv.wait_healthy()
         with rf.preserved_tracking_uri():
-            yield url
+            yield srv.url
     finally:
-        _stop(proc)
-        log.close()
+        srv.stop()
 
 
 def test_register_load_and_promote_over_http(server):

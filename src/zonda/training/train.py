@@ -43,7 +43,6 @@ import numpy as np
 import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
-from lightning.pytorch.loggers import MLFlowLogger
 
 from zonda import tracking
 from zonda.console import adopt_library_loggers
@@ -78,6 +77,7 @@ from zonda.training.callbacks import (
 from zonda.training.checkpoints import SafeCheckpointIO, digest_path, load_training_checkpoint
 from zonda.training.data import SnapshotDataModule
 from zonda.training.errors import TrainingInputError
+from zonda.training.mlflow_logger import UNSENT_FILE, RetainingMLFlowLogger
 from zonda.training.module import ForecastModule, forecaster_weights_from_checkpoint
 from zonda.training.precision import resolve_precision
 
@@ -150,7 +150,7 @@ def _prepare_out_dir(out_dir: Path, keep: Path | None) -> None:
         inside = keep is not None and keep.resolve().parent == ckpt_dir.resolve()
         if not inside:
             for f in ckpt_dir.iterdir():
-                if f.is_file() and (f.suffix == ".ckpt" or f.name.endswith(".ckpt.sha256") or f.name == SIDECAR_FILE):
+                if f.is_file() and (f.suffix == ".ckpt" or f.name.endswith(".ckpt.sha256") or f.name in (SIDECAR_FILE, UNSENT_FILE)):
                     f.unlink()
     ckpt_dir.mkdir(exist_ok=True)
 
@@ -165,7 +165,7 @@ def _mlflow_logger(params: Params, run_id: str | None, run_name: str, tags: dict
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     local_uri, local_artifacts = tracking.local_store(params)
-    return MLFlowLogger(
+    return RetainingMLFlowLogger(  # per-step metrics kept and sent in batches, none lost to an outage
         experiment_name=params.runtime.mlflow_experiment,
         run_name=run_name,
         tracking_uri=uri,
@@ -173,7 +173,6 @@ def _mlflow_logger(params: Params, run_id: str | None, run_name: str, tags: dict
         artifact_location=local_artifacts if uri == local_uri else None,
         run_id=run_id,
         log_model=False,
-        synchronous=False,  # per-step metrics are queued, not a store round trip per step
     )
 
 
@@ -367,6 +366,8 @@ def train(
     if logger and _global_rank_from_env() == 0:
         run_id = logger.run_id  # creates the run now (rank 0 only)
         module.metadata["mlflow_run_id"] = run_id
+        if start_path is not None and t.resume_from:
+            logger.restore(start_path.parent / UNSENT_FILE)  # what the interrupted run could not log
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(start_path) if start_path else None, weights_only=True)
 
@@ -381,6 +382,8 @@ def train(
             f"train split {params.data.splits.train.as_str()}); no model written"
         )
     final_validated = bool(history.validations) and history.validations[-1]["global_step"] == trainer.global_step
+    if logger and trainer.is_global_zero:
+        _settle_metrics(logger, params, ckpt_dir)
     if not trainer.is_global_zero:
         return {"kind": MANIFEST_KIND, "rank": int(trainer.global_rank)}
 
@@ -427,8 +430,30 @@ def train(
 
     manifest = write_output(params, out_dir, write)
     if track and logger:
-        _log_outputs(logger, out_dir, manifest, best.get("checkpoint"))
+        from mlflow.exceptions import MlflowException
+
+        try:
+            _log_outputs(logger, out_dir, manifest, best.get("checkpoint"))
+        except (MlflowException, OSError) as exc:  # the server gone after MLflow's retries: one line, the model stands
+            raise tracking.TrackingServerLost(
+                f"MLflow tracking server {tracking.shown_uri(tracking.tracking_uri(params))} failed while the "
+                f"outputs were logged to run {run_id} ({type(exc).__name__}); the trained model in {out_dir} is "
+                f"complete (manifest.json), its artifacts are not in the run"
+            ) from exc
     return manifest
+
+
+def _settle_metrics(logger: RetainingMLFlowLogger, params: Params, ckpt_dir: Path) -> None:
+    """Every metric value in the store, or TrackingServerLost (before any output is written; checkpoints intact)."""
+    unsent = logger.settle(ckpt_dir / UNSENT_FILE)
+    if unsent:
+        last = ckpt_dir / "last.ckpt"
+        raise tracking.TrackingServerLost(
+            f"MLflow tracking server {tracking.shown_uri(tracking.tracking_uri(params))} stopped answering during "
+            f"training: {unsent} metric values of run {logger.run_id} are kept in {ckpt_dir / UNSENT_FILE}, no model "
+            f"was written; when it answers again, resume with training.resume_from={last} (trains no further step, "
+            f"logs them, writes the model)"
+        )
 
 
 def _best_weights(
@@ -468,4 +493,4 @@ def _log_outputs(logger: Any, out_dir: Path, manifest: dict[str, Any], best_chec
     if best_checkpoint and Path(best_checkpoint).is_file():
         client.log_artifact(run_id, best_checkpoint, artifact_path="train/checkpoints")
         client.log_artifact(run_id, str(digest_path(best_checkpoint)), artifact_path="train/checkpoints")
-    logger.finalize("success")
+    logger.end()
