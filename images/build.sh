@@ -5,8 +5,8 @@
 #   images/build.sh push    build what is missing, then push both to $REGISTRY
 #   images/build.sh refs    only print the image references
 #
-# zonda-data      CPU image without torch: snapshot, statistics, graph (and the MLflow run's tasks)
-# zonda-train     CUDA image: train (single pod or every node of a TrainJob/PyTorchJob), evaluate, register
+# zonda-data      CPU image without torch: snapshot, statistics (and the MLflow run's tasks)
+# zonda-train     CUDA image: graph, train (single pod or every node of a TrainJob/PyTorchJob), evaluate, register
 # zonda-tracking  the MLflow tracking server of charts/zonda (MLflow with its UI, Postgres, S3, basic auth)
 #
 # Environment:

@@ -9,10 +9,10 @@ from zonda.params.k8s import DistributedLaunchParams, ResourcesParams
 
 
 class ImagesParams(Strict):
-    data: str = Field(
-        "zonda-data:latest", description="CPU image (no torch) for snapshot, statistics, graph and the MLflow run's tasks."
+    data: str = Field("zonda-data:latest", description="CPU image (no torch) for snapshot, statistics and the MLflow run's tasks.")
+    train: str = Field(
+        "zonda-train:latest", description="Image with torch (CUDA on clusters) for graph, train, evaluate and register."
     )
-    train: str = Field("zonda-train:latest", description="Image with torch (CUDA on clusters) for train, evaluate, register.")
 
 
 class RuntimeParams(Strict):
