@@ -27,7 +27,7 @@
 #   BUILD_NETWORK  network mode of the build's RUN steps, e.g. host (to reach a wheel index on 127.0.0.1)
 #   BUILD_FLAGS    further flags for the builder, split on spaces (e.g. --no-cache)
 #
-# Build logs go to stderr; stdout carries only the params overrides that select the images, e.g.
+# Build logs go to stderr; stdout carries only the params overrides that select the pipeline's images, e.g.
 #   runtime.images.data=ghcr.io/my-org/zonda-data:0123456789ab
 set -euo pipefail
 
@@ -103,9 +103,14 @@ for role in $roles; do
   [[ -f "$root/images/$role/Dockerfile" ]] || die "no images/$role/Dockerfile (ROLES=$roles)"
 done
 
+# The pipeline's images are params (stdout); the tracking image is the chart's mlflow.image (stderr).
 print_refs() {
   for role in $roles; do
-    echo "runtime.images.$role=$(ref_of "$role")"
+    if [[ "$role" == tracking ]]; then
+      echo "charts/zonda values: mlflow.image.repository=$registry/zonda-tracking mlflow.image.tag=$tag" >&2
+    else
+      echo "runtime.images.$role=$(ref_of "$role")"
+    fi
   done
 }
 
