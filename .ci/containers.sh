@@ -94,7 +94,7 @@ fi
 ca=${CA_BUNDLE:-}
 [[ -z "$ca" && -r /etc/ssl/certs/ca-certificates.crt ]] && ca=/etc/ssl/certs/ca-certificates.crt
 refs=$(BUILDER=podman ROLES="data train" TAG=$tag PYTHON_BASE="$python_base" TORCH_CPU_INDEX="$index" TRAIN_DEVICE=cpu \
-  CA_BUNDLE="$ca" BUILD_NETWORK="$build_network" nice -n 19 bash images/build.sh build)
+  CA_BUNDLE="$ca" BUILD_NETWORK="$build_network" nice -n 5 bash images/build.sh build)
 data_image=$(sed -n 's/^runtime\.images\.data=//p' <<< "$refs")
 train_image=$(sed -n 's/^runtime\.images\.train=//p' <<< "$refs")
 done_part
@@ -108,14 +108,14 @@ rm -rf "$work"
 mkdir -p "$work/venv" "$work/containers" "$work/unwritable"
 
 part "params/ci.yaml in the venv"
-nice -n 19 "$PY" -m pipelines.run run --params params/ci.yaml "runtime.output_root=$work/venv" > "$work/venv.log" 2>&1 \
+nice -n 5 "$PY" -m pipelines.run run --params params/ci.yaml "runtime.output_root=$work/venv" > "$work/venv.log" 2>&1 \
   || { tail -n 40 "$work/venv.log"; die "the venv run failed (log: $work/venv.log)"; }
 done_part
 
 part "params/ci.yaml in containers (DockerRunner, podman)"
 eval "$(images/podman.sh service)"
 chown 10001:10001 "$work/containers"  # the tasks run as the images' user, as on the cluster
-nice -n 19 "$PY" -m pipelines.run run --runner docker --params params/ci.yaml "runtime.output_root=$work/containers" \
+nice -n 5 "$PY" -m pipelines.run run --runner docker --params params/ci.yaml "runtime.output_root=$work/containers" \
   "runtime.images.data=$data_image" "runtime.images.train=$train_image" > "$work/containers.log" 2>&1 \
   || { tail -n 60 "$work/containers.log"; die "the container run failed (log: $work/containers.log)"; }
 done_part
