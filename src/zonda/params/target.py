@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import math
 from typing import Any
@@ -10,11 +11,20 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+# Top-level packages of pyproject.toml's `model` extra that a `_target_` may name.
+MODEL_EXTRA_PACKAGES = frozenset({"torch", "lightning", "torch_geometric"})
+
+
 class TargetSpec(BaseModel):
     """A class chosen by import path, Anemoi style: ``{_target_: a.b.C, **kwargs}``.
 
     Validation imports the module and checks that the kwargs bind to the
     callable's signature, so a typo fails at load time, not mid-training.
+    A target in a package of the ``model`` extra (torch, Lightning, PyG) is
+    checked where that extra is installed: the zonda-data image has none of it
+    (its snapshot and statistics tasks load the whole params but build no
+    optimizer), the training image and the submitting venv have it. Any other
+    package that does not import fails here.
     """
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
@@ -41,6 +51,9 @@ class TargetSpec(BaseModel):
         for key, value in self.kwargs.items():
             if _has_non_finite(value):
                 raise ValueError(f"{key} of {self.target} must be finite, got {value!r}")
+        package = self.target.partition(".")[0]
+        if package in MODEL_EXTRA_PACKAGES and importlib.util.find_spec(package) is None:
+            return self
         obj = self.resolve()
         if not callable(obj):
             raise ValueError(f"_target_ {self.target!r} is not callable")
