@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CI: the pipeline with every task in its image (`make test-containers`; .ci/run calls it after `make test`).
+# CI: the pipeline with every task in its image (`make test-containers`; not in .ci/run yet: README "Images and container runs").
 #
 #   1. installs podman, runc and debootstrap from Debian's registry (when missing)
 #   2. bootstraps the Python base from the Debian mirror (images/base/bootstrap.sh; kept between runs)
