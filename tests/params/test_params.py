@@ -201,7 +201,10 @@ def test_a_torch_target_waits_for_the_image_that_has_torch(monkeypatch) -> None:
     for name in ("torch", "torch.optim"):  # as if not installed: `import torch.optim` fails
         monkeypatch.setitem(sys.modules, name, None)
     assert importlib.util.find_spec("torch") is None
+    for name in [m for m in sys.modules if m.startswith("zonda.training")]:  # re-imported: they import torch
+        monkeypatch.delitem(sys.modules, name)
     params = load_params(REPO / "params" / "ci.yaml")
     assert params.training.optimizer.target == "torch.optim.AdamW"
+    assert params.training.loss.target.startswith("zonda.training.losses.")
     msg = _error(REPO / "params" / "ci.yaml", ["training.loss={_target_: nomodule_xyz.Loss}"])
     assert "training.loss" in msg and "cannot import module 'nomodule_xyz'" in msg

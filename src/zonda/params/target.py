@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
 import math
 from typing import Any
@@ -20,7 +19,8 @@ class TargetSpec(BaseModel):
 
     Validation imports the module and checks that the kwargs bind to the
     callable's signature, so a typo fails at load time, not mid-training.
-    A target in a package of the ``model`` extra (torch, Lightning, PyG) is
+    A target whose module needs a package of the ``model`` extra (torch,
+    Lightning, PyG: ``torch.optim.AdamW``, ``zonda.training.losses...``) is
     checked where that extra is installed: the zonda-data image has none of it
     (its snapshot and statistics tasks load the whole params but build no
     optimizer), the training image and the submitting venv have it. Any other
@@ -51,9 +51,13 @@ class TargetSpec(BaseModel):
         for key, value in self.kwargs.items():
             if _has_non_finite(value):
                 raise ValueError(f"{key} of {self.target} must be finite, got {value!r}")
-        package = self.target.partition(".")[0]
-        if package in MODEL_EXTRA_PACKAGES and importlib.util.find_spec(package) is None:
-            return self
+        try:
+            importlib.import_module(self.target.rpartition(".")[0])
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] in MODEL_EXTRA_PACKAGES:
+                return self  # torch-side code where the model extra is not installed (zonda-data)
+        except ImportError:
+            pass  # resolve() names it
         obj = self.resolve()
         if not callable(obj):
             raise ValueError(f"_target_ {self.target!r} is not callable")
