@@ -156,7 +156,7 @@ def test_the_pipeline_tasks_that_need_torch_run_in_the_train_image(tmp_path):
     params = load_params(REPO / "params" / "ci.yaml", ["runtime.images.data=d:t", "runtime.images.train=t:t"])
     ir = tmp_path / "pipeline.yaml"
     compiler.Compiler().compile(build_pipeline(params), package_path=str(ir))
-    executors = yaml.safe_load(ir.read_text())["deploymentSpec"]["executors"]
+    executors = next(yaml.safe_load_all(ir.read_text()))["deploymentSpec"]["executors"]  # then the platform spec
     images = {name.removeprefix("exec-"): e["container"]["image"] for name, e in executors.items()}
     assert {task for task, image in images.items() if image == "t:t"} == {"graph", "train", "evaluate", "register"}
     assert {task for task, image in images.items() if image == "d:t"} == {
