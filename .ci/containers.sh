@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CI: the pipeline with every task in its image (`make test-containers`; .ci/run calls it after `make test`).
+# CI: the pipeline with every task in its image (`make test-containers`; not in .ci/run yet: README "Images and container runs").
 #
 #   1. installs podman, runc and debootstrap from Debian's registry (when missing)
 #   2. bootstraps the Python base from the Debian mirror (images/base/bootstrap.sh; kept between runs)
@@ -16,7 +16,8 @@
 #   TORCH_CPU_INDEX   wheel index with the CPU torch wheel (default: images/base-images.env's when it
 #                     answers, else a PEP 503 index on 127.0.0.1 serving the wheel pip finds here)
 #   CA_BUNDLE         CA bundle for the builds (default: /etc/ssl/certs/ca-certificates.crt if present)
-#   DATA_IMAGE_BUDGET_MB  size budget of zonda-data in MB (default 2700: 2.58 GB measured, see README)
+#   DATA_IMAGE_BUDGET_MB  size budget of zonda-data in MB (default 1600, the goal of issue 18; see README)
+#   TORCH_INDEX_PORT  port of the local wheel index on 127.0.0.1 (default 8765)
 #   WORK              scratch directory (default: /var/tmp/zonda-ci-containers; emptied each run)
 set -euo pipefail
 
@@ -24,7 +25,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 PY=${PY:-$root/.venv/bin/python}
 work=${WORK:-/var/tmp/zonda-ci-containers}
-budget_mb=${DATA_IMAGE_BUDGET_MB:-2700}
+budget_mb=${DATA_IMAGE_BUDGET_MB:-1600}
 tag=ci
 export PYTHONUNBUFFERED=1
 
@@ -77,21 +78,23 @@ if [[ -z "$index" ]]; then
   ls "$wheels"/torch-"$torch_version"+cpu-*.whl > /dev/null 2>&1 \
     || "$PY" -m pip download --quiet --no-deps --dest "$wheels" "torch==$torch_version+cpu" \
     || die "no CPU torch $torch_version wheel: set TORCH_CPU_INDEX"
-  "$PY" -m http.server 0 --bind 127.0.0.1 --directory "$work-torch-index" > "$work-torch-index.log" 2>&1 &
+  # A fixed port: the index URL is a build arg of the torch step, so a new port each run would
+  # rebuild that layer and all that follow it (a cold build) instead of using the layer cache.
+  port=${TORCH_INDEX_PORT:-8765}
+  "$PY" -m http.server "$port" --bind 127.0.0.1 --directory "$work-torch-index" > "$work-torch-index.log" 2>&1 &
   index_pid=$!
   for _ in $(seq 50); do
-    port=$(sed -n 's/.*port \([0-9]*\).*/\1/p' "$work-torch-index.log" | head -n 1)
-    [[ -n "$port" ]] && break
+    curl --silent --fail --max-time 2 "http://127.0.0.1:$port/torch/" > /dev/null 2>&1 && break
+    kill -0 "$index_pid" 2> /dev/null || die "the local wheel index did not start on port $port (set TORCH_INDEX_PORT; log: $work-torch-index.log)"
     sleep 0.2
   done
-  [[ -n "${port:-}" ]] || die "the local wheel index did not start (log: $work-torch-index.log)"
   index="http://127.0.0.1:$port"
   build_network=host  # the builds reach 127.0.0.1 on the host's network
 fi
 ca=${CA_BUNDLE:-}
 [[ -z "$ca" && -r /etc/ssl/certs/ca-certificates.crt ]] && ca=/etc/ssl/certs/ca-certificates.crt
-refs=$(BUILDER=podman TAG=$tag PYTHON_BASE="$python_base" TORCH_CPU_INDEX="$index" TRAIN_DEVICE=cpu \
-  CA_BUNDLE="$ca" BUILD_NETWORK="$build_network" nice -n 19 bash images/build.sh build)
+refs=$(BUILDER=podman ROLES="data train" TAG=$tag PYTHON_BASE="$python_base" TORCH_CPU_INDEX="$index" TRAIN_DEVICE=cpu \
+  CA_BUNDLE="$ca" BUILD_NETWORK="$build_network" nice -n 5 bash images/build.sh build)
 data_image=$(sed -n 's/^runtime\.images\.data=//p' <<< "$refs")
 train_image=$(sed -n 's/^runtime\.images\.train=//p' <<< "$refs")
 done_part
@@ -105,14 +108,14 @@ rm -rf "$work"
 mkdir -p "$work/venv" "$work/containers" "$work/unwritable"
 
 part "params/ci.yaml in the venv"
-nice -n 19 "$PY" -m pipelines.run run --params params/ci.yaml "runtime.output_root=$work/venv" > "$work/venv.log" 2>&1 \
+nice -n 5 "$PY" -m pipelines.run run --params params/ci.yaml "runtime.output_root=$work/venv" > "$work/venv.log" 2>&1 \
   || { tail -n 40 "$work/venv.log"; die "the venv run failed (log: $work/venv.log)"; }
 done_part
 
 part "params/ci.yaml in containers (DockerRunner, podman)"
 eval "$(images/podman.sh service)"
 chown 10001:10001 "$work/containers"  # the tasks run as the images' user, as on the cluster
-nice -n 19 "$PY" -m pipelines.run run --runner docker --params params/ci.yaml "runtime.output_root=$work/containers" \
+nice -n 5 "$PY" -m pipelines.run run --runner docker --params params/ci.yaml "runtime.output_root=$work/containers" \
   "runtime.images.data=$data_image" "runtime.images.train=$train_image" > "$work/containers.log" 2>&1 \
   || { tail -n 60 "$work/containers.log"; die "the container run failed (log: $work/containers.log)"; }
 done_part

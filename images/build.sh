@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Builds the zonda images, tagged with the git commit, and pushes them (`make images`, `make push`).
 #
-#   images/build.sh build   build $REGISTRY/zonda-data:$TAG and $REGISTRY/zonda-train:$TAG
+#   images/build.sh build   build $REGISTRY/zonda-<role>:$TAG for each of $ROLES
 #   images/build.sh push    build what is missing, then push both to $REGISTRY
 #   images/build.sh refs    only print the image references
 #
-# zonda-data  CPU image: snapshot, statistics, graph, evaluate, register, and the MLflow server
-# zonda-train CUDA image: training (single pod or every node of a TrainJob/PyTorchJob)
+# zonda-data      CPU image without torch: snapshot, statistics (and the MLflow run's tasks)
+# zonda-train     CUDA image: graph, train (single pod or every node of a TrainJob/PyTorchJob), evaluate, register
+# zonda-tracking  the MLflow tracking server of charts/zonda (MLflow with its UI, Postgres, S3, basic auth)
 #
 # Environment:
 #   REGISTRY       registry and namespace, e.g. ghcr.io/my-org (required for push; default: local "zonda")
 #   TAG            image tag (default: the 12-character git SHA, with -dirty when tracked files changed)
-#   ROLES          images to build (default: "data train")
+#   ROLES          images to build (default: "data train tracking")
 #   BUILDER        docker, podman or buildah (default: docker when `docker info` answers, else podman,
 #                  else buildah)
 #   PLATFORM       target platform (default: linux/amd64)
@@ -26,7 +27,7 @@
 #   BUILD_NETWORK  network mode of the build's RUN steps, e.g. host (to reach a wheel index on 127.0.0.1)
 #   BUILD_FLAGS    further flags for the builder, split on spaces (e.g. --no-cache)
 #
-# Build logs go to stderr; stdout carries only the params overrides that select the images, e.g.
+# Build logs go to stderr; stdout carries only the params overrides that select the pipeline's images, e.g.
 #   runtime.images.data=ghcr.io/my-org/zonda-data:0123456789ab
 set -euo pipefail
 
@@ -45,7 +46,7 @@ esac
 registry_given=${REGISTRY:+yes}
 registry=${REGISTRY:-zonda}
 registry=${registry%/}
-roles=${ROLES:-data train}
+roles=${ROLES:-data train tracking}
 platform=${PLATFORM:-linux/amd64}
 
 if [[ "$action" == push && -z "$registry_given" ]]; then
@@ -102,9 +103,14 @@ for role in $roles; do
   [[ -f "$root/images/$role/Dockerfile" ]] || die "no images/$role/Dockerfile (ROLES=$roles)"
 done
 
+# The pipeline's images are params (stdout); the tracking image is the chart's mlflow.image (stderr).
 print_refs() {
   for role in $roles; do
-    echo "runtime.images.$role=$(ref_of "$role")"
+    if [[ "$role" == tracking ]]; then
+      echo "charts/zonda values: mlflow.image.repository=$registry/zonda-tracking mlflow.image.tag=$tag" >&2
+    else
+      echo "runtime.images.$role=$(ref_of "$role")"
+    fi
   done
 }
 
@@ -159,7 +165,7 @@ label_args=(
 # The build args each Dockerfile declares, and nothing else.
 role_args() {
   case "$1" in
-    data) echo "PYTHON_BASE=$python_base TORCH_CPU_INDEX=$torch_cpu_index TORCH_VERSION=$torch_version" ;;
+    data|tracking) echo "PYTHON_BASE=$python_base" ;;
     train) echo "TORCH_BASE=$torch_base TORCH_VERSION=$torch_version TRAIN_DEVICE=$train_device" ;;
     torch-cpu-base) echo "PYTHON_BASE=$python_base TORCH_CPU_INDEX=$torch_cpu_index TORCH_VERSION=$torch_version" ;;
   esac

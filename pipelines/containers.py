@@ -8,9 +8,9 @@ pipeline root; the tasks also write the MLflow store, the snapshot cache and tra
 
 Before any task starts, :func:`preflight` checks what would otherwise fail late or be misreported:
 that the Docker API answers, that every image is on the engine (or can be pulled), and that the user
-the tasks run as can write the output root. KFP 2.17's DockerRunner reports a container that exits
-before its exit status is read as SUCCESS, so a task that dies at once (a PermissionError writing
-its outputs) would only surface later as "The task has multiple outputs".
+the tasks run as can write the output root (the error names the uid, the directory and the fix). A
+task container that still fails stops the run at that task (:mod:`pipelines.docker_tasks`: KFP 2.17
+alone can report a container that exits fast as SUCCESS).
 
 The tasks run as the image's user (uid 10001, as on the cluster) unless ``user="host"``, which runs
 them as the invoking uid:gid, so that the files they write belong to the caller.

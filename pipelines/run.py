@@ -14,6 +14,7 @@ environment, no network needed) or ``--runner docker`` (every task in its image,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -25,6 +26,7 @@ from kfp import local
 from pipelines.console import runner_output
 from pipelines.containers import ContainerRunError, docker_runner
 from pipelines.containers import preflight as container_preflight
+from pipelines.docker_tasks import true_exit_status
 from pipelines.submit import main_submit, run_name_for
 from pipelines.zonda_pipeline import build_pipeline, compile_pipeline, run_arguments
 from zonda import snapshot_store, stage_cache, tracking
@@ -158,7 +160,9 @@ def _run_kfp_local(params: Params, root: Path, arguments: dict[str, str], *, run
         task_runner = local.SubprocessRunner(use_venv=False)
     warnings.filterwarnings("ignore", message=".*non-Python base image.*")
     local.init(runner=task_runner, pipeline_root=str(root), raise_on_error=True)
-    build_pipeline(params)(**arguments)
+    # A task container that exits non-zero fails the run (KFP 2.17 alone can report it as SUCCESS).
+    with true_exit_status() if runner == "docker" else contextlib.nullcontext():
+        build_pipeline(params)(**arguments)
 
 
 def _record_all_reused(params: Params, found: dict[str, Path]) -> None:

@@ -55,10 +55,10 @@ def build_pipeline(params: Params) -> Callable:
     open_run_op = make_component(components.open_mlflow_run, data_image)
     snapshot_op = make_component(components.snapshot, data_image)
     statistics_op = make_component(components.statistics, data_image)
-    graph_op = make_component(components.graph, data_image)
+    graph_op = make_component(components.graph, train_image)
     train_op = make_component(components.train, train_image)
-    evaluate_op = make_component(components.evaluate, data_image)
-    register_op = make_component(components.register, data_image)
+    evaluate_op = make_component(components.evaluate, train_image)
+    register_op = make_component(components.register, train_image)
     close_run_op = make_component(components.close_mlflow_run, data_image)
     section = {stage: json.dumps(params.for_stage(stage), sort_keys=True) for stage in STAGE_SECTIONS}
 

@@ -16,6 +16,7 @@ a full disk with one naming the artifact being written, and exit status 1.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
@@ -282,9 +283,7 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
     from zonda.data.reading import ChunkReadError
     from zonda.data.sources import SourceError
     from zonda.data.validation import SnapshotValidationError
-    from zonda.graph import GraphCoverageError
     from zonda.integrity import IntegrityError
-    from zonda.models.saved import SavedModelError
     from zonda.params import ParamsError
     from zonda.registry.errors import RegistryError
     from zonda.snapshot_reader import SnapshotReadError
@@ -292,11 +291,18 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
     from zonda.tracking import TrackingServerError
     from zonda.training.errors import TrainingInputError
 
-    return (
-        ParamsError, SnapshotValidationError, SourceError, FileNotFoundError, GraphCoverageError, RegistryError,
-        TrainingInputError, SnapshotStoreError, TrackingServerError, IntegrityError, ChunkReadError, SavedModelError,
-        SnapshotReadError,
+    errors: tuple[type[BaseException], ...] = (
+        ParamsError, SnapshotValidationError, SourceError, FileNotFoundError, RegistryError, TrainingInputError,
+        SnapshotStoreError, TrackingServerError, IntegrityError, ChunkReadError, SnapshotReadError,
     )
+    # The graph and saved models are torch code: where torch is not installed (the zonda-data image)
+    # nothing can raise their errors.
+    if importlib.util.find_spec("torch") is not None:
+        from zonda.graph import GraphCoverageError
+        from zonda.models.saved import SavedModelError
+
+        errors += (GraphCoverageError, SavedModelError)
+    return errors
 
 
 def _fetch_alias(argv: list[str]) -> list[str]:

@@ -50,15 +50,10 @@ from zonda import snapshot_store, stage_cache, tracking
 from zonda.console import adopt_library_loggers, bars, stage_log
 from zonda.data import dvc_source
 from zonda.data.fingerprint import source_fingerprint, submitted_fingerprint
-from zonda.evaluation.run import HEADLINE_FILE, RESULTS_FILE, SUMMARY_FILE, run_evaluation
-from zonda.graph import build_graph, graph_summary, load_graph, save_graph
 from zonda.launch import LAUNCHES, Launch
-from zonda.evaluation.headline import headline_metric_name
-from zonda.evaluation.lead_metrics import log_lead_metrics
 from zonda.outputs import write_output
 from zonda.params import Params
 from zonda.provenance import code_version, read_manifest, sha256_id
-from zonda.registry.register import register_model, registration_manifest
 from zonda.snapshot import build_snapshot, open_snapshot
 from zonda.statistics import STATISTICS_FILENAME, build_statistics
 
@@ -105,6 +100,8 @@ def _record(
     adopt_library_loggers()
     with tracking.stage_run(params, mlflow_run_id, stage) as run:
         if lead_metrics is not None:
+            from zonda.evaluation.lead_metrics import log_lead_metrics  # torch boundary (see graph_stage)
+
             log_lead_metrics(lead_metrics, run.info.run_id)
         if tags:
             mlflow.set_tags(tags)
@@ -232,6 +229,10 @@ def graph_stage(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Stage 3: icosahedral multi-mesh and grid<->mesh edges for the snapshot's grid."""
+    # Torch boundary: the graph is PyTorch Geometric tensors, and the zonda-data image that runs
+    # snapshot and statistics carries no torch; graph, train, evaluate and register run in zonda-train.
+    from zonda.graph import build_graph, graph_summary, load_graph, save_graph
+
     _check_tracking(params, track)
     out_dir = Path(out_dir)
 
@@ -311,6 +312,10 @@ def evaluate_stage(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Stage 5: 10-day forecasts on the test split, WB2 metrics against persistence and climatology."""
+    # Torch boundary (see graph_stage).
+    from zonda.evaluation.headline import headline_metric_name
+    from zonda.evaluation.run import HEADLINE_FILE, RESULTS_FILE, SUMMARY_FILE, run_evaluation
+
     _check_tracking(params, track)
     out_dir = Path(out_dir)
 
@@ -355,6 +360,8 @@ def register_stage(
     """
     if not track:
         raise ValueError("the register stage writes to the MLflow Model Registry; it cannot run without MLflow (--no-mlflow)")
+    from zonda.registry.register import register_model, registration_manifest  # torch boundary (see graph_stage)
+
     _check_tracking(params, track)
     out_dir = Path(out_dir)
     run_ids: list[str] = []

@@ -18,7 +18,7 @@ from tests.support.repo import REPO
 from zonda.k8s.trainjob import IMAGE_UID
 
 IMAGES = REPO / "images"
-ROLES = ("data", "train")
+ROLES = ("data", "train")  # the pipeline's images (KFP tasks); images/tracking is the chart's MLflow server
 FINAL_STAGE_PACKAGES = {"data": set(), "train": {"gcc", "libc6-dev"}}  # apt packages the final stages may add
 
 
@@ -118,17 +118,59 @@ def test_final_stage_is_lean_non_root_and_runs_zonda(role):
     assert "kfp.dsl.executor_main" in final_text and "zonda --help" in final_text
 
 
-def test_data_image_installs_cpu_torch_and_the_pinned_extras():
-    text = (IMAGES / "data" / "Dockerfile").read_text()
-    assert '--index-url "${TORCH_CPU_INDEX}" --dest /tmp/torch "torch==${TORCH_VERSION}"' in text
-    assert "--constraint /opt/zonda/torch-constraint.txt" in text  # the project install cannot swap torch
-    # GRIB sources read in the snapshot step; pins live in pyproject's extra, read from there
-    assert "p['dependencies'] + p['optional-dependencies']['grib']" in text
-    reqs = [line for line in (IMAGES / "requirements-data.txt").read_text().splitlines()
-            if line and not line.startswith("#")]
+def _pinned_names(requirements: Path) -> set[str]:
+    reqs = [line for line in requirements.read_text().splitlines() if line and not line.startswith("#")]
     assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[\w.]+", r) for r in reqs), reqs
-    names = {r.split("==")[0].lower() for r in reqs}
-    assert {"psycopg2-binary", "boto3", "flask-wtf", "gcsfs"} <= names
+    return {r.split("==")[0].lower() for r in reqs}
+
+
+def _project() -> dict:
+    import tomllib
+
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+
+def test_each_image_installs_the_extras_its_tasks_import():
+    """zonda-data (snapshot, statistics) has no torch; torch is the `model` extra, zonda-train's."""
+    data = (IMAGES / "data" / "Dockerfile").read_text()
+    # GRIB sources read in the snapshot step; pins live in pyproject's extra, read from there
+    assert "p['dependencies'] + p['optional-dependencies']['grib']" in data and "'model'" not in data
+    assert "TORCH" not in data and "find_spec(m)]; assert not present" in data  # the build fails if torch got in
+    assert "p['dependencies'] + p['optional-dependencies']['model']" in (IMAGES / "train" / "Dockerfile").read_text()
+    assert "p['optional-dependencies']['server']" in (IMAGES / "tracking" / "Dockerfile").read_text()
+    project = _project()
+    names = {re.split(r"[=\[]", r)[0].lower() for r in project["dependencies"]}
+    assert not names & {"torch", "lightning", "torch-geometric", "matplotlib", "mlflow"}, names
+    assert {"mlflow-skinny", "sqlalchemy", "alembic", "kfp"} <= names  # the MLflow client's sqlite store, KFP's executor
+    assert {re.split(r"==", r)[0] for r in project["optional-dependencies"]["model"]} >= {"torch", "torch-geometric"}
+    assert "gcsfs" in _pinned_names(IMAGES / "requirements-data.txt")
+    assert {"psycopg2-binary", "boto3", "flask-wtf"} <= _pinned_names(IMAGES / "requirements-tracking.txt")
+
+
+def test_the_pipeline_tasks_that_need_torch_run_in_the_train_image(tmp_path):
+    from kfp import compiler
+
+    from pipelines.zonda_pipeline import build_pipeline
+    from zonda.params import load_params
+
+    params = load_params(REPO / "params" / "ci.yaml", ["runtime.images.data=d:t", "runtime.images.train=t:t"])
+    ir = tmp_path / "pipeline.yaml"
+    compiler.Compiler().compile(build_pipeline(params), package_path=str(ir))
+    executors = next(yaml.safe_load_all(ir.read_text()))["deploymentSpec"]["executors"]  # then the platform spec
+    images = {name.removeprefix("exec-"): e["container"]["image"] for name, e in executors.items()}
+    assert {task for task, image in images.items() if image == "t:t"} == {"graph", "train", "evaluate", "register"}
+    assert {task for task, image in images.items() if image == "d:t"} == {
+        "open-mlflow-run", "snapshot", "statistics", "close-mlflow-run"}
+
+
+def test_tracking_image_is_the_charts_mlflow_server():
+    stages = _stages(IMAGES / "tracking" / "Dockerfile")
+    final_text = " ".join(rest for _, rest in stages[-1])
+    assert stages[0][0][1] == "${PYTHON_BASE} AS deps" and "--from=deps /opt/zonda /opt/zonda" in final_text
+    assert [rest for word, rest in stages[-1] if word == "USER"][-1].split(":")[0] == str(IMAGE_UID)
+    assert "pip check" in final_text and "'js' / 'build' / 'index.html'" in final_text  # the UI is in the image
+    values = yaml.safe_load((REPO / "charts" / "zonda" / "values.yaml").read_text())
+    assert values["mlflow"]["image"]["repository"].endswith("/zonda-tracking")
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -248,21 +290,23 @@ def test_build_uses_docker_buildx_and_tags_with_the_commit(tmp_path):
     result = _run_build(tmp_path, "build", bin_dir, REGISTRY="ghcr.io/acme/", TAG="0123456789ab")
     assert result.returncode == 0, result.stderr
     builds = [c for c in _calls(tmp_path) if c.startswith("docker buildx build")]
-    assert len(builds) == 2
-    for role, call in zip(ROLES, builds):
+    assert len(builds) == 3
+    for role, call in zip((*ROLES, "tracking"), builds):
         assert f"--file images/{role}/Dockerfile" in call
         assert f"--tag ghcr.io/acme/zonda-{role}:0123456789ab" in call
         assert "--load" in call and "--build-arg GIT_SHA=" in call
-        assert re.search(r"--build-arg TORCH_VERSION=\d+\.\d+\.\d+ ", call)
         assert "--secret" not in call and "--network" not in call  # only when asked for
+    assert re.search(r"--build-arg TORCH_VERSION=\d+\.\d+\.\d+ ", builds[1]) and "TORCH" not in builds[0]
     # each Dockerfile gets the base it declares, and only that one
     assert f"--build-arg PYTHON_BASE={_base_pins()['PYTHON_BASE']}" in builds[0] and "TORCH_BASE" not in builds[0]
     assert f"--build-arg TORCH_BASE={_base_pins()['TORCH_BASE']}" in builds[1] and "PYTHON_BASE" not in builds[1]
     assert "--build-arg TRAIN_DEVICE=cuda" in builds[1]
+    assert f"--build-arg PYTHON_BASE={_base_pins()['PYTHON_BASE']}" in builds[2] and "TORCH" not in builds[2]
     assert result.stdout.splitlines() == [
         "runtime.images.data=ghcr.io/acme/zonda-data:0123456789ab",
         "runtime.images.train=ghcr.io/acme/zonda-train:0123456789ab",
     ]
+    assert "mlflow.image.repository=ghcr.io/acme/zonda-tracking mlflow.image.tag=0123456789ab" in result.stderr
     assert "pinned by tag only" in result.stderr  # until base-images.env carries digests
 
 
@@ -305,14 +349,16 @@ def test_bases_index_secrets_and_network_come_from_the_environment(tmp_path):
     ca, pipconf = tmp_path / "ca.crt", tmp_path / "pip.conf"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     pipconf.write_text("[global]\n")
-    result = _run_build(tmp_path, "build", bin_dir, TAG="t", ROLES="data", PYTHON_BASE="localhost/zonda-python-base:bookworm",
-                        TORCH_CPU_INDEX="http://127.0.0.1:8765", CA_BUNDLE=str(ca), PIP_CONFIG=str(pipconf),
-                        BUILD_NETWORK="host", BUILD_FLAGS="--no-cache --pull=never")
+    result = _run_build(tmp_path, "build", bin_dir, TAG="t", ROLES="data train", TRAIN_DEVICE="cpu",
+                        PYTHON_BASE="localhost/zonda-python-base:bookworm", TORCH_CPU_INDEX="http://127.0.0.1:8765",
+                        CA_BUNDLE=str(ca), PIP_CONFIG=str(pipconf), BUILD_NETWORK="host",
+                        BUILD_FLAGS="--no-cache --pull=never")
     assert result.returncode == 0, result.stderr
-    (build,) = [c for c in _calls(tmp_path) if c.startswith("podman build")]
-    assert f"--secret id=ca,src={ca} --secret id=pipconf,src={pipconf} --network host --no-cache --pull=never" in build
-    assert "--build-arg PYTHON_BASE=localhost/zonda-python-base:bookworm" in build
-    assert "--build-arg TORCH_CPU_INDEX=http://127.0.0.1:8765" in build
+    data, torch_base, train = [c for c in _calls(tmp_path) if c.startswith("podman build")]
+    for build in (data, torch_base, train):
+        assert f"--secret id=ca,src={ca} --secret id=pipconf,src={pipconf} --network host --no-cache --pull=never" in build
+    assert "--build-arg PYTHON_BASE=localhost/zonda-python-base:bookworm" in data
+    assert "--build-arg TORCH_CPU_INDEX=http://127.0.0.1:8765" in torch_base and "TORCH_CPU_INDEX" not in data
     assert "pinned by tag only" not in result.stderr  # a local base has no registry digest
 
 

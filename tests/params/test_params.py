@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -192,3 +194,17 @@ def test_fused_kernels_on_off_survive_yaml_booleans(text, expected):
     """YAML 1.1 turns a bare on/off into true/false; the schema takes them back for the words."""
     raw = yaml.safe_load(f"fused_kernels: {text}")
     assert ModelParams(**raw).fused_kernels == expected
+
+
+def test_a_torch_target_waits_for_the_image_that_has_torch(monkeypatch) -> None:
+    """zonda-data (no torch) loads the whole params for snapshot and statistics; a typo still fails elsewhere."""
+    for name in ("torch", "torch.optim"):  # as if not installed: `import torch.optim` fails
+        monkeypatch.setitem(sys.modules, name, None)
+    assert importlib.util.find_spec("torch") is None
+    for name in [m for m in sys.modules if m.startswith("zonda.training")]:  # re-imported: they import torch
+        monkeypatch.delitem(sys.modules, name)
+    params = load_params(REPO / "params" / "ci.yaml")
+    assert params.training.optimizer.target == "torch.optim.AdamW"
+    assert params.training.loss.target.startswith("zonda.training.losses.")
+    msg = _error(REPO / "params" / "ci.yaml", ["training.loss={_target_: nomodule_xyz.Loss}"])
+    assert "training.loss" in msg and "cannot import module 'nomodule_xyz'" in msg

@@ -9,8 +9,10 @@ from zonda.params.k8s import DistributedLaunchParams, ResourcesParams
 
 
 class ImagesParams(Strict):
-    data: str = Field("zonda-data:latest", description="CPU image for snapshot, statistics, graph, evaluate, register.")
-    train: str = Field("zonda-train:latest", description="CUDA image for training.")
+    data: str = Field("zonda-data:latest", description="CPU image (no torch) for snapshot, statistics and the MLflow run's tasks.")
+    train: str = Field(
+        "zonda-train:latest", description="Image with torch (CUDA on clusters) for graph, train, evaluate and register."
+    )
 
 
 class RuntimeParams(Strict):

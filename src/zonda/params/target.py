@@ -10,11 +10,21 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+# Top-level packages of pyproject.toml's `model` extra that a `_target_` may name.
+MODEL_EXTRA_PACKAGES = frozenset({"torch", "lightning", "torch_geometric"})
+
+
 class TargetSpec(BaseModel):
     """A class chosen by import path, Anemoi style: ``{_target_: a.b.C, **kwargs}``.
 
     Validation imports the module and checks that the kwargs bind to the
     callable's signature, so a typo fails at load time, not mid-training.
+    A target whose module needs a package of the ``model`` extra (torch,
+    Lightning, PyG: ``torch.optim.AdamW``, ``zonda.training.losses...``) is
+    checked where that extra is installed: the zonda-data image has none of it
+    (its snapshot and statistics tasks load the whole params but build no
+    optimizer), the training image and the submitting venv have it. Any other
+    package that does not import fails here.
     """
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
@@ -41,6 +51,13 @@ class TargetSpec(BaseModel):
         for key, value in self.kwargs.items():
             if _has_non_finite(value):
                 raise ValueError(f"{key} of {self.target} must be finite, got {value!r}")
+        try:
+            importlib.import_module(self.target.rpartition(".")[0])
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] in MODEL_EXTRA_PACKAGES:
+                return self  # torch-side code where the model extra is not installed (zonda-data)
+        except ImportError:
+            pass  # resolve() names it
         obj = self.resolve()
         if not callable(obj):
             raise ValueError(f"_target_ {self.target!r} is not callable")
