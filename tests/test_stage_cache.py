@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from pipelines.zonda_pipeline import compile_pipeline
+from tests.support.pipeline_ir import pipeline_tasks
 from tests.support.repo import REPO
 from zonda import stage_cache
 from zonda.params import STAGE_SECTIONS, ParamsError, load_params, params_from_json, write_resolved
@@ -29,25 +30,10 @@ UPSTREAM_ARTIFACTS = {
 }
 
 
-def _stage_tasks(ir: dict) -> dict[str, dict]:
-    """Every task of the compiled pipeline, nested DAGs (the exit handler's) included, by task name."""
-    tasks: dict[str, dict] = {}
-
-    def walk(dag: dict) -> None:
-        for name, task in dag["tasks"].items():
-            tasks[name] = task
-            component = ir["components"][task["componentRef"]["name"]]
-            if "dag" in component:
-                walk(component["dag"])
-
-    walk(ir["root"]["dag"])
-    return tasks
-
-
 def _compiled_tasks(tmp_path: Path, *overrides: str) -> dict[str, dict]:
     params = load_params(REPO / "params" / "ci.yaml", list(overrides))
     out = compile_pipeline(params, tmp_path / f"pipeline-{len(overrides)}.yaml")
-    return _stage_tasks(next(yaml.safe_load_all(out.read_text())))  # the pipeline spec, not the platform config
+    return pipeline_tasks(next(yaml.safe_load_all(out.read_text())))  # the pipeline spec, not the platform config
 
 
 def _constant_params(task: dict) -> dict:
@@ -77,7 +63,7 @@ def test_every_task_gets_the_kfp_run_id_from_its_pods_label_not_from_an_input(tm
     outputs, image, command, args and PVC names: backend/src/v2/driver/cache.go), so the inputs stay as they were."""
     params = load_params(REPO / "params" / "ci.yaml")
     spec, platform = yaml.safe_load_all(compile_pipeline(params, tmp_path / "pipeline.yaml").read_text())
-    tasks = _stage_tasks(spec)
+    tasks = pipeline_tasks(spec)
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for name in (*STAGE_SECTIONS, "open-mlflow-run", "close-mlflow-run"):
         label = spec["components"][tasks[name]["componentRef"]["name"]]["executorLabel"]

@@ -13,37 +13,23 @@ import pytest
 import yaml
 
 from pipelines.zonda_pipeline import compile_pipeline, run_arguments
+from tests.support.pipeline_ir import pipeline_tasks
 from tests.support.synthetic import append_step, synthetic_dataset, write_zarr
 from zonda.data.fingerprint import SourceChangedError, source_fingerprint
 from zonda.provenance import read_manifest
 from zonda.stages import snapshot_stage
 
 
-def _tasks(ir: dict) -> dict[str, dict]:
-    """Every task of the compiled pipeline, the exit handler's nested DAG included, by name."""
-    tasks: dict[str, dict] = {}
-
-    def walk(dag: dict) -> None:
-        for name, task in dag["tasks"].items():
-            tasks[name] = task
-            component = ir["components"][task["componentRef"]["name"]]
-            if "dag" in component:
-                walk(component["dag"])
-
-    walk(ir["root"]["dag"])
-    return tasks
-
-
 def test_only_the_snapshot_task_takes_the_source_fingerprint_and_the_run_must_give_it(synthetic_params, tmp_path: Path) -> None:
     ir = next(yaml.safe_load_all(compile_pipeline(synthetic_params(), tmp_path / "pipeline.yaml").read_text()))
     declared = ir["root"]["inputDefinitions"]["parameters"]["source_fingerprint"]
     assert declared == {"parameterType": "STRING"}  # required: a run without it is refused by KFP
-    takers = {name for name, task in _tasks(ir).items() if "source_fingerprint" in task["inputs"].get("parameters", {})}
+    takers = {name for name, task in pipeline_tasks(ir).items() if "source_fingerprint" in task["inputs"].get("parameters", {})}
     assert takers == {"snapshot"}
-    given = _tasks(ir)["snapshot"]["inputs"]["parameters"]["source_fingerprint"]
+    given = pipeline_tasks(ir)["snapshot"]["inputs"]["parameters"]["source_fingerprint"]
     # a runtime value (the run's argument, through the exit handler's DAG), not a constant fixed at compile time
     assert given == {"componentInputParameter": "pipelinechannel--source_fingerprint"}
-    handler = _tasks(ir)["exit-handler-1"]  # the DAG of the stages ("stages" in the UI)
+    handler = pipeline_tasks(ir)["exit-handler-1"]  # the DAG of the stages ("stages" in the UI)
     assert handler["inputs"]["parameters"]["pipelinechannel--source_fingerprint"] == {
         "componentInputParameter": "source_fingerprint"
     }
