@@ -1,11 +1,12 @@
 """CI check: the pipeline run in containers matches the run in the venv, and registered its model.
 
-    python .ci/check_container_run.py --venv OUTPUT_ROOT --containers OUTPUT_ROOT
+    python .ci/check_container_run.py --venv OUTPUT_ROOT --containers OUTPUT_ROOT [--containers-remote DIR]
 
 Each output root holds one local run of params/ci.yaml (``runtime.output_root``). The snapshot ID,
 statistics hash and graph hash are content hashes, so the same code and params must give the same
 values whatever runs the tasks; the container run's registration manifest must name a model version
-that its MLflow registry (the sqlite store under its output root) holds. Exits 1 on any difference.
+that its MLflow registry (the sqlite store under its output root) holds, and (``--containers-remote``) the
+snapshot task in its container must have pushed the snapshot to that DVC remote. Exits 1 on any difference.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--venv", type=Path, required=True)
     parser.add_argument("--containers", type=Path, required=True)
+    parser.add_argument("--containers-remote", type=Path, default=None, help="the container run's runtime.dvc_remote")
     args = parser.parse_args(argv)
     venv, containers = run_dir(args.venv), run_dir(args.containers)
     failed = False
@@ -64,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         failed |= not same
         print(f"{key:<16} {'same' if same else 'DIFFERENT'}  venv {ours}  containers {theirs}")
     print(f"registered       {registered_version(args.containers, containers)} by the container run")
+    if args.containers_remote is not None:
+        from zonda.snapshot_store import lookup
+
+        snapshot_id = manifest(containers, "snapshot", "snapshot")["snapshot_id"]
+        pushed = lookup(snapshot_id, str(args.containers_remote))  # SnapshotStoreError if it is not there
+        print(f"pushed           {snapshot_id} to {args.containers_remote} (directory md5 {pushed.get('md5')})")
     return 1 if failed else 0
 
 

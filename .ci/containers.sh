@@ -3,8 +3,9 @@
 #
 #   1. installs podman, runc and debootstrap from Debian's registry (when missing)
 #   2. bootstraps the Python base from the Debian mirror (images/base/bootstrap.sh; kept between runs)
-#   3. builds zonda-data and a CPU zonda-train with podman (layer cache kept between runs), checks
-#      their user, labels, command and the data image's size budget
+#   3. builds zonda-data, a CPU zonda-train and zonda-tracking with podman (layer cache kept between
+#      runs), checks their user, labels, command and the data image's size budget, and that the
+#      tracking image's MLflow server answers
 #   4. runs params/ci.yaml in this venv and with KFP's DockerRunner on podman's socket, and asserts the
 #      same snapshot ID, statistics hash and graph hash, and a registered model version
 #   5. checks that an output root the image's user cannot write stops the run with a clear error
@@ -63,7 +64,7 @@ part "bootstrap the Python base (cached)"
 python_base=$(images/base/bootstrap.sh)
 done_part
 
-part "build zonda-data and CPU zonda-train"
+part "build zonda-data, CPU zonda-train, zonda-tracking"
 torch_version=$(sed -n 's/^[[:space:]]*"torch==\([^"]*\)".*/\1/p' pyproject.toml | head -n 1)
 default_index=$(sed -n 's/^TORCH_CPU_INDEX=//p' images/base-images.env)
 index=${TORCH_CPU_INDEX:-}
@@ -93,37 +94,43 @@ if [[ -z "$index" ]]; then
 fi
 ca=${CA_BUNDLE:-}
 [[ -z "$ca" && -r /etc/ssl/certs/ca-certificates.crt ]] && ca=/etc/ssl/certs/ca-certificates.crt
-refs=$(BUILDER=podman ROLES="data train" TAG=$tag PYTHON_BASE="$python_base" TORCH_CPU_INDEX="$index" TRAIN_DEVICE=cpu \
+refs=$(BUILDER=podman ROLES="data train tracking" TAG=$tag PYTHON_BASE="$python_base" TORCH_CPU_INDEX="$index" TRAIN_DEVICE=cpu \
   CA_BUNDLE="$ca" BUILD_NETWORK="$build_network" nice -n 5 bash images/build.sh build)
 data_image=$(sed -n 's/^runtime\.images\.data=//p' <<< "$refs")
 train_image=$(sed -n 's/^runtime\.images\.train=//p' <<< "$refs")
+tracking_image=zonda/zonda-tracking:$tag  # the chart's image: build.sh names it on stderr, not as a param
 done_part
 
-part "check the images (user, labels, command, size)"
+part "check the images (user, labels, command, size; the MLflow server answers)"
 "$PY" .ci/check_images.py --engine podman --budget-mb "$budget_mb" --revision "$(git rev-parse HEAD)" \
-  "$data_image" "$train_image"
+  "$data_image" "$train_image" --tracking-image "$tracking_image"
 done_part
 
 rm -rf "$work"
-mkdir -p "$work/venv" "$work/containers" "$work/unwritable"
+mkdir -p "$work/venv" "$work/containers" "$work/unwritable" "$work/containers-remote"
 
 part "params/ci.yaml in the venv"
-nice -n 5 "$PY" -m pipelines.run run --params params/ci.yaml "runtime.output_root=$work/venv" > "$work/venv.log" 2>&1 \
+nice -n 5 "$PY" -m pipelines.run run --params params/ci.yaml "runtime.output_root=$work/venv" \
+  "runtime.dvc_remote=$work/venv-remote" > "$work/venv.log" 2>&1 \
   || { tail -n 40 "$work/venv.log"; die "the venv run failed (log: $work/venv.log)"; }
 done_part
 
 part "params/ci.yaml in containers (DockerRunner, podman)"
 eval "$(images/podman.sh service)"
-chown 10001:10001 "$work/containers"  # the tasks run as the images' user, as on the cluster
+# the tasks run as the images' user, as on the cluster: it owns the output root and the DVC remote
+chown 10001:10001 "$work/containers" "$work/containers-remote"
 nice -n 5 "$PY" -m pipelines.run run --runner docker --params params/ci.yaml "runtime.output_root=$work/containers" \
+  "runtime.dvc_remote=$work/containers-remote" \
   "runtime.images.data=$data_image" "runtime.images.train=$train_image" > "$work/containers.log" 2>&1 \
   || { tail -n 60 "$work/containers.log"; die "the container run failed (log: $work/containers.log)"; }
 done_part
 
 part "compare the runs; the unwritable output root"
-"$PY" .ci/check_container_run.py --venv "$work/venv" --containers "$work/containers"
+"$PY" .ci/check_container_run.py --venv "$work/venv" --containers "$work/containers" \
+  --containers-remote "$work/containers-remote"
 set +e
 "$PY" -m pipelines.run run --runner docker --params params/ci.yaml "runtime.output_root=$work/unwritable" \
+  "runtime.dvc_remote=$work/containers-remote" \
   "runtime.images.data=$data_image" "runtime.images.train=$train_image" > "$work/unwritable.log" 2>&1
 status=$?
 set -e

@@ -24,7 +24,7 @@ from pathlib import Path
 from kfp import local
 
 from pipelines.console import runner_output
-from pipelines.containers import ContainerRunError, docker_runner
+from pipelines.containers import ContainerRunError, docker_runner, hand_over
 from pipelines.containers import preflight as container_preflight
 from pipelines.docker_tasks import true_exit_status
 from pipelines.submit import main_submit, run_name_for
@@ -152,6 +152,10 @@ def _run_kfp_local(params: Params, root: Path, arguments: dict[str, str], *, run
     The docker runner is made here, once the pipeline's MLflow run id is in the environment it passes on.
     """
     if runner == "docker":
+        # the pipeline's MLflow store, made by this process, is written by every task as the task user
+        handed = hand_over(params, user=container_user)
+        if handed:
+            print(f"gave {len(handed)} paths under {params.runtime.output_root} (the MLflow store) to the tasks' user", flush=True)
         task_runner = docker_runner(params, user=container_user)
     else:
         root.mkdir(parents=True, exist_ok=True)

@@ -135,3 +135,22 @@ def test_the_held_suarez_source_cache_opens_with_plain_xarray(tmp_path, monkeypa
     sources.open_heldsuarez_source(p.data, tmp_path, progress=False)
     (store,) = tmp_path.glob("heldsuarez-*.zarr")
     xr.testing.assert_equal(open_quietly(store).load(), made)
+
+
+def test_the_forecast_store_and_manifest_name_the_precision_the_forecasts_ran_in(evaluation, tmp_path) -> None:
+    """The test model's card has no training precision (float32): ``auto`` runs it in float32; an explicit
+    ``bf16-mixed`` runs it in bf16 and still writes float32 forecasts, close to the float32 ones."""
+    full = open_quietly(evaluation / FORECAST_STORE)
+    assert full.attrs["inference_precision"] == "32-true"
+    dirs = rf.stage_dirs()
+    manifest = run_evaluation(
+        rf.params("evaluation.precision=bf16-mixed"), dirs["snapshot"], dirs["statistics"], dirs["graph"], rf.model_dir(),
+        tmp_path / "bf16", progress=False,
+    )
+    assert manifest["inference_precision"] == "bf16-mixed"
+    low = open_quietly(tmp_path / "bf16" / FORECAST_STORE)
+    assert low.attrs["inference_precision"] == "bf16-mixed"
+    assert low["temperature"].dtype == np.float32
+    spread = float(full["temperature"].std())
+    difference = float(abs(low["temperature"] - full["temperature"]).max())
+    assert 0 < difference < 0.05 * spread

@@ -173,3 +173,65 @@ def test_no_engine_is_a_clear_error(monkeypatch, scratch):
     monkeypatch.setenv("DOCKER_HOST", f"unix://{scratch}/none.sock")
     with pytest.raises(ContainerRunError, match=rf"no Docker API answers at unix://{scratch}/none.sock.*podman.sh service"):
         containers.docker_client()
+
+
+def test_docker_runner_mounts_a_local_dvc_remote_and_source_outside_the_output_root(scratch, tmp_path):
+    """The snapshot task pushes to runtime.dvc_remote and reads data.source.path: local ones outside the output
+    root are mounted at their own paths (the remote writable, the source read-only); URLs are not mounted."""
+    source = tmp_path / "era5.zarr"
+    source.mkdir()
+    params = load_params(REPO / "params" / "ci.yaml", [
+        f"runtime.output_root={scratch / 'out'}", f"runtime.dvc_remote={scratch / 'remote'}",
+        "data.source.kind=zarr", f"data.source.path={source}",
+    ])
+    assert containers.bind_mounts(params) == {
+        "runtime.output_root": (scratch / "out", "rw"),
+        "runtime.dvc_remote": (scratch / "remote", "rw"),
+        "data.source.path": (source, "ro"),
+    }
+    mounts = {m["Source"]: m for m in docker_runner(params, user="image").container_run_args["mounts"]}
+    assert set(mounts) == {str(scratch / "out"), str(scratch / "remote"), str(source)}
+    assert all(m["Target"] == m["Source"] for m in mounts.values())
+    assert mounts[str(source)]["ReadOnly"] and not mounts[str(scratch / "remote")]["ReadOnly"]
+    inside = load_params(REPO / "params" / "ci.yaml", [
+        f"runtime.output_root={scratch}", f"runtime.dvc_remote={scratch / 'remote'}", "data.source.kind=zarr",
+        "data.source.path=gs://weatherbench2/datasets/era5.zarr",
+    ])
+    assert containers.bind_mounts(inside) == {"runtime.output_root": (scratch, "rw")}
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="a directory the task user cannot write needs root to make here")
+def test_preflight_refuses_a_dvc_remote_the_task_user_cannot_write(engine, scratch, monkeypatch):
+    out, remote = scratch / "out", scratch / "remote"
+    out.mkdir()
+    remote.mkdir()  # root-owned 0755: uid 65534 cannot push there
+    uid, gid = (int(x) for x in IMAGE_USER.split(":"))
+    os.chown(out, uid, gid)
+    monkeypatch.setattr(containers, "docker_client", lambda: engine)
+    params = load_params(REPO / "params" / "ci.yaml", [
+        f"runtime.output_root={out}", f"runtime.dvc_remote={remote}",
+        "runtime.images.data=zonda/zonda-data:t", "runtime.images.train=zonda/zonda-train:t",
+    ])
+    with pytest.raises(ContainerRunError, match=rf"cannot write {remote} \(owner uid 0.*Give that uid runtime.dvc_remote"):
+        containers.preflight(params, pipeline_root=out / "kfp", user="image")
+    os.chown(remote, uid, gid)
+    containers.preflight(params, pipeline_root=out / "kfp", user="image")
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="only root can give files to another user")
+def test_the_mlflow_store_this_process_made_is_handed_to_the_task_user(engine, scratch, monkeypatch):
+    """The pipeline's MLflow run is opened here (as root) before the tasks start; every task then logs into
+    that sqlite store as the image's user, so the store must become that user's (else: a read-only database)."""
+    out = scratch / "out"
+    (out / "kfp").mkdir(parents=True)
+    uid, gid = (int(x) for x in IMAGE_USER.split(":"))
+    os.chown(out, uid, gid)
+    os.chown(out / "kfp", uid, gid)
+    (out / "mlflow.db").write_text("")  # made by this process after the preflight
+    (out / "mlartifacts").mkdir()
+    monkeypatch.setattr(containers, "docker_client", lambda: engine)
+    params = load_params(REPO / "params" / "ci.yaml", [f"runtime.output_root={out}", "runtime.images.data=zonda/zonda-data:t"])
+    assert containers.hand_over(params, user="host") == []
+    assert (out / "mlflow.db").stat().st_uid == 0
+    assert sorted(containers.hand_over(params, user="image")) == [out / "mlartifacts", out / "mlflow.db"]
+    assert {(p.stat().st_uid, p.stat().st_gid) for p in out.rglob("*")} == {(uid, gid)}

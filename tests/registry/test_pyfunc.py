@@ -97,6 +97,7 @@ def test_champion_forecast_equals_the_forecasters_own_rollout(registered, champi
     forecast = predict_forecast(champion, rf.initial_state(12, 2), "1d")
     assert isinstance(forecast, xr.Dataset)
     assert forecast.sizes["prediction_timedelta"] == 4
+    assert forecast.attrs["inference_precision"] == "32-true"  # a float32 model, as its evaluation ran it
     reference = rf.reference_rollout(12, 4)
     np.testing.assert_allclose(layout(p).stack(forecast.isel(time=0)), reference, **rf.CLOSE)
 

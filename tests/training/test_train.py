@@ -43,6 +43,7 @@ def test_outputs_are_complete_and_consistent():
     card = json.loads((out / "model.json").read_text())
     assert card["weights"]["sha256"] == file_sha256(out / "weights.safetensors")
     assert card["layout"]["channels"][:2] == ["temperature/500", "temperature/850"] and card["input_steps"] == 2
+    assert card["training"]["precision"] == "32-true"  # what evaluation and the registered model forecast in (auto)
     for ckpt in (out / "checkpoints").glob("*.ckpt"):
         assert digest_path(ckpt).read_text().split()[0] == file_sha256(ckpt)
     resolved = yaml.safe_load((out / "params.resolved.yaml").read_text())

@@ -49,6 +49,7 @@ from zonda.evaluation.regions import WB2_REGIONS
 from zonda.evaluation.results import global_region
 from zonda.files import read_json_file, write_json_atomic, write_text_atomic
 from zonda.models.forecaster import inference_device
+from zonda.models.precision import FLOAT32, autocast, inference_precision, trained_precision
 from zonda.models.saved import load_forecaster, read_model_card
 from zonda.params import Params
 from zonda.provenance import code_version, read_manifest
@@ -118,11 +119,13 @@ def write_forecasts(
     store: Path,
     *,
     attrs: dict[str, Any] | None = None,
+    precision: str = FLOAT32,
     progress: bool = True,
 ) -> xr.Dataset:
     """Runs batched autoregressive forecasts and writes them into a zarr store; returns it opened lazily.
 
-    The store carries CF coordinate attributes, ``attrs`` as its global
+    ``precision`` (``32-true`` or ``bf16-mixed``, :mod:`zonda.models.precision`) is the forward pass's;
+    the store holds float32. It carries CF coordinate attributes, ``attrs`` as its global
     attributes and consolidated metadata (plain ``xr.open_zarr`` opens it without a warning)."""
     device = inference_device()
     forecaster = forecaster.to(device).eval()
@@ -137,7 +140,7 @@ def write_forecasts(
         batch = inits[a : a + batch_size]
         states = np.stack([reader.states(i - t_in + 1, i + 1) for i in batch])
         forcings = np.stack([reader.forcings(i - t_in + 1, i + 1 + steps) for i in batch])
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(precision, device):
             out = forecaster.rollout(
                 torch.from_numpy(states).to(device), torch.from_numpy(forcings).to(device), static, steps
             )
@@ -189,9 +192,12 @@ def run_evaluation(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    precision = inference_precision(params.evaluation.precision, trained=trained_precision(card), device=inference_device())
+    log.info("forecasts run in %s (model trained in %s)", precision, trained_precision(card))
     forecast = write_forecasts(
         forecaster, reader, layout, lat, lon, times, inits, steps, params.evaluation.batch_size,
-        out_dir / FORECAST_STORE, attrs=_forecast_attrs(card), progress=progress,
+        out_dir / FORECAST_STORE, attrs={**_forecast_attrs(card), "inference_precision": precision},
+        precision=precision, progress=progress,
     )
     variables = list(layout.variables)
     train = params.data.splits.train
@@ -241,6 +247,7 @@ def run_evaluation(
             "every_hours": params.evaluation.init_every_hours,
         },
         "lead_steps": steps,
+        "inference_precision": precision,
         "baselines": {b.name: {"description": b.description, **b.lineage} for b in external},
         "headline": headline["model"],
         "beats_persistence": beats_persistence(results, spec),

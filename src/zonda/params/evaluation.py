@@ -50,6 +50,11 @@ class EvaluationParams(Strict):
     init_every_hours: int = Field(12, ge=TIME_STEP_HOURS)
     max_inits: int | None = Field(None, ge=1, description="Cap on initial conditions (None: all that fit).")
     batch_size: int = Field(8, ge=1)
+    precision: Literal["auto", "32-true", "bf16-mixed"] = Field(
+        "auto",
+        description="Forecast precision. auto: the model's training precision where the device has bf16 kernels, "
+        "else 32-true (zonda.models.precision; the registered model resolves it the same way).",
+    )
     headline_variables: list[str] = Field(
         default_factory=lambda: ["geopotential/500", "temperature/850", "u_component_of_wind/250"],
         description="variable/level (or a surface variable name) reported as headline scores.",

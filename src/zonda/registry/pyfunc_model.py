@@ -51,6 +51,7 @@ from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
 from zonda.channels import ChannelLayout
 from zonda.models.forecaster import inference_device
+from zonda.models.precision import AUTO, autocast, inference_precision, trained_precision
 from zonda.models.saved import load_forecaster, read_model_card
 from zonda.registry.errors import InitialStateError
 from zonda.registry.inputs import (
@@ -140,6 +141,10 @@ class ZondaForecastModel(PythonModel):
         self.static = torch.from_numpy(fields).to(self.device)
         resolved = yaml.safe_load(Path(params_path).read_text()) or {}
         self.default_lead = default_lead(resolved.get("evaluation", {}).get("lead_days", 10.0))
+        # resolved as the evaluation that scored the model did, so the served forecasts are the scored ones
+        self.precision = inference_precision(
+            resolved.get("evaluation", {}).get("precision", AUTO), trained=trained_precision(self.card), device=self.device
+        )
 
     @property
     def input_steps(self) -> int:
@@ -181,7 +186,7 @@ class ZondaForecastModel(PythonModel):
         leads = lead_timedeltas(steps)
         all_times = np.concatenate([times, times[-1] + leads])
         forcings = forcing_array(list(self.card["forcings"]), all_times, self.latitudes, self.longitudes)
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.precision, self.device):
             out = self.forecaster.rollout(
                 torch.from_numpy(states)[None].to(self.device),
                 torch.from_numpy(forcings)[None].to(self.device),
@@ -201,6 +206,7 @@ class ZondaForecastModel(PythonModel):
             lead=format_lead(steps),
             input_steps=self.input_steps,
             weights_sha256=str(self.card["weights"]["sha256"]),
+            inference_precision=self.precision,
             **{k: str(self.card.get(k)) for k in LINEAGE_KEYS},
         )
         return ds

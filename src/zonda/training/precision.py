@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import torch
 
+from zonda.models.precision import native_bf16 as device_native_bf16
+
 AUTO = "auto"
 
 
 def native_bf16(accelerator: str) -> bool:
     """Whether the device training runs on (``training.accelerator``) has bf16 kernels."""
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if on_gpu:
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return device_native_bf16("cuda" if on_gpu else "cpu")
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:

@@ -407,7 +407,10 @@ def train(
             lineage=lineage,
             weights_sha256=weights_sha,
             model_id=model_id,
-            training={"global_step": int(trainer.global_step), "epochs": int(trainer.current_epoch), **best},
+            training={
+                "global_step": int(trainer.global_step), "epochs": int(trainer.current_epoch),
+                "precision": str(trainer.precision), **best,
+            },
         )
         write_json_atomic(tmp / MODEL_CARD, card)
         write_json_atomic(tmp / HISTORY_FILE, history.as_dict())
