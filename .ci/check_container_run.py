@@ -40,16 +40,23 @@ def manifest(run: Path, task: str, artifact: str) -> dict:
 
 
 def registered_version(output_root: Path, run: Path) -> str:
-    """The model version the run registered, checked against its MLflow registry."""
+    """The model version the run registered, checked against its MLflow registry: logged by the register
+    stage's run, which nests under the same pipeline run as the training run that made the model."""
     from mlflow import MlflowClient
 
     reg = manifest(run, "register", "registration")
     client = MlflowClient(tracking_uri=f"sqlite:///{output_root / 'mlflow.db'}")
     version = client.get_model_version(reg["name"], str(reg["version"]))
+    if version.run_id != reg["mlflow_run_id"]:
+        raise SystemExit(f"{reg['name']} version {reg['version']} comes from run {version.run_id}, not {reg['mlflow_run_id']}")
     model = manifest(run, "train", "model")
-    if version.run_id != model["mlflow_run_id"]:
-        raise SystemExit(f"{reg['name']} version {reg['version']} comes from run {version.run_id}, not {model['mlflow_run_id']}")
-    return f"{reg['name']} version {version.version} ({reg['decision']})"
+    parent = {
+        stage: client.get_run(run_id).data.tags.get("mlflow.parentRunId")
+        for stage, run_id in (("register", version.run_id), ("train", model["mlflow_run_id"]))
+    }
+    if parent["register"] is None or parent["register"] != parent["train"]:
+        raise SystemExit(f"the register and train runs are not nested under one pipeline run: {parent}")
+    return f"{reg['name']} version {version.version} ({reg['decision']}), pipeline run {parent['train']}"
 
 
 def main(argv: list[str] | None = None) -> int:
