@@ -247,13 +247,17 @@ def scores(
         "sq": ((f - o) ** 2).mean(axis=-1), "err": (f - o).mean(axis=-1),
         "cov": (fa * oa).mean(axis=-1), "var_f": (fa**2).mean(axis=-1), "var_o": (oa**2).mean(axis=-1),
     }
-    per_region: dict[str, list[xr.DataArray]] = {"mse": [], "bias": [], "acc": []}
-    for region in regions:
-        wr = region.weights(area, lat)  # (lat,) sums to 1
-        m = {k: v @ wr for k, v in zonal.items()}
-        per_region["mse"].append(_time_mean(_wrap(m["sq"], template), time_dim))
-        per_region["bias"].append(_time_mean(_wrap(m["err"], template), time_dim))
-        per_region["acc"].append(_time_mean(_wrap(_correlation(m["cov"], m["var_f"], m["var_o"]), template), time_dim))
-    names = xr.DataArray(np.array([r.name for r in regions], dtype=str), dims=[REGION_DIM], name=REGION_DIM)
-    out = {k: xr.concat(v, dim=names).transpose(REGION_DIM, ...) for k, v in per_region.items()}
+    # one (lat,) dot product per region, as _wmean does: the global region is bitwise the unregioned score
+    m = {k: np.stack([v @ region.weights(area, lat) for region in regions], axis=-1) for k, v in zonal.items()}  # (..., R)
+    per_time = {"mse": m["sq"], "bias": m["err"], "acc": _correlation(m["cov"], m["var_f"], m["var_o"])}
+    reduced = template.isel(latitude=0, longitude=0, drop=True)
+    names = np.array([r.name for r in regions], dtype=str)
+    out = {
+        k: _time_mean(
+            xr.DataArray(np.moveaxis(v, -1, 0), dims=(REGION_DIM, *reduced.dims), coords=reduced.coords)
+            .assign_coords({REGION_DIM: names}),
+            time_dim,
+        )
+        for k, v in per_time.items()
+    }  # each (region, ...) without the time dim
     return {"rmse": np.sqrt(out["mse"]), **out}
