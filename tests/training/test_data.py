@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.support import training_builders as support
-from zonda.params import TimeWindow
+from zonda.params import ParamsError, TimeWindow
 from zonda.snapshot import open_snapshot
 from zonda.snapshot_reader import ChunkCache, SnapshotReader
 from zonda.training.data import (
@@ -208,3 +208,30 @@ def test_chunk_cache_is_bounded_and_least_recently_used_goes_first():
     cache.get(0)  # 0 is now the most recent
     cache.put(3, np.zeros(10))
     assert 1 not in cache and all(k in cache for k in (0, 2, 3)) and cache.nbytes == 240
+
+
+def test_an_explicit_schedule_gives_each_epoch_its_rollout_and_holds_the_last():
+    """GraphCast's curriculum followed by a long-rollout phase (README, Skill): one entry per epoch, the last
+    holding; the dataloaders are rebuilt every epoch, and the train split must hold the longest window."""
+    p = support.params("training.rollout={schedule: [1, 1, 2, 3, 3, 8]}")  # replaces the preset's start/end
+    steps = [rollout_for_epoch(p.training.rollout, e) for e in range(8)]
+    assert steps == [1, 1, 2, 3, 3, 8, 8, 8]
+    assert p.training.rollout.longest == 8
+    assert SnapshotDataModule(p, support.artifacts()["snapshot"]).reload_every_n_epochs == 1
+    assert support.params("training.rollout={schedule: [2]}").training.rollout.longest == 2
+    too_long = support.params("training.rollout={schedule: [1, 400]}")
+    with pytest.raises(ValueError, match=r"data\.splits\.train .* no complete window of 2 input and 400 target steps"):
+        SnapshotDataModule(too_long, support.artifacts()["snapshot"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["training.rollout={schedule: [1, 0, 2]}"], r"schedule entries are rollout steps \(>= 1\), got \[0\]"),
+        (["training.rollout.schedule=[1, 2]"], "give either schedule or start, end, not both"),  # debug.yaml sets both
+        (["training.rollout={schedule: []}"], "training.rollout.schedule"),
+    ],
+)
+def test_a_bad_schedule_is_refused_naming_the_field(overrides, message):
+    with pytest.raises(ParamsError, match=message):
+        support.params(*overrides)

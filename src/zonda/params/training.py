@@ -20,11 +20,31 @@ class RolloutParams(Strict):
         "increase_every_epochs epochs, then grows (GraphCast: one-step training, then rollout fine-tuning).",
     )
 
+    schedule: list[int] | None = Field(
+        None, min_length=1,
+        description="Rollout steps per epoch from epoch 0, the last entry holding for every later epoch; replaces "
+        "start/end/increase_every_epochs/hold_epochs. E.g. twelve 1s, 2, 2, 3, 3, 8: GraphCast's curriculum, then a "
+        "long-rollout phase that keeps the model's climate over weeks (README, Skill).",
+    )
+
     @model_validator(mode="after")
     def _monotone(self) -> "RolloutParams":
         if self.end < self.start:
             raise ValueError(f"end {self.end} < start {self.start}")
+        if self.schedule is not None:
+            bad = [steps for steps in self.schedule if steps < 1]
+            if bad:
+                raise ValueError(f"schedule entries are rollout steps (>= 1), got {bad}")
+            growth = {"start": 1, "end": 1, "increase_every_epochs": 1, "hold_epochs": 0}
+            given = [name for name, default in growth.items() if getattr(self, name) != default]
+            if given:
+                raise ValueError(f"give either schedule or {', '.join(given)}, not both")
         return self
+
+    @property
+    def longest(self) -> int:
+        """The most rollout steps any epoch trains with."""
+        return max(self.schedule) if self.schedule is not None else self.end
 
 
 class GradientClipParams(Strict):

@@ -73,7 +73,7 @@ class SnapshotDataModule(L.LightningDataModule):
         self.static = torch.from_numpy(self.reader.static())
         self.input_steps = params.model.input_steps
         # Fail now, not after the model is built, if a split is too short.
-        for split, steps in (("train", params.training.rollout.end), ("validation", VALIDATION_STEPS)):
+        for split, steps in (("train", params.training.rollout.longest), ("validation", VALIDATION_STEPS)):
             self.anchors(split, steps)
 
     # ------------------------------------------------------------------ samples
@@ -97,6 +97,8 @@ class SnapshotDataModule(L.LightningDataModule):
     def reload_every_n_epochs(self) -> int:
         """``reload_dataloaders_every_n_epochs`` for the Trainer: rebuild when the curriculum moves."""
         r = self.params.training.rollout
+        if r.schedule is not None:
+            return 1 if len(set(r.schedule)) > 1 else 0  # an explicit schedule may move at any epoch
         if r.end == r.start:
             return 0
         # the curriculum moves at epochs hold + k * every: every gcd(hold, every) epochs hits each of them

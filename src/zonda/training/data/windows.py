@@ -16,7 +16,8 @@ sample is asked for.
 
 The rollout length follows the curriculum (``training.rollout``): ``start``
 steps for the first ``hold_epochs + increase_every_epochs`` epochs, then one
-more step every ``increase_every_epochs`` epochs up to ``end``.
+more step every ``increase_every_epochs`` epochs up to ``end``; or, with
+``schedule``, its entry for the epoch (the last one for every later epoch).
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ VALIDATION_STEPS = 4
 
 
 def rollout_for_epoch(rollout: RolloutParams, epoch: int) -> int:
-    """Curriculum: ``min(end, start + max(0, epoch - hold_epochs) // increase_every_epochs)`` rollout
-    steps in ``epoch`` (0-based)."""
+    """Curriculum: ``schedule[min(epoch, len - 1)]``, else ``min(end, start + max(0, epoch - hold_epochs) //
+    increase_every_epochs)`` rollout steps in ``epoch`` (0-based)."""
+    if rollout.schedule is not None:
+        return rollout.schedule[min(epoch, len(rollout.schedule) - 1)]
     grown = max(0, epoch - rollout.hold_epochs) // rollout.increase_every_epochs
     return min(rollout.end, rollout.start + grown)
 
