@@ -47,7 +47,9 @@ def test_outputs_are_complete_and_consistent():
     for ckpt in (out / "checkpoints").glob("*.ckpt"):
         assert digest_path(ckpt).read_text().split()[0] == file_sha256(ckpt)
     resolved = yaml.safe_load((out / "params.resolved.yaml").read_text())
-    assert resolved["training"]["rollout"] == {"start": 2, "end": 2, "increase_every_epochs": 1, "hold_epochs": 0}
+    assert resolved["training"]["rollout"] == {
+        "start": 2, "end": 2, "increase_every_epochs": 1, "hold_epochs": 0, "schedule": None,
+    }
     assert manifest["global_step"] == 1 and manifest["throughput"]["batches"] == 1
 
 
