@@ -192,8 +192,9 @@ def run_evaluation(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    precision = inference_precision(params.evaluation.precision, trained=trained_precision(card), device=inference_device())
-    log.info("forecasts run in %s (model trained in %s)", precision, trained_precision(card))
+    trained = trained_precision(card)
+    precision = inference_precision(params.evaluation.precision, trained=trained, device=inference_device())
+    log.info("forecasts run in %s (model trained in %s)", precision, trained)
     forecast = write_forecasts(
         forecaster, reader, layout, lat, lon, times, inits, steps, params.evaluation.batch_size,
         out_dir / FORECAST_STORE, attrs={**_forecast_attrs(card), "inference_precision": precision},
