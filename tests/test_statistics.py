@@ -9,7 +9,15 @@ import pytest
 
 from zonda.grid import cell_area_weights
 from zonda.snapshot import build_snapshot, open_snapshot
-from zonda.statistics import Moments, build_statistics, compute_statistics, load_statistics, statistics_hash, time_blocks
+from zonda.statistics import (
+    Moments,
+    build_statistics,
+    compute_statistics,
+    load_statistics,
+    statistics_hash,
+    time_blocks,
+    zonal_power_name,
+)
 
 
 def _reference(x: np.ndarray, w: np.ndarray, axes: tuple[int, ...]) -> dict[str, np.ndarray]:
@@ -60,6 +68,26 @@ def test_statistics_match_numpy(snapshot_dir, area_weighted: bool) -> None:
     )
     assert stats["geopotential_at_surface"].sel(statistic="tendency_std").item() == 0.0
     assert stats.attrs["time_steps"] == ds.sizes["time"]
+
+
+def test_tendency_zonal_power_is_the_mean_dft_power_of_the_differences_per_circle(snapshot_dir) -> None:
+    """Brute force: the DFT written out as a sum, per time step, level, circle and wavenumber."""
+    path, params = snapshot_dir("statistics.chunk_budget_mb=0.05")
+    stats = compute_statistics(path, params, progress=False)
+    period = params.statistics_period
+    ds = open_snapshot(path).sel(time=slice(np.datetime64(period.start), np.datetime64(period.end))).load()
+    diff = np.diff(ds["temperature"].values.astype("f8"), axis=0)  # (T-1, level, lat, lon)
+    n_lon = diff.shape[-1]
+    k = np.arange(n_lon // 2 + 1)
+    basis = np.exp(-2j * np.pi * np.outer(k, np.arange(n_lon)) / n_lon) / n_lon  # (K, L)
+    expected = (np.abs(np.einsum("tzyl,kl->tzyk", diff, basis)) ** 2).mean(axis=0)  # (level, lat, K)
+    got = stats[zonal_power_name("temperature")]
+    assert got.dims == ("level", "latitude", "zonal_wavenumber")
+    np.testing.assert_allclose(got.values, expected, rtol=1e-9, atol=1e-14)
+    sp = stats[zonal_power_name("surface_pressure")]
+    assert sp.dims == ("latitude", "zonal_wavenumber") and sp.sizes["zonal_wavenumber"] == n_lon // 2 + 1
+    for name in ("day_progress_cos", "geopotential_at_surface"):  # no latitude circles / no tendency
+        assert zonal_power_name(name) not in stats.data_vars
 
 
 def test_area_weighting_changes_the_mean_of_a_latitude_gradient(snapshot_dir) -> None:

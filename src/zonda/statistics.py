@@ -14,6 +14,17 @@ be spread over a Dask cluster (``statistics.dask_address``). With
 ``statistics.area_weighted`` grid points are weighted by WeatherBench2 cell
 areas (see :func:`zonda.grid.cell_area_weights`).
 
+For every field on a regular latitude-longitude grid (longitudes equally spaced
+around the whole circle) the same pass also records the mean zonal power
+spectrum of its 6-hour differences per latitude circle,
+``tendency_zonal_power__<name>``, dims ``([level], latitude, zonal_wavenumber)``:
+``mean_t |F_k|^2`` with ``F = numpy.fft.rfft(diff, norm="forward")`` along
+longitude (unweighted; power is per circle). It says which wavenumbers the data
+resolve on each circle: a spectrally truncated source (a T21 model, ERA5's TL639)
+holds nothing above its truncation, and on a regular grid the circles near the
+poles hold fewer wavenumbers than the equator. The forecaster's zonal gain reads
+it (:mod:`zonda.models.zonal_gain`).
+
 Output directory::
 
     <out>/statistics.nc        one data variable per name, dims (statistic[, level])
@@ -55,6 +66,50 @@ log = logging.getLogger(__name__)
 
 STATISTICS = ("mean", "std", "tendency_std", "min", "max")
 STATISTICS_FILENAME = "statistics.nc"
+#: ``statistics.nc`` variable of a field's tendency zonal power spectrum: ``tendency_zonal_power__<name>``.
+ZONAL_POWER_PREFIX = "tendency_zonal_power__"
+ZONAL_WAVENUMBER = "zonal_wavenumber"
+_FFT_STEPS = 16  # time steps per FFT batch of ZonalPower.of
+
+
+def zonal_power_name(name: str) -> str:
+    """``statistics.nc`` variable holding the tendency zonal power spectrum of ``name``."""
+    return ZONAL_POWER_PREFIX + name
+
+
+def is_full_circle(longitudes: np.ndarray) -> bool:
+    """Longitudes ascending, equally spaced and closing the circle: a DFT along them is a zonal wavenumber."""
+    lon = np.asarray(longitudes, dtype=np.float64)
+    if lon.size < 2:
+        return False
+    step = np.diff(lon)
+    return bool(step[0] > 0 and np.allclose(step, step[0], atol=1e-6) and abs(step[0] * lon.size - 360.0) < 1e-6)
+
+
+@dataclass
+class ZonalPower:
+    """Sum over time of the zonal power of a field's 6-hour differences, ``([level], latitude, K)``, and the count."""
+
+    total: np.ndarray
+    count: int
+
+    @classmethod
+    def of(cls, diffs: np.ndarray, dims: tuple[str, ...]) -> "ZonalPower":
+        """``diffs`` with dims ``dims`` (``time`` first, ``longitude`` last after a transpose)."""
+        order = [dims.index("time")] + [dims.index(d) for d in ("level", "latitude") if d in dims] + [dims.index("longitude")]
+        x = np.transpose(diffs, order)  # (T, [level], latitude, longitude)
+        total = np.zeros(x.shape[1:-1] + (x.shape[-1] // 2 + 1,))  # ([level], latitude, K)
+        for start in range(0, x.shape[0], _FFT_STEPS):  # bounded float64 temporaries
+            f_k = np.fft.rfft(x[start : start + _FFT_STEPS].astype(np.float64), axis=-1, norm="forward")  # (t, ..., K)
+            total += (f_k.real**2 + f_k.imag**2).sum(axis=0)
+        return cls(total, int(x.shape[0]))
+
+    def merge(self, other: "ZonalPower") -> "ZonalPower":
+        return ZonalPower(self.total + other.total, self.count + other.count)
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.total / self.count
 
 
 @dataclass
@@ -120,8 +175,8 @@ class Moments:
         return np.sqrt(np.maximum(self.m2, 0.0) / self.weight)
 
 
-def _merge_all(parts: Iterable[Moments | None]) -> Moments | None:
-    acc: Moments | None = None
+def _merge_all(parts: Iterable[Any]) -> Any:
+    acc = None
     for part in parts:
         if part is None:
             continue
@@ -152,8 +207,9 @@ def _open(store: str) -> xr.Dataset:
 
 def block_moments(
     store: str, name: str, start: int, stop: int, area_weighted: bool
-) -> tuple[Moments, Moments | None]:
-    """Moments of ``name`` over time steps [start, stop) and of its 6-hour differences.
+) -> tuple[Moments, Moments | None, ZonalPower | None]:
+    """Moments of ``name`` over time steps [start, stop) and of its 6-hour differences, and the differences'
+    zonal power (None off a regular full-circle grid).
 
     Reads [start - 1, stop) so the difference across the block boundary is
     counted exactly once (by the later block). Runs in-process or on a Dask worker.
@@ -169,7 +225,10 @@ def block_moments(
     value_moments = _moments(values[lead:], da.dims, lat_w)
     diffs = np.diff(values, axis=da.dims.index("time"))
     tendency = _moments(diffs, da.dims, lat_w) if diffs.shape[0] else None
-    return value_moments, tendency
+    power = None
+    if diffs.shape[0] and {"latitude", "longitude"} <= set(da.dims) and is_full_circle(ds["longitude"].values):
+        power = ZonalPower.of(diffs, da.dims)
+    return value_moments, tendency, power
 
 
 def _static_moments(store: str, name: str, area_weighted: bool) -> Moments:
@@ -224,6 +283,9 @@ def compute_statistics(
         values = _merge_all(p[0] for p in parts)
         tendency = _merge_all(p[1] for p in parts)
         out[name] = _as_dataarray(ds[name], values, tendency)
+        power = _merge_all(p[2] for p in parts)
+        if power is not None:
+            out[zonal_power_name(name)] = _zonal_power_dataarray(ds[name], power)
     for name in static:
         out[name] = _as_dataarray(ds[name], _static_moments(store, name, area), None)
     result = xr.Dataset(out, coords={"statistic": list(STATISTICS)})
@@ -249,7 +311,24 @@ def _as_dataarray(template: xr.DataArray, values: Moments, tendency: Moments | N
     return da
 
 
-RunBlocks = Callable[[str, list[tuple[str, int, int]], bool, bool], list[tuple[Moments, Moments | None]]]
+def _zonal_power_dataarray(template: xr.DataArray, power: ZonalPower) -> xr.DataArray:
+    dims = tuple(d for d in ("level", "latitude") if d in template.dims) + (ZONAL_WAVENUMBER,)
+    coords = {d: template[d].values for d in dims[:-1]}
+    coords[ZONAL_WAVENUMBER] = np.arange(power.total.shape[-1])
+    units = template.attrs.get("units", "")
+    return xr.DataArray(
+        power.mean,
+        dims=dims,
+        coords=coords,
+        attrs={
+            "units": f"({units})**2" if units else "",
+            "long_name": f"mean zonal power of the 6-hour differences of {template.name} per latitude circle",
+            "definition": "mean over time of |rfft(diff, norm='forward')|**2 along longitude, one-sided (k = 0..n_lon//2)",
+        },
+    )
+
+
+RunBlocks = Callable[[str, list[tuple[str, int, int]], bool, bool], list[tuple[Moments, Moments | None, ZonalPower | None]]]
 
 
 def _local_runner(store: str, tasks: list[tuple[str, int, int]], area: bool, progress: bool):
@@ -334,7 +413,7 @@ def build_statistics(
             "period": stats.attrs["period"],
             "time_steps": stats.attrs["time_steps"],
             "area_weighted": params.statistics.area_weighted,
-            "variables": sorted(stats.data_vars),
+            "variables": sorted(n for n in stats.data_vars if "statistic" in stats[n].dims),
             "code_version": code_version(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }

@@ -10,8 +10,9 @@ import xarray as xr
 from zonda.channels import ChannelLayout
 from zonda.graph import build_graph
 from zonda.models import Forecaster
-from zonda.models.zonal_gain import ZonalSpectralGain
+from zonda.models.zonal_gain import ZonalSpectralGain, resolved_wavenumbers
 from zonda.params import GraphParams, ModelParams
+from zonda.statistics import zonal_power_name
 
 N_LAT, N_LON = 4, 16
 LON = np.arange(N_LON) * 2 * np.pi / N_LON  # (n_lon,) radians
@@ -42,9 +43,50 @@ def test_scales_each_zonal_wavenumber_of_each_channel_by_its_gain():
     torch.testing.assert_close(y[..., 1:], waves({2: 2.0, 7: 0.5}, channels=2)[..., 1:], atol=1e-6, rtol=0)
 
 
-def test_keeps_bfloat16_in_and_out():
-    gain = ZonalSpectralGain(n_lat=N_LAT, n_lon=N_LON, channels=1)
-    assert gain(waves({3: 1.0}).bfloat16()).dtype == torch.bfloat16
+def test_a_bfloat16_tendency_leaves_in_float32_without_rounding_noise_above_the_resolved_band():
+    """bf16 rounding is noise at every wavenumber; rounding again on the way out would put it back."""
+    resolved = np.ones((N_LAT, N_LON // 2 + 1, 1), dtype=np.float32)
+    resolved[:, 5:, :] = 0.0
+    gain = ZonalSpectralGain(n_lat=N_LAT, n_lon=N_LON, channels=1, resolved=resolved)
+    x = waves({3: 1.0, 4: 0.3}) * 1.001  # bf16 cannot hold these values exactly
+    y = gain(x.bfloat16()).detach()
+    assert y.dtype == torch.float32
+    spectrum = torch.fft.rfft(y.reshape(N_LAT, N_LON), dim=1).abs()  # (n_lat, K)
+    assert spectrum[:, 5:].max() < 1e-5  # float32 FFT round-off only
+    assert torch.fft.rfft(y.bfloat16().float().reshape(N_LAT, N_LON), dim=1).abs()[:, 5:].max() > 1e-3
+    torch.testing.assert_close(y, waves({3: 1.001, 4: 0.3003}), atol=8e-3, rtol=0)  # bf16's relative precision 2**-8
+
+
+def test_the_resolved_mask_removes_a_wavenumber_on_one_circle_only():
+    resolved = np.ones((N_LAT, N_LON // 2 + 1, 1), dtype=np.float32)
+    resolved[0, 6:, 0] = 0.0  # the first circle holds wavenumbers 0-5 only
+    gain = ZonalSpectralGain(n_lat=N_LAT, n_lon=N_LON, channels=1, resolved=resolved)
+    y = gain(waves({2: 1.0, 6: 0.5})).detach().reshape(N_LAT, N_LON)
+    expected = waves({2: 1.0, 6: 0.5}).reshape(N_LAT, N_LON).clone()
+    expected[0] = waves({2: 1.0}).reshape(N_LAT, N_LON)[0]
+    torch.testing.assert_close(y, expected, atol=1e-6, rtol=0)
+    assert "zonal_gain.resolved" not in {f"zonal_gain.{k}" for k in gain.state_dict()}  # rebuilt, not saved
+
+
+def test_the_resolved_mask_must_fit_the_grid():
+    with pytest.raises(ValueError, match=r"resolved mask must be \(n_lat, K, C\) = \(4, 9, 1\)"):
+        ZonalSpectralGain(n_lat=N_LAT, n_lon=N_LON, channels=1, resolved=np.ones((4, 8, 1)))
+
+
+def test_resolved_wavenumbers_stop_at_the_first_one_under_the_floor():
+    k = np.arange(17, dtype=np.float64)
+    truncated = np.where(k <= 10, (1.0 + k) ** -2.0, 1e-9)  # 1/121 at k = 10, a cliff after it
+    truncated[14] = 0.5  # a spike above the cliff: not resolved, the band ended at 11
+    steep = 10.0 ** -k  # falls under 1e-3 of its peak at k = 4
+    empty = np.zeros_like(k)  # a circle without power (a pole)
+    power = np.stack([truncated, steep, empty])[:, :, None]  # (n_lat=3, K=17, C=1)
+    mask = resolved_wavenumbers(power, floor=1e-3)[:, :, 0]
+    np.testing.assert_array_equal(mask[0], (k <= 10).astype(np.float32))
+    np.testing.assert_array_equal(mask[1], (k <= 3).astype(np.float32))
+    np.testing.assert_array_equal(mask[2], (k == 0).astype(np.float32))
+    np.testing.assert_array_equal(resolved_wavenumbers(power, floor=1e-10)[0, :, 0], np.ones(17))
+    with pytest.raises(ValueError, match="floor must be in"):
+        resolved_wavenumbers(power, floor=0.0)
 
 
 def test_rejects_a_grid_of_another_size():
@@ -110,3 +152,30 @@ def test_forecaster_refuses_the_gain_on_unevenly_spaced_longitudes():
     params = ModelParams(hidden_dim=16, processor_layers=1, zonal_spectral_gain=True)
     with pytest.raises(ValueError, match="equally spaced longitudes"):
         Forecaster.build(params, graph, LAYOUT, [], [], STATISTICS)
+
+
+def _with_tendency_power(latitudes: np.ndarray, n_lon: int, cutoff: np.ndarray) -> xr.Dataset:
+    """STATISTICS plus a surface-pressure tendency spectrum resolved up to ``cutoff[i]`` on circle ``i``."""
+    k = np.arange(n_lon // 2 + 1)
+    power = np.where(k[None, :] <= cutoff[:, None], 1.0, 1e-8)  # (n_lat, K)
+    da = xr.DataArray(power, dims=("latitude", "zonal_wavenumber"), coords={"latitude": latitudes, "zonal_wavenumber": k})
+    return STATISTICS.assign({zonal_power_name("surface_pressure"): da})
+
+
+def test_forecaster_takes_the_resolved_band_of_each_circle_from_the_statistics(caplog):
+    lat = np.linspace(-78.75, 78.75, 8)
+    graph = build_graph(GraphParams(refinement=1), lat, np.arange(0.0, 360.0, 22.5))
+    cutoff = np.array([1, 3, 5, 8, 8, 5, 3, 1])
+    stats = _with_tendency_power(lat, 16, cutoff)
+    params = ModelParams(hidden_dim=16, processor_layers=1, zonal_spectral_gain=True)
+    mask = Forecaster.build(params, graph, LAYOUT, [], [], stats).zonal_gain.resolved[:, :, 0]  # (n_lat, K)
+    expected = (np.arange(9)[None, :] <= cutoff[:, None]).astype(np.float32)
+    np.testing.assert_array_equal(mask.numpy(), expected)
+    off = Forecaster.build(params.model_copy(update={"zonal_gain_floor": None}), graph, LAYOUT, [], [], stats)
+    assert bool((off.zonal_gain.resolved == 1).all())
+    with caplog.at_level("WARNING"):
+        old = Forecaster.build(params, graph, LAYOUT, [], [], STATISTICS)  # statistics of an older zonda
+    assert bool((old.zonal_gain.resolved == 1).all()) and "no tendency zonal power for surface_pressure" in caplog.text
+    other_grid = _with_tendency_power(np.linspace(-80.0, 80.0, 8), 16, cutoff)
+    with pytest.raises(ValueError, match="not the graph grid's"):
+        Forecaster.build(params, graph, LAYOUT, [], [], other_grid)

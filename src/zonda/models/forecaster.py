@@ -29,7 +29,7 @@ from torch_geometric.data import HeteroData
 from zonda.channels import ChannelLayout
 from zonda.models.encode_process_decode import build_network
 from zonda.models.normalisation import Normalisation
-from zonda.models.zonal_gain import ZonalSpectralGain
+from zonda.models.zonal_gain import ZonalSpectralGain, resolved_wavenumbers, tendency_zonal_power
 from zonda.params import ModelParams, Params
 
 
@@ -108,7 +108,12 @@ class Forecaster(nn.Module):
                     "model.zonal_spectral_gain needs equally spaced longitudes around the whole circle; "
                     f"this grid's {grid['n_lon']} longitudes are not"
                 )
-            zonal_gain = ZonalSpectralGain(n_lat=grid["n_lat"], n_lon=grid["n_lon"], channels=len(layout))
+            resolved = None
+            if model_params.zonal_gain_floor is not None:
+                power = tendency_zonal_power(statistics, layout, latitudes=grid["latitudes"], n_lon=grid["n_lon"])
+                if power is not None:
+                    resolved = resolved_wavenumbers(power, floor=model_params.zonal_gain_floor)
+            zonal_gain = ZonalSpectralGain(n_lat=grid["n_lat"], n_lon=grid["n_lon"], channels=len(layout), resolved=resolved)
         return cls(network, norm, steps, zonal_gain)
 
     @property

@@ -30,6 +30,14 @@ class ModelParams(Strict):
         description="Learn a gain per zonal wavenumber and channel on the predicted tendency "
         "(zonda.models.zonal_gain): damps the grid-scale power the data do not hold. Needs a regular lat-lon grid.",
     )
+    zonal_gain_floor: float | None = Field(
+        1e-3,
+        gt=0.0,
+        lt=1.0,
+        description="With zonal_spectral_gain: on each latitude circle, keep only the wavenumbers below the first whose "
+        "mean tendency power in the statistics is under this fraction of the circle's largest (the data's resolved "
+        "band); null keeps every wavenumber.",
+    )
     fused_kernels: FusedKernels = Field(
         "auto",
         description="Run the graph transformer's edge attention torch.compile-fused: 'auto' for edge sets large enough "
