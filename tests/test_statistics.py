@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zonda.grid import cell_area_weights
+from zonda.grid import cell_area_weights, is_full_circle
 from zonda.snapshot import build_snapshot, open_snapshot
 from zonda.statistics import (
     Moments,
@@ -88,6 +88,15 @@ def test_tendency_zonal_power_is_the_mean_dft_power_of_the_differences_per_circl
     assert sp.dims == ("latitude", "zonal_wavenumber") and sp.sizes["zonal_wavenumber"] == n_lon // 2 + 1
     for name in ("day_progress_cos", "geopotential_at_surface"):  # no latitude circles / no tendency
         assert zonal_power_name(name) not in stats.data_vars
+
+
+def test_only_longitudes_closing_the_circle_give_zonal_wavenumbers() -> None:
+    assert is_full_circle(np.arange(64) * 5.625)  # 0 .. 354.375
+    assert is_full_circle(-180.0 + np.arange(240) * 1.5)
+    assert not is_full_circle(np.arange(0.0, 91.0, 1.5))  # a regional grid
+    assert not is_full_circle(np.array([0.0, 90.0, 200.0, 270.0]))  # uneven
+    assert not is_full_circle(np.arange(64)[::-1] * 5.625)  # descending
+    assert not is_full_circle(np.array([0.0]))
 
 
 def test_area_weighting_changes_the_mean_of_a_latitude_gradient(snapshot_dir) -> None:

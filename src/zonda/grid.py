@@ -1,4 +1,4 @@
-"""Latitude/longitude grids: WeatherBench2 cell-area weights. The one place they are defined."""
+"""Latitude/longitude grids: WeatherBench2 cell-area weights and the full-circle test of zonal spectra. The one place they are defined."""
 
 from __future__ import annotations
 
@@ -39,3 +39,12 @@ def cell_area_weights(latitudes: np.ndarray) -> np.ndarray:
 def grid_area_weights(latitudes: np.ndarray, n_longitude: int) -> np.ndarray:
     """Cell-area weights per grid point in row-major (lat, lon) order, shape ``(n_lat * n_lon,)``, mean 1."""
     return np.repeat(cell_area_weights(latitudes), n_longitude)
+
+
+def is_full_circle(longitudes: np.ndarray) -> bool:
+    """Longitudes ascending, equally spaced and closing the circle: a DFT along them is a zonal wavenumber."""
+    lon = np.asarray(longitudes, dtype=np.float64)
+    if lon.size < 2:
+        return False
+    step = np.diff(lon)
+    return bool(step[0] > 0 and np.allclose(step, step[0], atol=1e-6) and abs(step[0] * lon.size - 360.0) < 1e-6)

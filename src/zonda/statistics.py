@@ -27,7 +27,8 @@ it (:mod:`zonda.models.zonal_gain`).
 
 Output directory::
 
-    <out>/statistics.nc        one data variable per name, dims (statistic[, level])
+    <out>/statistics.nc        one data variable per name, dims (statistic[, level]),
+                               and tendency_zonal_power__<name>, dims ([level], latitude, zonal_wavenumber)
     <out>/manifest.json        period, snapshot ID, statistics hash, sha256 and size of statistics.nc
     <out>/params.resolved.yaml
 
@@ -55,7 +56,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from zonda.data.reading import read_values
-from zonda.grid import cell_area_weights
+from zonda.grid import cell_area_weights, is_full_circle
 from zonda.integrity import IntegrityError, file_entry, verify_file
 from zonda.outputs import write_output
 from zonda.params import Params
@@ -75,15 +76,6 @@ _FFT_STEPS = 16  # time steps per FFT batch of ZonalPower.of
 def zonal_power_name(name: str) -> str:
     """``statistics.nc`` variable holding the tendency zonal power spectrum of ``name``."""
     return ZONAL_POWER_PREFIX + name
-
-
-def is_full_circle(longitudes: np.ndarray) -> bool:
-    """Longitudes ascending, equally spaced and closing the circle: a DFT along them is a zonal wavenumber."""
-    lon = np.asarray(longitudes, dtype=np.float64)
-    if lon.size < 2:
-        return False
-    step = np.diff(lon)
-    return bool(step[0] > 0 and np.allclose(step, step[0], atol=1e-6) and abs(step[0] * lon.size - 360.0) < 1e-6)
 
 
 @dataclass
