@@ -41,10 +41,25 @@ def grid_area_weights(latitudes: np.ndarray, n_longitude: int) -> np.ndarray:
     return np.repeat(cell_area_weights(latitudes), n_longitude)
 
 
-def is_full_circle(longitudes: np.ndarray) -> bool:
-    """Longitudes ascending, equally spaced and closing the circle: a DFT along them is a zonal wavenumber."""
+def check_full_circle(longitudes: np.ndarray, *, what: str) -> None:
+    """Raises ValueError starting with ``what`` unless a DFT along ``longitudes`` is a zonal wavenumber spectrum.
+
+    It is when the longitudes are ascending, uniformly spaced and close the circle (``n * step = 360``).
+    """
     lon = np.asarray(longitudes, dtype=np.float64)
     if lon.size < 2:
+        raise ValueError(f"{what}: need at least 2 longitudes, got {lon.size}")
+    step = np.diff(lon)  # (n_lon - 1,) degrees
+    if step[0] <= 0 or np.abs(step - step[0]).max() > 1e-6:
+        raise ValueError(f"{what}: longitudes must be ascending and uniformly spaced, got spacings {np.unique(step.round(6))}")
+    if abs(step[0] * lon.size - 360.0) > 1e-6:
+        raise ValueError(f"{what}: {lon.size} longitudes x {step[0]:g} deg do not cover the full circle (360 deg)")
+
+
+def is_full_circle(longitudes: np.ndarray) -> bool:
+    """Longitudes ascending, equally spaced and closing the circle (:func:`check_full_circle`)."""
+    try:
+        check_full_circle(longitudes, what="longitudes")
+    except ValueError:
         return False
-    step = np.diff(lon)
-    return bool(step[0] > 0 and np.allclose(step, step[0], atol=1e-6) and abs(step[0] * lon.size - 360.0) < 1e-6)
+    return True

@@ -38,6 +38,7 @@ from zonda.evaluation.headline import find_lead, headline_key, parse_headline
 from zonda.evaluation.metrics import latitude_weights
 from zonda.files import write_netcdf_atomic
 from zonda.graph.spherical import EARTH_RADIUS_KM
+from zonda.grid import check_full_circle
 
 WAVENUMBER = "zonal_wavenumber"
 MODEL_DIM = "model"
@@ -54,18 +55,6 @@ def spectrum_name(spec: str) -> str:
     """Data-variable name of a headline spec: ``geopotential/500`` -> ``geopotential_500``."""
     name, level = parse_headline(spec)
     return name if level is None else f"{name}_{level}"
-
-
-def _check_circle(longitude: np.ndarray, what: str) -> None:
-    """Uniform spacing that closes the circle (a DFT along it is then a zonal wavenumber)."""
-    lon = np.asarray(longitude, dtype=np.float64)
-    if lon.size < 2:
-        raise ValueError(f"{what}: need at least 2 longitudes, got {lon.size}")
-    step = np.diff(lon)
-    if np.abs(step - step[0]).max() > 1e-6 or step[0] <= 0:
-        raise ValueError(f"{what}: longitudes must be ascending and uniformly spaced, got spacings {np.unique(step.round(6))}")
-    if abs(step[0] * lon.size - 360.0) > 1e-6:
-        raise ValueError(f"{what}: {lon.size} longitudes x {step[0]:g} deg do not cover the full circle (360 deg)")
 
 
 def zonal_spectrum(da: xr.DataArray) -> xr.DataArray:
@@ -85,7 +74,7 @@ def zonal_spectrum(da: xr.DataArray) -> xr.DataArray:
         raise ValueError(f"{da.name!r} has no longitude dim (dims {da.dims})")
     if "latitude" not in da.coords:
         raise ValueError(f"{da.name!r} has no latitude coordinate (needed for the circumference)")
-    _check_circle(da["longitude"].values, f"zonal spectrum of {da.name!r}")
+    check_full_circle(da["longitude"].values, what=f"zonal spectrum of {da.name!r}")
     n_lon = da.sizes["longitude"]
     values = da.transpose(..., "longitude").values.astype(np.float64)  # (..., L)
     f_k = np.fft.rfft(values, axis=-1, norm="forward")  # (..., L//2 + 1)
@@ -171,7 +160,7 @@ def forecast_spectra(
     if not variables or not lead_days:
         raise ValueError("need at least one variable and one lead")
     names = list(forecasts)
-    _check_circle(truth["longitude"].values, "truth")
+    check_full_circle(truth["longitude"].values, what="truth")
     axes = {}
     for key, fc in forecasts.items():
         axes[key] = forecast_axes(fc)

@@ -20,13 +20,13 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Iterator, NamedTuple, Sequence
 
-import numpy as np
 import torch
 import xarray as xr
 from torch import nn
 from torch_geometric.data import HeteroData
 
 from zonda.channels import ChannelLayout
+from zonda.grid import check_full_circle
 from zonda.models.encode_process_decode import build_network
 from zonda.models.normalisation import Normalisation
 from zonda.models.zonal_gain import ZonalSpectralGain, resolved_wavenumbers, tendency_zonal_power
@@ -102,12 +102,9 @@ class Forecaster(nn.Module):
             grid = getattr(graph, "graph_meta", {}).get("grid")
             if grid is None:
                 raise ValueError("model.zonal_spectral_gain needs a graph built by zonda.graph.build_graph (its grid shape)")
-            spacing = np.diff(np.asarray(grid["longitudes"], dtype=np.float64)) % 360.0  # (n_lon - 1,) degrees
-            if not np.allclose(spacing, 360.0 / grid["n_lon"], atol=1e-6):
-                raise ValueError(
-                    "model.zonal_spectral_gain needs equally spaced longitudes around the whole circle; "
-                    f"this grid's {grid['n_lon']} longitudes are not"
-                )
+            check_full_circle(
+                grid["longitudes"], what="model.zonal_spectral_gain needs equally spaced longitudes around the whole circle"
+            )
             resolved = None
             if model_params.zonal_gain_floor is not None:
                 power = tendency_zonal_power(statistics, layout, latitudes=grid["latitudes"], n_lon=grid["n_lon"])
