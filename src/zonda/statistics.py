@@ -49,7 +49,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 import numpy as np
 import xarray as xr
@@ -167,8 +167,11 @@ class Moments:
         return np.sqrt(np.maximum(self.m2, 0.0) / self.weight)
 
 
-def _merge_all(parts: Iterable[Any]) -> Any:
-    acc = None
+_Mergeable = TypeVar("_Mergeable", Moments, ZonalPower)
+
+
+def _merge_all(parts: Iterable[_Mergeable | None]) -> _Mergeable | None:
+    acc: _Mergeable | None = None
     for part in parts:
         if part is None:
             continue

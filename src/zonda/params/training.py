@@ -35,8 +35,8 @@ class RolloutParams(Strict):
             bad = [steps for steps in self.schedule if steps < 1]
             if bad:
                 raise ValueError(f"schedule entries are rollout steps (>= 1), got {bad}")
-            growth = {"start": 1, "end": 1, "increase_every_epochs": 1, "hold_epochs": 0}
-            given = [name for name, default in growth.items() if getattr(self, name) != default]
+            growth = ("start", "end", "increase_every_epochs", "hold_epochs")
+            given = [name for name in growth if getattr(self, name) != type(self).model_fields[name].default]
             if given:
                 raise ValueError(f"give either schedule or {', '.join(given)}, not both")
         return self
